@@ -1,0 +1,1 @@
+# hal: placeholder fragment until the module lands (see its issue).

@@ -1,0 +1,1 @@
+# mqtt: placeholder fragment until the module lands (see its issue).

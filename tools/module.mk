@@ -1,0 +1,1 @@
+# tools: host programs (kvmesh-convert, kvmesh-eval, ...). Each has a directory here.

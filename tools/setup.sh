@@ -1,0 +1,42 @@
+#!/bin/sh
+# kvmesh set-up for a fresh Debian 12 (bookworm) machine.
+# Installs every package the build, the tests and the cross tests need, then builds.
+# Idempotent: safe to run again. Must run as root.
+set -eu
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup.sh: run as root (it installs Debian packages)" >&2
+    exit 1
+fi
+
+cd "$(dirname "$0")/.."
+
+export DEBIAN_FRONTEND=noninteractive
+
+# arm64 multiarch: the cross builds link against Debian's own arm64 -dev packages.
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    dpkg --add-architecture arm64
+    apt-get update
+fi
+# A fresh machine has empty package lists; refresh them once.
+if [ ! -e /var/lib/apt/lists/partial ] || [ -z "$(ls /var/lib/apt/lists 2>/dev/null | grep -v -e partial -e lock)" ] \
+   || ! apt-cache show libmosquitto-dev:arm64 >/dev/null 2>&1; then
+    apt-get update
+fi
+
+# Host build, tests and tools.
+HOST_PKGS="build-essential pkg-config make git ca-certificates openssl
+ libcmocka-dev libmosquitto-dev libmbedtls-dev libzstd-dev libgpiod-dev libinih-dev
+ mosquitto mosquitto-clients
+ clang-14 libclang-rt-14-dev
+ binutils iproute2 procps psmisc dpkg-dev systemd fakeroot"
+# Cross builds and the qemu cross suite.
+CROSS_PKGS="gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+ libcmocka-dev:arm64 libmosquitto-dev:arm64 libmbedtls-dev:arm64 libzstd-dev:arm64
+ libgpiod-dev:arm64 libinih-dev:arm64"
+
+# shellcheck disable=SC2086
+apt-get install -y --no-install-recommends $HOST_PKGS $CROSS_PKGS
+
+make -j"$(nproc)"
+echo "setup.sh: done. Run the tests with: make test"
