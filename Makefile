@@ -95,10 +95,14 @@ include tests/module.mk
 # $(1): path of a .c file  ->  its object in $(OBJDIR)
 obj_of = $(patsubst %.c,$(OBJDIR)/%.o,$(1))
 
-# Library: $(1)_SRCS, $(1)_CFLAGS  ->  $(LIBDIR)/lib$(1).a
+# A library's public headers: <module>/include, unless $(lib)_INC says otherwise.
+inc_of = -I$(or $($(1)_INC),$(1)/include)
+
+# Library: $(1)_SRCS, $(1)_CFLAGS, $(1)_DEPS (libraries whose headers it uses)
+#   ->  $(LIBDIR)/lib$(1).a
 define lib_template
 $(1)_OBJS := $$(call obj_of,$$($(1)_SRCS))
-$$($(1)_OBJS): EXTRA_OBJ_CFLAGS := -I$(1)/include $$($(1)_CFLAGS)
+$$($(1)_OBJS): EXTRA_OBJ_CFLAGS := $$(call inc_of,$(1)) $$(foreach d,$$($(1)_DEPS),$$(call inc_of,$$(d))) $$($(1)_CFLAGS)
 $(LIBDIR)/lib$(1).a: $$($(1)_OBJS)
 	@mkdir -p $$(@D)
 	@rm -f $$@
@@ -111,7 +115,7 @@ endef
 # $(1)_DIR (bin or tests)
 define prog_template
 $(1)_OBJS := $$(call obj_of,$$($(1)_SRCS))
-$$($(1)_OBJS): EXTRA_OBJ_CFLAGS := $$(foreach l,$$($(1)_LIBS),-I$$(l)/include) $$($(1)_CFLAGS)
+$$($(1)_OBJS): EXTRA_OBJ_CFLAGS := $$(foreach l,$$($(1)_LIBS),$$(call inc_of,$$(l))) $$($(1)_CFLAGS)
 $$($(1)_DIR)/$(1): $$($(1)_OBJS) $$(foreach l,$$($(1)_LIBS),$(LIBDIR)/lib$$(l).a)
 	@mkdir -p $$(@D)
 	$(Q)$(CC) $(LDFLAGS_ALL) $$($(1)_LDFLAGS) -o $$@ $$($(1)_OBJS) \

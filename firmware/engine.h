@@ -1,0 +1,45 @@
+/*
+ * The device program's engine: one model image, one session and one sampler, carved
+ * from the static arena whose size the board description sets.
+ */
+#ifndef FW_ENGINE_H
+#define FW_ENGINE_H
+
+#include <stddef.h>
+#include "nn.h"
+
+typedef struct fw_engine_opts {
+    const char *model;       /* image path */
+    uint32_t    ctx;         /* context length; 0: the model's */
+    uint32_t    batch;       /* prefill block; 0: 32 */
+    uint32_t    threads;     /* 0: 1 */
+    const char *kernels;     /* NULL: best */
+    int32_t     temp_q16;    /* 0: greedy */
+    int32_t     topp_q16;
+    uint64_t    seed;
+} fw_engine_opts;
+
+typedef struct fw_engine {
+    nn_image    img;
+    nn_model   *m;
+    nn_session  s;
+    nn_sampler  sp;
+    nn_arena    arena;
+    uint32_t   *ids;         /* [ctx + 3] prompt ids */
+    void       *tokscratch;
+    size_t      tokscratch_bytes;
+    size_t      arena_bytes; /* used by this engine */
+} fw_engine;
+
+/* Size of the static arena in this build. */
+size_t fw_arena_capacity(void);
+
+/* Loads the image and carves session, sampler and buffers. Returns 0, or -1 with a
+ * message in err (including how many bytes a model that does not fit needs). */
+int fw_engine_open(fw_engine *e, const fw_engine_opts *o, char *err, size_t errlen);
+void fw_engine_close(fw_engine *e);
+
+/* Monotonic time in nanoseconds. */
+uint64_t fw_now_ns(void);
+
+#endif

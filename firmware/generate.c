@@ -1,0 +1,161 @@
+/*
+ * kvmesh generate: one-shot generation. stdout carries the prompt and the continuation
+ * exactly as llama2.c's run.c prints them; statistics go to stderr.
+ */
+#include <ctype.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "engine.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: kvmesh generate -m IMAGE -p PROMPT [-n NEW_TOKENS] [options]\n"
+        "\n"
+        "  -m, --model IMAGE   kvmesh image (from kvmesh-convert)\n"
+        "  -p, --prompt TEXT   prompt (may be empty)\n"
+        "  -n, --new-tokens N  tokens to generate after the prompt (default 256); stops\n"
+        "                      early at BOS/EOS or when the context is full\n"
+        "      --temp T        sampling temperature, 0 = greedy (default 1.0)\n"
+        "      --top-p P       nucleus sampling mass (default 0.9; 0 or 1 disables)\n"
+        "      --seed S        random seed (default: time; printed on stderr)\n"
+        "      --ctx N         context length (default: the model's)\n"
+        "      --threads N     worker threads (default 1)\n"
+        "      --batch N       prompt tokens per prefill block (default 32)\n"
+        "      --kernels NAME  kernel path (default best: %s)\n"
+        "  -h, --help          this text\n",
+        nn_kernels_available());
+}
+
+/* As run.c's safe_printf: skip lone bytes that are neither printable nor space. */
+static void print_piece(nn_tok_piece p)
+{
+    if (!p.p || p.len == 0)
+        return;
+    if (p.len == 1 && !(isprint(p.p[0]) || isspace(p.p[0])))
+        return;
+    fwrite(p.p, 1, p.len, stdout);
+}
+
+int fw_cmd_generate(int argc, char **argv)
+{
+    const char *prog = "kvmesh generate";
+    fw_engine_opts o = { .temp_q16 = 65536, .topp_q16 = 58982 };
+    const char *prompt = NULL;
+    uint32_t n_new = 256;
+    int have_seed = 0;
+    static const struct option opts[] = {
+        { "model", required_argument, 0, 'm' }, { "prompt", required_argument, 0, 'p' },
+        { "new-tokens", required_argument, 0, 'n' }, { "temp", required_argument, 0, 't' },
+        { "top-p", required_argument, 0, 'P' }, { "seed", required_argument, 0, 's' },
+        { "ctx", required_argument, 0, 'c' }, { "threads", required_argument, 0, 'T' },
+        { "batch", required_argument, 0, 'B' }, { "kernels", required_argument, 0, 'K' },
+        { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+    };
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:p:n:h", opts, NULL)) != -1) {
+        uint32_t seed32;
+        switch (c) {
+        case 'm': o.model = optarg; break;
+        case 'p': prompt = optarg; break;
+        case 'n': if (fw_parse_u32(prog, "-n", optarg, 0, NN_MAX_SEQ, &n_new)) return 2; break;
+        case 't': if (fw_parse_q16(prog, "--temp", optarg, &o.temp_q16)) return 2; break;
+        case 'P': if (fw_parse_q16(prog, "--top-p", optarg, &o.topp_q16)) return 2; break;
+        case 's':
+            if (fw_parse_u32(prog, "--seed", optarg, 0, UINT32_MAX, &seed32))
+                return 2;
+            o.seed = seed32;
+            have_seed = 1;
+            break;
+        case 'c': if (fw_parse_u32(prog, "--ctx", optarg, 1, NN_MAX_SEQ, &o.ctx)) return 2; break;
+        case 'T': if (fw_parse_u32(prog, "--threads", optarg, 1, 64, &o.threads)) return 2; break;
+        case 'B': if (fw_parse_u32(prog, "--batch", optarg, 1, 4096, &o.batch)) return 2; break;
+        case 'K': o.kernels = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc || !o.model || !prompt) {
+        fprintf(stderr, "%s: -m IMAGE and -p PROMPT are required\n", prog);
+        usage(stderr);
+        return 2;
+    }
+    if (o.kernels && !nn_kernels_select(o.kernels)) {
+        fprintf(stderr, "%s: kernel path '%s' is not available here (available: %s)\n", prog, o.kernels,
+                nn_kernels_available());
+        return 2;
+    }
+    if (!have_seed)
+        o.seed = (uint64_t)time(NULL);
+
+    fw_engine e;
+    char err[256];
+    if (fw_engine_open(&e, &o, err, sizeof err)) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        return 1;
+    }
+    const nn_model *m = e.m;
+    uint32_t n_prompt;
+    nn_status st = nn_tok_encode(&m->tok, prompt, 1, 0, e.ids, e.s.max_seq, &n_prompt, e.tokscratch,
+                                 e.tokscratch_bytes);
+    if (st) {
+        fprintf(stderr, "%s: prompt does not fit the context of %u tokens (%s)\n", prog, e.s.max_seq,
+                nn_strerror(st));
+        fw_engine_close(&e);
+        return 1;
+    }
+    if (!have_seed && o.temp_q16)
+        fprintf(stderr, "seed: %llu\n", (unsigned long long)o.seed);
+
+    /* Prefill the whole prompt, printing its pieces as run.c does while it reads it. */
+    uint64_t t0 = fw_now_ns();
+    const int32_t *logits;
+    if ((st = nn_session_forward(&e.s, e.ids, n_prompt, &logits))) {
+        fprintf(stderr, "%s: %s\n", prog, nn_strerror(st));
+        fw_engine_close(&e);
+        return 1;
+    }
+    uint64_t t1 = fw_now_ns();
+    for (uint32_t i = 1; i < n_prompt; i++)
+        print_piece(nn_tok_decode(&m->tok, e.ids[i - 1], e.ids[i]));
+    fflush(stdout);
+
+    uint32_t prev = e.ids[n_prompt - 1], made = 0;
+    const char *stop = "token limit";
+    while (made < n_new) {
+        uint32_t next = nn_sampler_sample(&e.sp, logits);
+        if (next == m->tok.bos_id || next == m->tok.eos_id) {
+            stop = next == m->tok.bos_id ? "BOS" : "EOS";
+            break;
+        }
+        print_piece(nn_tok_decode(&m->tok, prev, next));
+        fflush(stdout);
+        made++;
+        prev = next;
+        if (made == n_new)
+            break;
+        if (e.s.n_pos >= e.s.max_seq) {
+            stop = "context full";
+            break;
+        }
+        if ((st = nn_session_forward(&e.s, &next, 1, &logits))) {
+            fprintf(stderr, "%s: %s\n", prog, nn_strerror(st));
+            fw_engine_close(&e);
+            return 1;
+        }
+    }
+    uint64_t t2 = fw_now_ns();
+    printf("\n");
+    fflush(stdout);
+    double pre_s = (double)(t1 - t0) / 1e9, dec_s = (double)(t2 - t1) / 1e9;
+    fprintf(stderr, "prompt tokens: %u, new tokens: %u (stopped: %s), prefill: %.1f tok/s, decode: %.1f tok/s, "
+            "arena: %zu bytes\n", n_prompt, made, stop, pre_s > 0 ? n_prompt / pre_s : 0.0,
+            dec_s > 0 && made > 1 ? (made - 1) / dec_s : 0.0, e.arena_bytes);
+    fw_engine_close(&e);
+    return 0;
+}

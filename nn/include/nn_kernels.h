@@ -1,0 +1,72 @@
+/*
+ * nn_kernels.h: the integer kernels under the forward pass, and the one place where a
+ * kernel path (portable reference or SIMD) is chosen.
+ *
+ * Every kernel computes an exactly specified integer function, so every path gives
+ * bit-identical results: group sums are exact int32, the sum over groups is exact
+ * int64, and the single rounding per output is nn_mulshift_sat32(). Summation order is
+ * free because integer addition is associative and nothing overflows (bounds below).
+ *
+ *     const nn_kernels *k = nn_kernels_select(NULL);         // best for this CPU
+ *     nn_mm_args mm = { .w = &wq, .a = act, .a_stride = dim, .as = scales,
+ *                       .n_tok = 1, .out = q, .out_stride = wq.rows };
+ *     k->matmul_q8_q16(&mm, 0, wq.rows);
+ */
+#ifndef NN_KERNELS_H
+#define NN_KERNELS_H
+
+#include <stdint.h>
+#include "nn_base.h"
+
+/*
+ * An int8 weight matrix with per-group scales (NN_DT_Q8G):
+ *   real w[r][i] = q[r][i] * m[r][i / group] * 2^-exp
+ * q in [-127, 127]; group in [1, 256]; the last group of a row may be short.
+ */
+typedef struct nn_q8_mat {
+    const int8_t   *q;       /* [rows][cols] */
+    const uint16_t *m;       /* [rows][ngroups] */
+    uint32_t rows, cols, group, ngroups;
+    int32_t  exp;
+} nn_q8_mat;
+
+/*
+ * One matrix times a block of int16 activation vectors:
+ *   acc[t][r] = sum over groups g of m[r][g] * (sum over i in g of q[r][i] * a[t][i])
+ *   out[t][r] = nn_mulshift_sat32(acc[t][r], as[t].m, as[t].e + w->exp - 16)   (Q16)
+ * a[t][i] in [-32767, 32767]. Bounds: a group sum is at most 256*127*32767 < 2^31 and
+ * acc at most cols * 2^38, so int32/int64 never overflow for cols < 2^24.
+ */
+typedef struct nn_mm_args {
+    const nn_q8_mat *w;
+    const int16_t   *a;          /* a[t * a_stride + i] */
+    uint32_t         a_stride;
+    const nn_scale  *as;         /* [n_tok] activation scales */
+    uint32_t         n_tok;
+    int32_t         *out;        /* out[t * out_stride + r], Q16 */
+    uint32_t         out_stride;
+} nn_mm_args;
+
+typedef struct nn_kernels {
+    const char *name;            /* "ref", "avx2", "neon", "dotprod", ... */
+    /* Rows [r0, r1) of every token in the block. */
+    void (*matmul_q8_q16)(const nn_mm_args *args, uint32_t r0, uint32_t r1);
+    /* sum a[i] * b[i], exact (n <= 2^16). */
+    int64_t (*dot_i16)(const int16_t *a, const int16_t *b, uint32_t n);
+} nn_kernels;
+
+/* The portable reference twins. */
+void    nn_matmul_q8_q16_ref(const nn_mm_args *args, uint32_t r0, uint32_t r1);
+int64_t nn_dot_i16_ref(const int16_t *a, const int16_t *b, uint32_t n);
+
+/*
+ * Returns the kernel path named name ("ref" always exists), or the best path this
+ * build and CPU support when name is NULL or "auto". Returns NULL for an unknown name
+ * or a path this CPU cannot run.
+ */
+const nn_kernels *nn_kernels_select(const char *name);
+
+/* Space-separated names of the paths this build and CPU can run, best last. */
+const char *nn_kernels_available(void);
+
+#endif

@@ -1,0 +1,148 @@
+/*
+ * nn_model.h: a llama-family transformer in integer arithmetic (numerics version 1).
+ *
+ * A model is a set of views into a mapped image. A session owns a context: the KV
+ * cache and the activation buffers, all carved from a caller's arena. Both structs are
+ * caller-owned and visible, but touched only through these functions.
+ *
+ *     static nn_model model;                       // large (per-layer views): not on the stack
+ *     nn_image img;  nn_image_open(&img, path);
+ *     nn_model_init(&model, &img);
+ *     nn_session_opts o = { .max_seq = 512, .max_batch = 32, .threads = 4 };
+ *     size_t need;   nn_session_arena_bytes(&model, &o, &need);
+ *     nn_arena a;    nn_arena_init(&a, storage, sizeof storage);
+ *     nn_session s;  nn_session_init(&s, &model, &o, &a);   // NN_E_NOMEM if it does not fit
+ *     const int32_t *logits;                                // Q16, [vocab]
+ *     nn_session_forward(&s, prompt, n_prompt, &logits);    // prefill in blocks
+ *     nn_session_forward(&s, &next, 1, &logits);            // one decode step
+ *     nn_session_deinit(&s);
+ *
+ * Numerics, per token (Qn = int / 2^n; see nn_fixed.h and nn_kernels.h):
+ *   residual x          int32 Q16 [dim]
+ *   norm output         int16 [dim] + one nn_scale; RMSNorm via exact sum of squares
+ *                       (128-bit) and an integer square root; 1/rms folds into the scale
+ *   q, k, v, o, h1, h3  int32 Q16 from nn_matmul_q8_q16 (one rounding each)
+ *   RoPE                interleaved pairs; phase = pos * freq (turns, wraps mod 2^64);
+ *                       sin/cos Q30
+ *   KV cache            int16 [layer][pos][kv_dim] with one power-of-two exponent per
+ *                       (layer, pos, kv head): real = v * 2^(t - 16)
+ *   scores              q (int16 per head) . k exact in int64, times 1/sqrt(head_dim)
+ *                       in Q24, to Q16
+ *   softmax             exp by exp2 polynomial (Q30), probabilities Q30 via one
+ *                       reciprocal per row
+ *   attention output    exact int64 sum of p * v (p aligned to the row's largest V
+ *                       exponent), to Q16
+ *   SwiGLU              silu(h1) Q16 (sigmoid Q30) times h3 Q16 -> int64 Q32, then
+ *                       quantised to int16 for the down projection
+ *   logits              int32 Q16 [vocab]
+ * Same image + same tokens = bit-identical logits, KV bytes and tokens on every
+ * platform, kernel path, thread count and batch size.
+ */
+#ifndef NN_MODEL_H
+#define NN_MODEL_H
+
+#include <stdint.h>
+#include "nn_base.h"
+#include "nn_image.h"
+#include "nn_kernels.h"
+#include "nn_tokenizer.h"
+
+/* A vector of fixed-point parameters: real = v[i] * 2^-exp. */
+typedef struct nn_vec_i32 {
+    const int32_t *v;
+    uint32_t n;
+    int32_t  exp;
+} nn_vec_i32;
+
+typedef struct nn_layer_w {
+    nn_q8_mat  wq, wk, wv, wo, w1, w2, w3;
+    nn_vec_i32 att_norm, ffn_norm;
+} nn_layer_w;
+
+typedef struct nn_model {
+    const nn_image *img;
+    nn_config   cfg;
+    uint32_t    q_dim;            /* n_heads * head_dim */
+    uint32_t    kv_dim;           /* n_kv_heads * head_dim */
+    nn_q8_mat   tok_emb;
+    nn_q8_mat   cls;              /* equals tok_emb when the classifier is tied */
+    nn_vec_i32  final_norm;
+    const uint64_t *rope_freq;    /* [head_dim / 2] turns per position */
+    int32_t     inv_sqrt_hd_q24;  /* 1 / sqrt(head_dim), Q24 */
+    nn_tokenizer tok;
+    nn_layer_w  layers[NN_MAX_LAYERS];
+} nn_model;
+
+/*
+ * Carves the views for every tensor and checks shapes, exponents and the tokenizer.
+ * img must stay open while the model is used.
+ * Returns NN_OK, NN_E_ARG, NN_E_SHAPE (missing tensor or wrong shape), NN_E_CORRUPT
+ * (exponent out of range) or NN_E_TOKENIZER.
+ */
+nn_status nn_model_init(nn_model *m, const nn_image *img);
+
+typedef struct nn_session_opts {
+    uint32_t    max_seq;    /* context length; 0: the model's max_seq. <= model max_seq */
+    uint32_t    max_batch;  /* tokens per block in a forward call; 0: 1 */
+    uint32_t    threads;    /* threads including the caller; 0: 1 */
+    const char *kernels;    /* kernel path name; NULL: best available */
+    int         all_logits; /* keep logits for every token of a block, not just the last */
+} nn_session_opts;
+
+struct nn_pool;
+
+typedef struct nn_session {
+    const nn_model   *m;
+    const nn_kernels *kern;
+    struct nn_pool   *pool;
+    uint32_t max_seq, max_batch, threads, all_logits;
+    uint32_t n_pos;                     /* positions held in the KV cache */
+    /* KV cache */
+    int16_t *kc, *vc;                   /* [n_layers][max_seq][kv_dim] */
+    int8_t  *kt, *vt;                   /* [n_layers][max_seq][n_kv_heads] exponents */
+    /* block activations, [max_batch][...] */
+    int32_t *x;                         /* [B][dim] residual, Q16 */
+    int16_t *xa;                        /* [B][max(dim, q_dim, hidden)] matmul input */
+    nn_scale *xs;                       /* [B] scales of xa */
+    int32_t *q, *k, *v;                 /* [B][q_dim], [B][kv_dim], [B][kv_dim] Q16 */
+    int32_t *att;                       /* [B][q_dim] Q16 */
+    int32_t *o;                         /* [B][dim] Q16 */
+    int32_t *h1, *h3;                   /* [B][hidden] Q16 */
+    int32_t *rope;                      /* [B][head_dim/2][2] sin, cos Q30 */
+    int32_t *logits;                    /* [B or 1][vocab] Q16 */
+    /* per-thread scratch for attention and SwiGLU */
+    uint8_t *scratch;
+    size_t   scratch_stride;
+} nn_session;
+
+/*
+ * Bytes of arena a session with these options needs for this model. Exactly what
+ * nn_session_init carves. Returns NN_OK or NN_E_ARG (options out of range).
+ */
+nn_status nn_session_arena_bytes(const nn_model *m, const nn_session_opts *o, size_t *bytes);
+
+/*
+ * Carves the session from a and starts its worker threads.
+ * Returns NN_OK, NN_E_ARG, NN_E_NOMEM (the arena is too small: nn_arena_needed(a)
+ * then says how much the whole session needs), NN_E_THREAD, or NN_E_ARG for an
+ * unknown or unsupported kernel path.
+ */
+nn_status nn_session_init(nn_session *s, const nn_model *m, const nn_session_opts *o, nn_arena *a);
+
+/* Stops the worker threads. The arena memory is the caller's. Accepts NULL. */
+void nn_session_deinit(nn_session *s);
+
+/*
+ * Appends n tokens at positions n_pos .. n_pos+n-1 (any n; blocks of max_batch are run
+ * internally) and sets *logits to Q16 logits valid until the next call on s: those of
+ * the last token, or with all_logits those of the last block, [block][vocab].
+ * logits may be NULL when they are not needed (prefix prefill).
+ * Returns NN_OK, NN_E_ARG, or NN_E_RANGE (token >= vocab, or the context would pass
+ * max_seq; nothing is appended then).
+ */
+nn_status nn_session_forward(nn_session *s, const uint32_t *tokens, uint32_t n, const int32_t **logits);
+
+/* Forgets positions >= n_pos (n_pos <= current): rollback or a fresh context (0). */
+nn_status nn_session_truncate(nn_session *s, uint32_t n_pos);
+
+#endif

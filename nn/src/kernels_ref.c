@@ -1,0 +1,33 @@
+/* Portable reference kernels: the specification every SIMD path must match bit for bit. */
+#include "nn_fixed.h"
+#include "nn_kernels.h"
+
+void nn_matmul_q8_q16_ref(const nn_mm_args *args, uint32_t r0, uint32_t r1)
+{
+    const nn_q8_mat *w = args->w;
+    for (uint32_t t = 0; t < args->n_tok; t++) {
+        const int16_t *a = args->a + (size_t)t * args->a_stride;
+        int shift = args->as[t].e + w->exp - 16;
+        for (uint32_t r = r0; r < r1; r++) {
+            const int8_t *q = w->q + (size_t)r * w->cols;
+            const uint16_t *m = w->m + (size_t)r * w->ngroups;
+            int64_t acc = 0;
+            for (uint32_t g = 0, i0 = 0; g < w->ngroups; g++, i0 += w->group) {
+                uint32_t i1 = i0 + w->group < w->cols ? i0 + w->group : w->cols;
+                int32_t s = 0;
+                for (uint32_t i = i0; i < i1; i++)
+                    s += q[i] * a[i];
+                acc += (int64_t)s * m[g];
+            }
+            args->out[(size_t)t * args->out_stride + r] = nn_mulshift_sat32(acc, args->as[t].m, shift);
+        }
+    }
+}
+
+int64_t nn_dot_i16_ref(const int16_t *a, const int16_t *b, uint32_t n)
+{
+    int64_t s = 0;
+    for (uint32_t i = 0; i < n; i++)
+        s += (int32_t)a[i] * b[i];
+    return s;
+}

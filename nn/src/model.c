@@ -1,0 +1,531 @@
+/*
+ * The transformer: model views over the image, session carving, and the forward pass.
+ * Sections follow the data: views -> session -> per-token ops -> attention -> block.
+ */
+#include <string.h>
+
+#include "nn_fixed.h"
+#include "nn_model.h"
+#include "pool.h"
+
+typedef __int128 i128;
+typedef unsigned __int128 u128;
+
+/* ---- model views -------------------------------------------------------------------- */
+
+/* Exponents stay in a range where every shift in the forward pass is well defined. */
+#define EXP_MIN (-32)
+#define EXP_MAX 96
+
+static nn_status view_q8(const nn_image *img, uint32_t kind, uint32_t layer,
+                         uint32_t rows, uint32_t cols, nn_q8_mat *out)
+{
+    nn_tensor t;
+    if (nn_image_tensor(img, kind, layer, &t) != NN_OK || t.dtype != NN_DT_Q8G ||
+        t.rows != rows || t.cols != cols)
+        return NN_E_SHAPE;
+    if (t.exp < EXP_MIN || t.exp > EXP_MAX)
+        return NN_E_CORRUPT;
+    out->q = t.data;
+    out->m = t.scales;
+    out->rows = rows;
+    out->cols = cols;
+    out->group = img->cfg.group_size;
+    out->ngroups = nn_groups(cols, out->group);
+    out->exp = t.exp;
+    return NN_OK;
+}
+
+static nn_status view_vec(const nn_image *img, uint32_t kind, uint32_t layer, uint32_t n,
+                          nn_vec_i32 *out)
+{
+    nn_tensor t;
+    if (nn_image_tensor(img, kind, layer, &t) != NN_OK || t.dtype != NN_DT_I32 ||
+        t.rows != 1 || t.cols != n)
+        return NN_E_SHAPE;
+    if (t.exp < EXP_MIN || t.exp > EXP_MAX)
+        return NN_E_CORRUPT;
+    out->v = t.data;
+    out->n = n;
+    out->exp = t.exp;
+    /* |g| < 2^30 keeps x * g (x int32) below 2^61 in RMSNorm. */
+    for (uint32_t i = 0; i < n; i++)
+        if (out->v[i] >= (1 << 30) || out->v[i] <= -(1 << 30))
+            return NN_E_CORRUPT;
+    return NN_OK;
+}
+
+nn_status nn_model_init(nn_model *m, const nn_image *img)
+{
+    if (!m || !img || !img->data)
+        return NN_E_ARG;
+    memset(m, 0, sizeof *m);
+    const nn_config *c = &img->cfg;
+    m->img = img;
+    m->cfg = *c;
+    m->q_dim = c->n_heads * c->head_dim;
+    m->kv_dim = c->n_kv_heads * c->head_dim;
+
+    nn_status st;
+    if ((st = view_q8(img, NN_T_TOK_EMB, NN_LAYER_NONE, c->vocab_size, c->dim, &m->tok_emb)))
+        return st;
+    if (c->flags & NN_IMG_FLAG_TIED_CLASSIFIER) {
+        nn_tensor t;
+        if (nn_image_tensor(img, NN_T_CLS, NN_LAYER_NONE, &t) == NN_OK)
+            return NN_E_SHAPE;            /* tied images carry no separate classifier */
+        m->cls = m->tok_emb;
+    } else if ((st = view_q8(img, NN_T_CLS, NN_LAYER_NONE, c->vocab_size, c->dim, &m->cls))) {
+        return st;
+    }
+    if ((st = view_vec(img, NN_T_FINAL_NORM, NN_LAYER_NONE, c->dim, &m->final_norm)))
+        return st;
+    for (uint32_t l = 0; l < c->n_layers; l++) {
+        nn_layer_w *L = &m->layers[l];
+        if ((st = view_vec(img, NN_T_ATT_NORM, l, c->dim, &L->att_norm)) ||
+            (st = view_vec(img, NN_T_FFN_NORM, l, c->dim, &L->ffn_norm)) ||
+            (st = view_q8(img, NN_T_WQ, l, m->q_dim, c->dim, &L->wq)) ||
+            (st = view_q8(img, NN_T_WK, l, m->kv_dim, c->dim, &L->wk)) ||
+            (st = view_q8(img, NN_T_WV, l, m->kv_dim, c->dim, &L->wv)) ||
+            (st = view_q8(img, NN_T_WO, l, c->dim, m->q_dim, &L->wo)) ||
+            (st = view_q8(img, NN_T_W1, l, c->hidden_dim, c->dim, &L->w1)) ||
+            (st = view_q8(img, NN_T_W2, l, c->dim, c->hidden_dim, &L->w2)) ||
+            (st = view_q8(img, NN_T_W3, l, c->hidden_dim, c->dim, &L->w3)))
+            return st;
+    }
+    nn_tensor t;
+    if (nn_image_tensor(img, NN_T_ROPE_FREQ, NN_LAYER_NONE, &t) != NN_OK || t.dtype != NN_DT_U64 ||
+        t.rows != 1 || t.cols != c->head_dim / 2)
+        return NN_E_SHAPE;
+    m->rope_freq = t.data;
+    /* 1/sqrt(head_dim) in Q24 = floor(sqrt(2^48 / head_dim)). */
+    m->inv_sqrt_hd_q24 = (int32_t)nn_isqrt_u64((1ull << 48) / c->head_dim);
+
+    if (nn_image_tensor(img, NN_T_TOKENIZER, NN_LAYER_NONE, &t) != NN_OK || t.dtype != NN_DT_BYTES)
+        return NN_E_TOKENIZER;
+    if ((st = nn_tok_init(&m->tok, t.data, t.data_bytes)))
+        return st;
+    if (m->tok.n_vocab != c->vocab_size || m->tok.kind != c->tokenizer_kind)
+        return NN_E_TOKENIZER;
+    return NN_OK;
+}
+
+/* ---- session ------------------------------------------------------------------------ */
+
+static uint32_t max3(uint32_t a, uint32_t b, uint32_t c)
+{
+    uint32_t m = a > b ? a : b;
+    return m > c ? m : c;
+}
+
+/*
+ * Per-thread scratch, one region per worker:
+ *   score int32[max_seq] | prob int32[max_seq] | acc int64[head_dim] | q16 int16[head_dim]
+ *   (padded to 8) | hh int64[hidden] (SwiGLU product; used by worker 0 only)
+ */
+typedef struct scratch_layout { size_t prob, acc, q16, hh, bytes; } scratch_layout;
+
+static scratch_layout scratch_of(const nn_model *m, uint32_t max_seq)
+{
+    scratch_layout l;
+    l.prob = (size_t)max_seq * 4;
+    l.acc = l.prob + (size_t)max_seq * 4;
+    l.q16 = l.acc + (size_t)m->cfg.head_dim * 8;
+    l.hh = l.q16 + (((size_t)m->cfg.head_dim * 2 + 7) & ~(size_t)7);
+    l.bytes = (l.hh + (size_t)m->cfg.hidden_dim * 8 + 63) & ~(size_t)63;
+    return l;
+}
+
+static nn_status check_opts(const nn_model *m, const nn_session_opts *o, uint32_t *seq,
+                            uint32_t *batch, uint32_t *threads)
+{
+    if (!m || !o || !m->img)
+        return NN_E_ARG;
+    *seq = o->max_seq ? o->max_seq : m->cfg.max_seq;
+    *batch = o->max_batch ? o->max_batch : 1;
+    *threads = o->threads ? o->threads : 1;
+    if (*seq > m->cfg.max_seq || *batch > 4096 || *threads > NN_MAX_THREADS)
+        return NN_E_ARG;
+    return NN_OK;
+}
+
+/* One carving routine for measuring and for real, so the two can never disagree. */
+static void carve(nn_session *s, const nn_model *m, uint32_t seq, uint32_t B, uint32_t T,
+                  int all_logits, nn_arena *a)
+{
+    const nn_config *c = &m->cfg;
+    size_t kv = (size_t)c->n_layers * seq;
+    s->kc = nn_arena_alloc(a, kv * m->kv_dim * 2, 64);
+    s->vc = nn_arena_alloc(a, kv * m->kv_dim * 2, 64);
+    s->kt = nn_arena_alloc(a, kv * c->n_kv_heads, 64);
+    s->vt = nn_arena_alloc(a, kv * c->n_kv_heads, 64);
+    uint32_t wide = max3(c->dim, m->q_dim, c->hidden_dim);
+    s->x = nn_arena_alloc(a, (size_t)B * c->dim * 4, 64);
+    s->xa = nn_arena_alloc(a, (size_t)B * wide * 2, 64);
+    s->xs = nn_arena_alloc(a, (size_t)B * sizeof(nn_scale), 64);
+    s->q = nn_arena_alloc(a, (size_t)B * m->q_dim * 4, 64);
+    s->k = nn_arena_alloc(a, (size_t)B * m->kv_dim * 4, 64);
+    s->v = nn_arena_alloc(a, (size_t)B * m->kv_dim * 4, 64);
+    s->att = nn_arena_alloc(a, (size_t)B * m->q_dim * 4, 64);
+    s->o = nn_arena_alloc(a, (size_t)B * c->dim * 4, 64);
+    s->h1 = nn_arena_alloc(a, (size_t)B * c->hidden_dim * 4, 64);
+    s->h3 = nn_arena_alloc(a, (size_t)B * c->hidden_dim * 4, 64);
+    s->rope = nn_arena_alloc(a, (size_t)B * c->head_dim * 4, 64);
+    s->logits = nn_arena_alloc(a, (size_t)(all_logits ? B : 1) * c->vocab_size * 4, 64);
+    s->scratch_stride = scratch_of(m, seq).bytes;
+    s->scratch = nn_arena_alloc(a, s->scratch_stride * T, 64);
+    s->pool = T > 1 ? nn_arena_alloc(a, sizeof(nn_pool), 64) : NULL;
+}
+
+nn_status nn_session_arena_bytes(const nn_model *m, const nn_session_opts *o, size_t *bytes)
+{
+    uint32_t seq, B, T;
+    nn_status st = check_opts(m, o, &seq, &B, &T);
+    if (st)
+        return st;
+    nn_arena a;
+    nn_session s;
+    nn_arena_init(&a, NULL, 0);
+    carve(&s, m, seq, B, T, o->all_logits, &a);
+    *bytes = nn_arena_needed(&a);
+    return NN_OK;
+}
+
+nn_status nn_session_init(nn_session *s, const nn_model *m, const nn_session_opts *o, nn_arena *a)
+{
+    if (!s || !a)
+        return NN_E_ARG;
+    memset(s, 0, sizeof *s);
+    uint32_t seq, B, T;
+    nn_status st = check_opts(m, o, &seq, &B, &T);
+    if (st)
+        return st;
+    const nn_kernels *k = nn_kernels_select(o->kernels);
+    if (!k)
+        return NN_E_ARG;
+    carve(s, m, seq, B, T, o->all_logits, a);
+    if (a->used > a->size) {           /* nn_arena_needed(a) now tells the caller how much */
+        memset(s, 0, sizeof *s);
+        return NN_E_NOMEM;
+    }
+    s->m = m;
+    s->kern = k;
+    s->max_seq = seq;
+    s->max_batch = B;
+    s->threads = T;
+    s->all_logits = o->all_logits ? 1 : 0;
+    if (s->pool && (st = nn_pool_start(s->pool, T))) {
+        s->pool = NULL;
+        return st;
+    }
+    return NN_OK;
+}
+
+void nn_session_deinit(nn_session *s)
+{
+    if (!s)
+        return;
+    if (s->pool)
+        nn_pool_stop(s->pool);
+    s->pool = NULL;
+}
+
+nn_status nn_session_truncate(nn_session *s, uint32_t n_pos)
+{
+    if (!s || !s->m || n_pos > s->n_pos)
+        return NN_E_ARG;
+    s->n_pos = n_pos;
+    return NN_OK;
+}
+
+/* ---- per-token operations ----------------------------------------------------------- */
+
+/* x[i] = token embedding row, dequantised to Q16. */
+static void embed(const nn_q8_mat *e, uint32_t token, int32_t *x)
+{
+    const int8_t *q = e->q + (size_t)token * e->cols;
+    const uint16_t *mg = e->m + (size_t)token * e->ngroups;
+    for (uint32_t i = 0; i < e->cols; i++)
+        x[i] = nn_sat32(nn_rshift_round_i64((int64_t)q[i] * mg[i / e->group], e->exp - 16));
+}
+
+/*
+ * RMSNorm of Q16 x with gains g into int16 out; returns out's scale.
+ *   rms^2 = sum(x^2)/n + eps, summed exactly in 128 bits, then normalised so that an
+ *   integer square root r has 31 bits. out = round(x * g / 2^t) with t chosen so that
+ *   |out| < 2^15; 1/rms goes into the scale's mantissa (2^62 / r).
+ */
+static nn_scale rmsnorm(const int32_t *x, const nn_vec_i32 *g, uint64_t eps_q32, int16_t *out)
+{
+    uint32_t n = g->n;
+    u128 ss = 0;
+    for (uint32_t i = 0; i < n; i++)
+        ss += (u128)((int64_t)x[i] * x[i]);
+    int k = 0;
+    while (ss >> 62) {
+        ss >>= 2;
+        k += 2;
+    }
+    uint64_t v = (uint64_t)ss / n + (k < 64 ? eps_q32 >> k : 0);
+    if (v == 0)
+        v = 1;
+    int j = 0;
+    while (v < (1ull << 60)) {
+        v <<= 2;
+        j++;
+    }
+    uint64_t r = nn_isqrt_u64(v);                      /* [2^30, 2^31] */
+    uint64_t amax = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        int64_t y = (int64_t)x[i] * g->v[i];
+        uint64_t ay = y < 0 ? (uint64_t)-y : (uint64_t)y;
+        if (ay > amax)
+            amax = ay;
+    }
+    int t = nn_bitlen_u64(amax) - 15;
+    if (t < 0)
+        t = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        int64_t y = nn_rshift_round_i64((int64_t)x[i] * g->v[i], t);
+        out[i] = (int16_t)(y > 32767 ? 32767 : y < -32767 ? -32767 : y);
+    }
+    uint64_t inv = (1ull << 62) / r;
+    nn_scale s = { inv > 0xffffffffull ? 0xffffffffu : (uint32_t)inv, 62 - t + g->exp + k / 2 - j };
+    return s;
+}
+
+/* Rotate interleaved pairs of a Q16 vector by per-pair (sin, cos) in Q30. */
+static void rope_apply(int32_t *v, uint32_t n, uint32_t head_dim, const int32_t *sc)
+{
+    for (uint32_t i = 0; i < n; i += 2) {
+        const int32_t *p = sc + (i % head_dim);        /* pair (i % hd)/2: [sin, cos] */
+        int64_t a = v[i], b = v[i + 1];
+        v[i] = nn_sat32((a * p[1] - b * p[0] + (1ll << 29)) >> 30);
+        v[i + 1] = nn_sat32((a * p[0] + b * p[1] + (1ll << 29)) >> 30);
+    }
+}
+
+/* Quantise each kv head of a Q16 row into the cache with its own exponent. */
+static void kv_store(const int32_t *src, uint32_t n_kv, uint32_t hd, int16_t *dst, int8_t *exps)
+{
+    for (uint32_t h = 0; h < n_kv; h++)
+        exps[h] = (int8_t)nn_quant_i32_i16(src + h * hd, hd, dst + h * hd);
+}
+
+/* ---- attention ---------------------------------------------------------------------- */
+
+typedef struct fwd_ctx {
+    nn_session *s;
+    uint32_t layer, pos0, n_tok;
+    const nn_mm_args *mm;
+    uint32_t n_mm;
+} fwd_ctx;
+
+/*
+ * One head of one token at position pos:
+ *   score_j = (q . k_j) * 2^(tq + tk_j - 32) / sqrt(hd), in Q16
+ *   p_j     = softmax(score) in Q30
+ *   out     = sum_j p_j * v_j, exact in int64 with p_j aligned to the largest V exponent
+ */
+static void attend_head(const nn_session *s, uint32_t layer, uint32_t pos, uint32_t h,
+                        const int32_t *q, int32_t *out, uint8_t *scratch)
+{
+    const nn_model *m = s->m;
+    uint32_t hd = m->cfg.head_dim, nkv = m->cfg.n_kv_heads;
+    uint32_t kvh = h / (m->cfg.n_heads / nkv);
+    scratch_layout sl = scratch_of(m, s->max_seq);
+    int32_t *score = (int32_t *)(void *)scratch;
+    int32_t *prob = (int32_t *)(void *)(scratch + sl.prob);
+    int64_t *acc = (int64_t *)(void *)(scratch + sl.acc);
+    int16_t *q16 = (int16_t *)(void *)(scratch + sl.q16);
+    int tq = nn_quant_i32_i16(q, hd, q16);
+
+    size_t base = (size_t)layer * s->max_seq;
+    const int16_t *kc = s->kc + base * m->kv_dim + (size_t)kvh * hd;
+    const int8_t *kt = s->kt + base * nkv + kvh;
+    int32_t smax = INT32_MIN;
+    for (uint32_t j = 0; j <= pos; j++) {
+        int64_t d = s->kern->dot_i16(q16, kc + (size_t)j * m->kv_dim, hd);
+        int32_t sc = nn_sat32(nn_rshift_round_i64(d * m->inv_sqrt_hd_q24, 40 - tq - kt[(size_t)j * nkv]));
+        score[j] = sc;
+        if (sc > smax)
+            smax = sc;
+    }
+    int64_t sum = 0;
+    for (uint32_t j = 0; j <= pos; j++) {
+        prob[j] = nn_exp_q16_q30((int64_t)score[j] - smax);
+        sum += prob[j];
+    }
+    uint64_t inv = (1ull << 62) / (uint64_t)sum;      /* sum >= 2^30: the max term is 1.0 */
+    const int8_t *vt = s->vt + base * nkv + kvh;
+    int tmax = 0;
+    for (uint32_t j = 0; j <= pos; j++) {
+        prob[j] = (int32_t)(((uint64_t)prob[j] * inv + (1ull << 31)) >> 32);
+        if (vt[(size_t)j * nkv] > tmax)
+            tmax = vt[(size_t)j * nkv];
+    }
+    memset(acc, 0, hd * sizeof *acc);
+    const int16_t *vc = s->vc + base * m->kv_dim + (size_t)kvh * hd;
+    for (uint32_t j = 0; j <= pos; j++) {
+        int64_t p = nn_rshift_round_i64(prob[j], tmax - vt[(size_t)j * nkv]);
+        if (p == 0)
+            continue;
+        const int16_t *vj = vc + (size_t)j * m->kv_dim;
+        for (uint32_t d = 0; d < hd; d++)
+            acc[d] += p * vj[d];
+    }
+    for (uint32_t d = 0; d < hd; d++)
+        out[d] = nn_sat32(nn_rshift_round_i64(acc[d], 30 - tmax));
+}
+
+static void attention_job(void *arg, uint32_t w, uint32_t nw)
+{
+    fwd_ctx *c = arg;
+    nn_session *s = c->s;
+    uint32_t H = s->m->cfg.n_heads, hd = s->m->cfg.head_dim;
+    uint32_t lo, hi;
+    nn_split(c->n_tok * H, w, nw, &lo, &hi);
+    for (uint32_t i = lo; i < hi; i++) {
+        uint32_t b = i / H, h = i % H;
+        attend_head(s, c->layer, c->pos0 + b, h, s->q + (size_t)b * s->m->q_dim + h * hd,
+                    s->att + (size_t)b * s->m->q_dim + h * hd, s->scratch + w * s->scratch_stride);
+    }
+}
+
+/* Runs up to three matmuls over the same activations, rows split across workers. */
+static void matmul_job(void *arg, uint32_t w, uint32_t nw)
+{
+    fwd_ctx *c = arg;
+    for (uint32_t i = 0; i < c->n_mm; i++) {
+        uint32_t lo, hi;
+        nn_split(c->mm[i].w->rows, w, nw, &lo, &hi);
+        if (lo < hi)
+            c->s->kern->matmul_q8_q16(&c->mm[i], lo, hi);
+    }
+}
+
+static void run(nn_session *s, nn_pool_fn fn, fwd_ctx *c)
+{
+    if (s->pool)
+        nn_pool_run(s->pool, fn, c);
+    else
+        fn(c, 0, 1);
+}
+
+static void matmuls(nn_session *s, fwd_ctx *c, const nn_mm_args *mm, uint32_t n)
+{
+    c->mm = mm;
+    c->n_mm = n;
+    run(s, matmul_job, c);
+}
+
+static nn_mm_args mm_args(const nn_session *s, const nn_q8_mat *w, uint32_t n_tok, int32_t *out,
+                          uint32_t out_stride)
+{
+    const nn_model *m = s->m;
+    nn_mm_args a = {
+        .w = w, .a = s->xa, .a_stride = max3(m->cfg.dim, m->q_dim, m->cfg.hidden_dim),
+        .as = s->xs, .n_tok = n_tok, .out = out, .out_stride = out_stride,
+    };
+    return a;
+}
+
+/* ---- the block forward pass ---------------------------------------------------------- */
+
+static void forward_block(nn_session *s, const uint32_t *tokens, uint32_t B)
+{
+    const nn_model *m = s->m;
+    const nn_config *c = &m->cfg;
+    uint32_t dim = c->dim, hd = c->head_dim, qd = m->q_dim, kvd = m->kv_dim, hid = c->hidden_dim;
+    uint32_t stride = max3(dim, qd, hid);
+    uint32_t pos0 = s->n_pos;
+    fwd_ctx fc = { .s = s, .pos0 = pos0, .n_tok = B };
+
+    for (uint32_t b = 0; b < B; b++) {
+        embed(&m->tok_emb, tokens[b], s->x + (size_t)b * dim);
+        int32_t *sc = s->rope + (size_t)b * hd;
+        for (uint32_t i = 0; i < hd / 2; i++)
+            nn_sincos_q30((uint64_t)(pos0 + b) * m->rope_freq[i], &sc[2 * i], &sc[2 * i + 1]);
+    }
+
+    for (uint32_t l = 0; l < c->n_layers; l++) {
+        const nn_layer_w *L = &m->layers[l];
+        fc.layer = l;
+        size_t kvrow = (size_t)l * s->max_seq + pos0;
+
+        for (uint32_t b = 0; b < B; b++)
+            s->xs[b] = rmsnorm(s->x + (size_t)b * dim, &L->att_norm, c->norm_eps_q32, s->xa + (size_t)b * stride);
+        nn_mm_args qkv[3] = {
+            mm_args(s, &L->wq, B, s->q, qd), mm_args(s, &L->wk, B, s->k, kvd), mm_args(s, &L->wv, B, s->v, kvd),
+        };
+        matmuls(s, &fc, qkv, 3);
+        for (uint32_t b = 0; b < B; b++) {
+            const int32_t *sc = s->rope + (size_t)b * hd;
+            rope_apply(s->q + (size_t)b * qd, qd, hd, sc);
+            rope_apply(s->k + (size_t)b * kvd, kvd, hd, sc);
+            kv_store(s->k + (size_t)b * kvd, c->n_kv_heads, hd, s->kc + (kvrow + b) * kvd,
+                     s->kt + (kvrow + b) * c->n_kv_heads);
+            kv_store(s->v + (size_t)b * kvd, c->n_kv_heads, hd, s->vc + (kvrow + b) * kvd,
+                     s->vt + (kvrow + b) * c->n_kv_heads);
+        }
+        run(s, attention_job, &fc);
+
+        for (uint32_t b = 0; b < B; b++)
+            s->xs[b] = nn_scale_pow2(nn_quant_i32_i16(s->att + (size_t)b * qd, qd, s->xa + (size_t)b * stride) - 16);
+        nn_mm_args wo = mm_args(s, &L->wo, B, s->o, dim);
+        matmuls(s, &fc, &wo, 1);
+        for (uint32_t i = 0; i < B * dim; i++)
+            s->x[i] = nn_sat32((int64_t)s->x[i] + s->o[i]);
+
+        for (uint32_t b = 0; b < B; b++)
+            s->xs[b] = rmsnorm(s->x + (size_t)b * dim, &L->ffn_norm, c->norm_eps_q32, s->xa + (size_t)b * stride);
+        nn_mm_args up[2] = { mm_args(s, &L->w1, B, s->h1, hid), mm_args(s, &L->w3, B, s->h3, hid) };
+        matmuls(s, &fc, up, 2);
+        int64_t *hh = (int64_t *)(void *)(s->scratch + scratch_of(m, s->max_seq).hh);
+        for (uint32_t b = 0; b < B; b++) {
+            const int32_t *h1 = s->h1 + (size_t)b * hid, *h3 = s->h3 + (size_t)b * hid;
+            for (uint32_t i = 0; i < hid; i++)
+                hh[i] = (int64_t)nn_silu_q16(h1[i]) * h3[i];          /* Q32 */
+            s->xs[b] = nn_scale_pow2(nn_quant_i64_i16(hh, hid, s->xa + (size_t)b * stride) - 32);
+        }
+        nn_mm_args down = mm_args(s, &L->w2, B, s->o, dim);
+        matmuls(s, &fc, &down, 1);
+        for (uint32_t i = 0; i < B * dim; i++)
+            s->x[i] = nn_sat32((int64_t)s->x[i] + s->o[i]);
+    }
+}
+
+/* Final norm and classifier for tokens [b0, B) of the block. */
+static void logits_block(nn_session *s, uint32_t b0, uint32_t B)
+{
+    const nn_model *m = s->m;
+    uint32_t dim = m->cfg.dim, stride = max3(dim, m->q_dim, m->cfg.hidden_dim);
+    uint32_t n = B - b0;
+    for (uint32_t b = 0; b < n; b++)
+        s->xs[b] = rmsnorm(s->x + (size_t)(b0 + b) * dim, &m->final_norm, m->cfg.norm_eps_q32,
+                           s->xa + (size_t)b * stride);
+    fwd_ctx fc = { .s = s };
+    nn_mm_args cls = mm_args(s, &m->cls, n, s->logits, m->cfg.vocab_size);
+    matmuls(s, &fc, &cls, 1);
+}
+
+nn_status nn_session_forward(nn_session *s, const uint32_t *tokens, uint32_t n, const int32_t **logits)
+{
+    if (!s || !s->m || (!tokens && n))
+        return NN_E_ARG;
+    if (n > s->max_seq - s->n_pos)
+        return NN_E_RANGE;
+    for (uint32_t i = 0; i < n; i++)
+        if (tokens[i] >= s->m->cfg.vocab_size)
+            return NN_E_RANGE;
+    for (uint32_t done = 0; done < n;) {
+        uint32_t B = n - done < s->max_batch ? n - done : s->max_batch;
+        forward_block(s, tokens + done, B);
+        s->n_pos += B;
+        done += B;
+        if (done == n && logits)
+            logits_block(s, s->all_logits ? 0 : B - 1, B);
+    }
+    if (logits)
+        *logits = s->logits;
+    return NN_OK;
+}

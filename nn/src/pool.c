@@ -1,0 +1,97 @@
+#include "pool.h"
+
+/* About 50-100 us of spinning before a worker sleeps on the condition variable. */
+#define SPIN_ROUNDS 100000
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static void *worker_main(void *arg)
+{
+    nn_pool *p = ((nn_pool_worker *)arg)->p;
+    uint32_t id = ((nn_pool_worker *)arg)->id;
+    unsigned seen = 0;
+    for (;;) {
+        unsigned g;
+        int spins = 0;
+        while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen) {
+            if (atomic_load(&p->stop))
+                return NULL;
+            if (++spins < SPIN_ROUNDS) {
+                cpu_relax();
+                continue;
+            }
+            pthread_mutex_lock(&p->mu);
+            while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop))
+                pthread_cond_wait(&p->wake, &p->mu);
+            pthread_mutex_unlock(&p->mu);
+            spins = 0;
+        }
+        seen = g;
+        p->fn(p->ctx, id, p->n);
+        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel);
+    }
+}
+
+nn_status nn_pool_start(nn_pool *p, uint32_t n)
+{
+    if (n == 0 || n > NN_MAX_THREADS)
+        return NN_E_ARG;
+    p->n = n;
+    p->started = 0;
+    atomic_init(&p->gen, 0);
+    atomic_init(&p->pending, 0);
+    atomic_init(&p->stop, 0);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    for (uint32_t i = 1; i < n; i++) {
+        p->arg[i].p = p;
+        p->arg[i].id = i;
+        if (pthread_create(&p->th[i], NULL, worker_main, &p->arg[i]) != 0) {
+            nn_pool_stop(p);
+            return NN_E_THREAD;
+        }
+        p->started = i;
+    }
+    return NN_OK;
+}
+
+void nn_pool_stop(nn_pool *p)
+{
+    if (!p || p->n == 0)
+        return;
+    pthread_mutex_lock(&p->mu);
+    atomic_store(&p->stop, 1);
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    for (uint32_t i = 1; i <= p->started; i++)
+        pthread_join(p->th[i], NULL);
+    pthread_cond_destroy(&p->wake);
+    pthread_mutex_destroy(&p->mu);
+    p->n = 0;
+    p->started = 0;
+}
+
+void nn_pool_run(nn_pool *p, nn_pool_fn fn, void *ctx)
+{
+    if (p->n <= 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    p->fn = fn;
+    p->ctx = ctx;
+    atomic_store(&p->pending, p->n - 1);
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    fn(ctx, 0, p->n);
+    while (atomic_load_explicit(&p->pending, memory_order_acquire) != 0)
+        cpu_relax();
+}

@@ -1,0 +1,319 @@
+/*
+ * Image writer and weight quantiser (host side; floating point allowed).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kvtools.h"
+
+/* Keep in step with nn/src/model.c: exponents the engine accepts. */
+#define EXP_MIN (-32)
+#define EXP_MAX 96
+
+static int grow(kt_img *w, size_t need)
+{
+    if (w->oom)
+        return -1;
+    if (need <= w->cap)
+        return 0;
+    size_t cap = w->cap ? w->cap : 1 << 20;
+    while (cap < need)
+        cap *= 2;
+    uint8_t *p = realloc(w->buf, cap);
+    if (!p) {
+        w->oom = 1;
+        return -1;
+    }
+    memset(p + w->cap, 0, cap - w->cap);
+    w->buf = p;
+    w->cap = cap;
+    return 0;
+}
+
+/* Reserves bytes at the next 64-byte boundary; returns the offset or SIZE_MAX. */
+static size_t reserve(kt_img *w, size_t bytes)
+{
+    size_t off = (w->len + NN_IMAGE_ALIGN - 1) & ~(size_t)(NN_IMAGE_ALIGN - 1);
+    if (grow(w, off + bytes))
+        return SIZE_MAX;
+    w->len = off + bytes;
+    return off;
+}
+
+static int add_entry(kt_img *w, uint32_t kind, uint32_t layer, uint32_t dtype, uint32_t rows,
+                     uint32_t cols, int32_t exp, size_t off, size_t bytes, size_t soff)
+{
+    if (w->n == w->dir_cap) {
+        uint32_t cap = w->dir_cap ? w->dir_cap * 2 : 64;
+        uint8_t *d = realloc(w->dir, (size_t)cap * NN_IMAGE_DIR_ENTRY_BYTES);
+        if (!d) {
+            w->oom = 1;
+            return -1;
+        }
+        w->dir = d;
+        w->dir_cap = cap;
+    }
+    uint8_t *e = w->dir + (size_t)w->n++ * NN_IMAGE_DIR_ENTRY_BYTES;
+    memset(e, 0, NN_IMAGE_DIR_ENTRY_BYTES);
+    nn_wr32(e, kind);
+    nn_wr32(e + 4, layer);
+    nn_wr32(e + 8, dtype);
+    nn_wr32(e + 12, rows);
+    nn_wr32(e + 16, cols);
+    nn_wr32(e + 20, (uint32_t)exp);
+    nn_wr64(e + 24, off);
+    nn_wr64(e + 32, bytes);
+    nn_wr64(e + 40, soff);
+    return 0;
+}
+
+void kt_img_init(kt_img *w, const nn_config *cfg)
+{
+    memset(w, 0, sizeof *w);
+    w->cfg = *cfg;
+    reserve(w, NN_IMAGE_HEADER_BYTES);
+}
+
+void kt_img_free(kt_img *w)
+{
+    free(w->buf);
+    free(w->dir);
+    memset(w, 0, sizeof *w);
+}
+
+int kt_img_add_q8_raw(kt_img *w, uint32_t kind, uint32_t layer, const int8_t *q, const uint16_t *m,
+                      int32_t exp, uint32_t rows, uint32_t cols)
+{
+    size_t n = (size_t)rows * cols, ns = (size_t)rows * nn_groups(cols, w->cfg.group_size);
+    size_t off = reserve(w, n);
+    if (off == SIZE_MAX)
+        return -1;
+    memcpy(w->buf + off, q, n);
+    size_t soff = reserve(w, ns * 2);
+    if (soff == SIZE_MAX)
+        return -1;
+    for (size_t i = 0; i < ns; i++) {
+        w->buf[soff + 2 * i] = (uint8_t)m[i];
+        w->buf[soff + 2 * i + 1] = (uint8_t)(m[i] >> 8);
+    }
+    return add_entry(w, kind, layer, NN_DT_Q8G, rows, cols, exp, off, n, soff);
+}
+
+/* Squared error of quantising x[0..n) with scale s (values clamped to +-127). */
+static double group_error(const float *x, uint32_t n, double s)
+{
+    double e = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        double q = nearbyint(x[i] / s);
+        q = q > 127 ? 127 : q < -127 ? -127 : q;
+        double d = x[i] - q * s;
+        e += d * d;
+    }
+    return e;
+}
+
+int kt_img_add_q8(kt_img *w, uint32_t kind, uint32_t layer, const float *v, uint32_t rows, uint32_t cols)
+{
+    uint32_t G = w->cfg.group_size, ng = nn_groups(cols, G);
+    double smax = 0;
+    for (size_t i = 0; i < (size_t)rows * cols; i++) {
+        if (!isfinite(v[i]))
+            return -1;
+        double a = fabs(v[i]) / 127.0;
+        if (a > smax)
+            smax = a;
+    }
+    /* One exponent per tensor: the largest group scale gets a 16-bit mantissa. */
+    int e = smax > 0 ? (int)floor(log2(65535.0 / smax)) : 0;
+    while (smax > 0 && ldexp(smax, e) > 65535.0)
+        e--;
+    if (e > EXP_MAX)
+        e = EXP_MAX;
+    if (e < EXP_MIN)
+        return -1;
+    int8_t *q = malloc((size_t)rows * cols);
+    uint16_t *m = malloc((size_t)rows * ng * sizeof *m);
+    if (!q || !m) {
+        free(q);
+        free(m);
+        w->oom = 1;
+        return -1;
+    }
+    for (uint32_t r = 0; r < rows; r++) {
+        for (uint32_t g = 0; g < ng; g++) {
+            uint32_t i0 = g * G, n = cols - i0 < G ? cols - i0 : G;
+            const float *x = v + (size_t)r * cols + i0;
+            double a = 0;
+            for (uint32_t i = 0; i < n; i++)
+                a = fmax(a, fabs(x[i]));
+            double ideal = ldexp(a / 127.0, e);           /* mantissa of the absmax scale */
+            long best_m = 1;
+            if (a > 0) {
+                /* Try the absmax scale (rounded up, so nothing clamps) and slightly
+                 * smaller ones, which trade a clipped maximum for finer steps. */
+                double best_err = INFINITY;
+                for (int k = -1; k <= 20; k++) {
+                    long mc = k < 0 ? (long)ceil(ideal) : lround(ideal * (1.0 - 0.01 * k));
+                    mc = mc < 1 ? 1 : mc > 65535 ? 65535 : mc;
+                    double err = group_error(x, n, ldexp((double)mc, -e));
+                    if (err < best_err) {
+                        best_err = err;
+                        best_m = mc;
+                    }
+                }
+            }
+            double s = ldexp((double)best_m, -e);
+            m[(size_t)r * ng + g] = (uint16_t)best_m;
+            for (uint32_t i = 0; i < n; i++) {
+                double qq = a > 0 ? nearbyint(x[i] / s) : 0;
+                q[(size_t)r * cols + i0 + i] = (int8_t)(qq > 127 ? 127 : qq < -127 ? -127 : qq);
+            }
+        }
+    }
+    int rc = kt_img_add_q8_raw(w, kind, layer, q, m, e, rows, cols);
+    free(q);
+    free(m);
+    return rc;
+}
+
+int kt_img_add_norm(kt_img *w, uint32_t kind, uint32_t layer, const float *v, uint32_t n)
+{
+    double amax = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!isfinite(v[i]))
+            return -1;
+        amax = fmax(amax, fabs(v[i]));
+    }
+    int e = amax > 0 ? (int)floor(log2(((double)(1 << 30) - 1) / amax)) : 0;
+    while (amax > 0 && nearbyint(ldexp(amax, e)) >= (double)(1 << 30))
+        e--;
+    if (e > EXP_MAX)
+        e = EXP_MAX;
+    if (e < EXP_MIN)
+        return -1;
+    size_t off = reserve(w, (size_t)n * 4);
+    if (off == SIZE_MAX)
+        return -1;
+    for (uint32_t i = 0; i < n; i++)
+        nn_wr32(w->buf + off + 4 * i, (uint32_t)(int32_t)nearbyint(ldexp(v[i], e)));
+    return add_entry(w, kind, layer, NN_DT_I32, 1, n, e, off, (size_t)n * 4, 0);
+}
+
+int kt_img_add_u64(kt_img *w, uint32_t kind, uint32_t layer, const uint64_t *v, uint32_t n)
+{
+    size_t off = reserve(w, (size_t)n * 8);
+    if (off == SIZE_MAX)
+        return -1;
+    for (uint32_t i = 0; i < n; i++)
+        nn_wr64(w->buf + off + 8 * i, v[i]);
+    return add_entry(w, kind, layer, NN_DT_U64, 1, n, 0, off, (size_t)n * 8, 0);
+}
+
+int kt_img_add_bytes(kt_img *w, uint32_t kind, uint32_t layer, const void *p, uint32_t n)
+{
+    size_t off = reserve(w, n);
+    if (off == SIZE_MAX)
+        return -1;
+    memcpy(w->buf + off, p, n);
+    return add_entry(w, kind, layer, NN_DT_BYTES, 1, n, 0, off, n, 0);
+}
+
+int kt_img_add_rope(kt_img *w, double theta, uint32_t head_dim)
+{
+    uint64_t f[NN_MAX_HEAD_DIM / 2];
+    if (head_dim == 0 || head_dim > NN_MAX_HEAD_DIM || !(theta > 1))
+        return -1;
+    for (uint32_t i = 0; i < head_dim / 2; i++) {
+        /* long double keeps the phase exact to ~2^-64 turns per position on x86. */
+        long double turns = powl((long double)theta, -2.0L * i / head_dim) /
+                            (2.0L * 3.14159265358979323846264338327950288L);
+        f[i] = (uint64_t)(ldexpl(turns, 64) + 0.5L);
+    }
+    return kt_img_add_u64(w, NN_T_ROPE_FREQ, NN_LAYER_NONE, f, head_dim / 2);
+}
+
+int kt_img_write(kt_img *w, const char *path, char *err, size_t errlen)
+{
+    if (w->oom) {
+        snprintf(err, errlen, "out of memory while building the image");
+        return -1;
+    }
+    size_t dir = (w->len + 7) & ~(size_t)7;
+    size_t total = dir + (size_t)w->n * NN_IMAGE_DIR_ENTRY_BYTES;
+    if (grow(w, total)) {
+        snprintf(err, errlen, "out of memory while building the image");
+        return -1;
+    }
+    memcpy(w->buf + dir, w->dir, (size_t)w->n * NN_IMAGE_DIR_ENTRY_BYTES);
+    w->len = total;
+
+    uint8_t *h = w->buf;
+    const nn_config *c = &w->cfg;
+    memset(h, 0, NN_IMAGE_HEADER_BYTES);
+    memcpy(h + NN_IMG_OFF_MAGIC, NN_IMAGE_MAGIC, 8);
+    nn_wr32(h + NN_IMG_OFF_FORMAT, NN_IMAGE_FORMAT_VERSION);
+    nn_wr32(h + NN_IMG_OFF_NUMERICS, NN_NUMERICS_VERSION);
+    nn_wr32(h + NN_IMG_OFF_HEADER_BYTES, NN_IMAGE_HEADER_BYTES);
+    nn_wr32(h + NN_IMG_OFF_FLAGS, c->flags);
+    nn_wr32(h + NN_IMG_OFF_DIM, c->dim);
+    nn_wr32(h + NN_IMG_OFF_HIDDEN, c->hidden_dim);
+    nn_wr32(h + NN_IMG_OFF_LAYERS, c->n_layers);
+    nn_wr32(h + NN_IMG_OFF_HEADS, c->n_heads);
+    nn_wr32(h + NN_IMG_OFF_KV_HEADS, c->n_kv_heads);
+    nn_wr32(h + NN_IMG_OFF_HEAD_DIM, c->head_dim);
+    nn_wr32(h + NN_IMG_OFF_VOCAB, c->vocab_size);
+    nn_wr32(h + NN_IMG_OFF_MAX_SEQ, c->max_seq);
+    nn_wr32(h + NN_IMG_OFF_GROUP, c->group_size);
+    nn_wr32(h + NN_IMG_OFF_TOKENIZER, c->tokenizer_kind);
+    nn_wr64(h + NN_IMG_OFF_ROPE_THETA, c->rope_theta_q16);
+    nn_wr64(h + NN_IMG_OFF_NORM_EPS, c->norm_eps_q32);
+    nn_wr32(h + NN_IMG_OFF_N_TENSORS, w->n);
+    nn_wr64(h + NN_IMG_OFF_DIR, dir);
+    nn_wr64(h + NN_IMG_OFF_FILE_BYTES, total);
+    uint8_t fp[32];
+    nn_image_fingerprint(w->buf, total, fp);
+    memcpy(h + NN_IMG_OFF_FINGERPRINT, fp, 32);
+
+    /* Temp file beside the target, fsync, rename: never a partial image at path. */
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
+        snprintf(err, errlen, "%s: path too long", path);
+        return -1;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        return -1;
+    }
+    const uint8_t *p = w->buf;
+    size_t left = total;
+    while (left) {
+        ssize_t k = write(fd, p, left);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            snprintf(err, errlen, "cannot write %s: %s", path, k < 0 ? strerror(errno) : "short write");
+            close(fd);
+            unlink(tmp);
+            return -1;
+        }
+        p += k;
+        left -= (size_t)k;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    if (rename(tmp, path) != 0) {
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}

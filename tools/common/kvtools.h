@@ -1,0 +1,111 @@
+/*
+ * kvtools.h: code shared by the host tools (kvmesh-convert, kvmesh-eval, kvmesh-kv, ...).
+ * Host-only: floating point and heap allocation are fine here, never in nn/.
+ *
+ * Writing an image:
+ *     kt_img w;
+ *     kt_img_init(&w, &cfg);                                // header fields
+ *     kt_img_add_q8(&w, NN_T_WQ, 0, wq_f32, rows, cols);     // quantised, MSE-optimal scales
+ *     kt_img_add_norm(&w, NN_T_ATT_NORM, 0, g_f32, dim);
+ *     ... every tensor ...
+ *     kt_img_write(&w, "out.kvm", errbuf, sizeof errbuf);   // atomic: temp file + rename
+ *     kt_img_free(&w);
+ */
+#ifndef KVTOOLS_H
+#define KVTOOLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "nn.h"
+
+/* ---- image writer ------------------------------------------------------------------- */
+
+typedef struct kt_img {
+    nn_config cfg;
+    uint8_t  *buf;        /* header + tensor data (directory appended at write) */
+    size_t    len, cap;
+    uint8_t  *dir;        /* n * NN_IMAGE_DIR_ENTRY_BYTES */
+    uint32_t  n, dir_cap;
+    int       oom;        /* an allocation failed; kt_img_write reports it */
+} kt_img;
+
+void kt_img_init(kt_img *w, const nn_config *cfg);
+void kt_img_free(kt_img *w);
+
+/*
+ * Quantises a float matrix [rows][cols] to NN_DT_Q8G with the image's group size:
+ * one exponent for the tensor, a 16-bit mantissa per group chosen to minimise the
+ * group's squared error, int8 values in [-127, 127]. Returns 0, or -1 when out of
+ * memory or on non-finite input.
+ */
+int kt_img_add_q8(kt_img *w, uint32_t kind, uint32_t layer, const float *v, uint32_t rows, uint32_t cols);
+
+/* Adds already-quantised Q8G data (for example GGUF Q8_0 blocks mapped exactly). */
+int kt_img_add_q8_raw(kt_img *w, uint32_t kind, uint32_t layer, const int8_t *q, const uint16_t *m,
+                      int32_t exp, uint32_t rows, uint32_t cols);
+
+/* A norm-gain vector as NN_DT_I32 with |v| < 2^30. Returns 0 or -1. */
+int kt_img_add_norm(kt_img *w, uint32_t kind, uint32_t layer, const float *v, uint32_t n);
+
+int kt_img_add_u64(kt_img *w, uint32_t kind, uint32_t layer, const uint64_t *v, uint32_t n);
+int kt_img_add_bytes(kt_img *w, uint32_t kind, uint32_t layer, const void *p, uint32_t n);
+
+/* RoPE phase table: freq[i] = theta^(-2i/head_dim) / (2 pi) turns per position. */
+int kt_img_add_rope(kt_img *w, double theta, uint32_t head_dim);
+
+/*
+ * Writes header, directory and fingerprint to path through a temporary file in the
+ * same directory, then renames it into place, so a failed run never leaves a partial
+ * image behind. Returns 0, or -1 with a message in err.
+ */
+int kt_img_write(kt_img *w, const char *path, char *err, size_t errlen);
+
+/* ---- tokenizer ------------------------------------------------------------------------ */
+
+/* A tokenizer in host form: strings with float scores, as llama2.c stores them. */
+typedef struct kt_vocab {
+    uint32_t n;
+    uint32_t max_token_len;
+    char   **str;      /* n strings (may contain any bytes but NUL) */
+    uint32_t *len;
+    float   *score;
+    uint32_t bos_id, eos_id, byte_base;
+    uint32_t kind;     /* nn_tok_kind */
+} kt_vocab;
+
+void kt_vocab_free(kt_vocab *v);
+
+/*
+ * Reads a llama2.c tokenizer.bin with exactly expect_n entries (the model's vocab).
+ * Returns 0, or -1 with a message in err (truncated file, entry count disagreeing with
+ * expect_n, oversize strings).
+ */
+int kt_vocab_read_llama2c(kt_vocab *v, const char *path, uint32_t expect_n, char *err, size_t errlen);
+
+/* A synthetic llama2.c-style vocabulary of n tokens (random-weight images). n >= 259. */
+int kt_vocab_synthetic(kt_vocab *v, uint32_t n);
+
+/* Serialises v as an NN_T_TOKENIZER blob (see nn_tokenizer.h). Caller frees *out. */
+int kt_vocab_blob(const kt_vocab *v, uint8_t **out, uint32_t *out_len);
+
+/* ---- files and progress --------------------------------------------------------------- */
+
+/* Maps a whole file read-only. Returns 0 or -1 (errno set). kt_unmap accepts NULL. */
+int kt_map(const char *path, const uint8_t **data, size_t *size);
+void kt_unmap(const uint8_t *data, size_t size);
+
+/* Progress on stderr: "label: done/total", redrawn in place on a terminal. */
+void kt_progress(const char *label, uint64_t done, uint64_t total);
+
+/* Resolve a model file: $KVMESH_MODELS/<rel>, defaulting to ../shared/models. */
+const char *kt_models_dir(void);
+
+/* IEEE half and bfloat16 to float. */
+float kt_f16_to_f32(uint16_t h);
+float kt_bf16_to_f32(uint16_t h);
+uint16_t kt_f32_to_f16(float f);
+uint16_t kt_f32_to_bf16(float f);
+
+#endif

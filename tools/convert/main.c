@@ -1,0 +1,227 @@
+/*
+ * kvmesh-convert: turns a model into a kvmesh image (int8 weights with per-group
+ * fixed-point scales, RoPE phase table, tokenizer), written atomically.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "source.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: kvmesh-convert [options] -o OUT.kvm\n"
+        "\n"
+        "Input (one of):\n"
+        "  --llama2c FILE        llama2.c checkpoint (legacy fp32 format)\n"
+        "  --tokenizer FILE      its tokenizer.bin (required with --llama2c)\n"
+        "  --random SHAPE        random weights with a real shape, for speed work only:\n"
+        "                        %s,\n"
+        "                        or D,H,L,NH,NKV,V,S[,tied]\n"
+        "  --seed S              seed for --random (default 1)\n"
+        "\n"
+        "Options:\n"
+        "  -o, --output FILE     image to write (written to a temporary file, then renamed)\n"
+        "  -g, --group N         weights per quantisation group, 1..256 (default 32; the\n"
+        "                        260K test models use 4 for quality)\n"
+        "      --rope-theta X    override the RoPE base (llama2.c default 10000)\n"
+        "      --norm-eps X      override the RMSNorm epsilon (default 1e-5)\n"
+        "  -q, --quiet           no progress on stderr\n"
+        "  -h, --help            this text\n"
+        "\n"
+        "Exit status: 0 on success, 1 on bad input or failure to write, 2 on bad usage.\n",
+        kc_random_presets());
+}
+
+static int parse_double(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    *out = strtod(s, &end);
+    return errno || end == s || *end || !isfinite(*out);
+}
+
+static const char *kind_name(uint32_t k)
+{
+    static const char *n[] = { "", "tok_embeddings", "attention_norm", "wq", "wk", "wv", "wo", "ffn_norm",
+                               "w1", "w2", "w3", "norm", "output", "rope", "tokenizer" };
+    return k < sizeof n / sizeof n[0] ? n[k] : "?";
+}
+
+/* Reads one tensor from the source and adds it, quantised, to the image. */
+static int add_tensor(kc_source *src, kt_img *img, float *buf, uint32_t kind, uint32_t layer,
+                      uint32_t rows, uint32_t cols, int is_norm)
+{
+    size_t n = (size_t)rows * cols;
+    if (src->read(src, kind, layer, buf, n))
+        return -1;
+    int rc = is_norm ? kt_img_add_norm(img, kind, layer, buf, cols)
+                     : kt_img_add_q8(img, kind, layer, buf, rows, cols);
+    if (rc) {
+        if (layer == NN_LAYER_NONE)
+            snprintf(src->err, sizeof src->err, "cannot quantise %s: non-finite values or out of range", kind_name(kind));
+        else
+            snprintf(src->err, sizeof src->err, "cannot quantise layer %u %s: non-finite values or out of range",
+                     layer, kind_name(kind));
+    }
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const char *l2c = NULL, *tok = NULL, *rnd = NULL, *out = NULL;
+    uint64_t seed = 1;
+    long group = 32;
+    double theta = 0, eps = 0;
+    int quiet = 0;
+    static const struct option opts[] = {
+        { "llama2c", required_argument, 0, 'L' }, { "tokenizer", required_argument, 0, 'T' },
+        { "random", required_argument, 0, 'R' },  { "seed", required_argument, 0, 'S' },
+        { "output", required_argument, 0, 'o' },  { "group", required_argument, 0, 'g' },
+        { "rope-theta", required_argument, 0, 'r' }, { "norm-eps", required_argument, 0, 'e' },
+        { "quiet", no_argument, 0, 'q' },         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "o:g:qh", opts, NULL)) != -1) {
+        char *end;
+        switch (c) {
+        case 'L': l2c = optarg; break;
+        case 'T': tok = optarg; break;
+        case 'R': rnd = optarg; break;
+        case 'S':
+            errno = 0;
+            seed = strtoull(optarg, &end, 10);
+            if (errno || *end || end == optarg) {
+                fprintf(stderr, "kvmesh-convert: --seed needs a non-negative integer\n");
+                return 2;
+            }
+            break;
+        case 'o': out = optarg; break;
+        case 'g':
+            group = strtol(optarg, &end, 10);
+            if (*end || group < 1 || group > (long)NN_MAX_GROUP) {
+                fprintf(stderr, "kvmesh-convert: --group must be 1..%u\n", NN_MAX_GROUP);
+                return 2;
+            }
+            break;
+        case 'r':
+            if (parse_double(optarg, &theta) || theta <= 1) {
+                fprintf(stderr, "kvmesh-convert: --rope-theta must be a number > 1\n");
+                return 2;
+            }
+            break;
+        case 'e':
+            if (parse_double(optarg, &eps) || eps <= 0 || eps >= 1) {
+                fprintf(stderr, "kvmesh-convert: --norm-eps must be in (0, 1)\n");
+                return 2;
+            }
+            break;
+        case 'q': quiet = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc || !out || (!l2c && !rnd) || (l2c && rnd) || (l2c && !tok)) {
+        fprintf(stderr, "kvmesh-convert: need -o OUT and either --llama2c CKPT --tokenizer TOK or --random SHAPE\n");
+        usage(stderr);
+        return 2;
+    }
+
+    kc_source src;
+    int rc = l2c ? kc_open_llama2c(&src, l2c, tok) : kc_open_random(&src, rnd, seed);
+    if (rc) {
+        fprintf(stderr, "kvmesh-convert: %s\n", src.err);
+        return 1;
+    }
+    if (theta)
+        src.rope_theta = theta;
+    if (eps)
+        src.norm_eps = eps;
+    nn_config cfg = src.cfg;
+    cfg.group_size = (uint32_t)group;
+    cfg.tokenizer_kind = src.vocab.kind;
+    cfg.rope_theta_q16 = (uint64_t)llround(src.rope_theta * 65536.0);
+    cfg.norm_eps_q32 = (uint64_t)llround(src.norm_eps * 4294967296.0);
+    if (cfg.norm_eps_q32 == 0)
+        cfg.norm_eps_q32 = 1;
+
+    uint32_t dim = cfg.dim, hid = cfg.hidden_dim, qd = cfg.n_heads * cfg.head_dim;
+    uint32_t kvd = cfg.n_kv_heads * cfg.head_dim;
+    size_t biggest = (size_t)cfg.vocab_size * dim;
+    if ((size_t)hid * dim > biggest)
+        biggest = (size_t)hid * dim;
+    float *buf = malloc(biggest * sizeof *buf);
+    kt_img img;
+    kt_img_init(&img, &cfg);
+    if (!buf) {
+        fprintf(stderr, "kvmesh-convert: out of memory\n");
+        src.close(&src);
+        return 1;
+    }
+    if (!quiet)
+        fprintf(stderr, "kvmesh-convert: dim %u hidden %u layers %u heads %u/%u vocab %u seq %u group %u%s\n",
+                dim, hid, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.vocab_size, cfg.max_seq, cfg.group_size,
+                cfg.flags & NN_IMG_FLAG_TIED_CLASSIFIER ? " tied" : "");
+
+    rc = add_tensor(&src, &img, buf, NN_T_TOK_EMB, NN_LAYER_NONE, cfg.vocab_size, dim, 0);
+    for (uint32_t l = 0; l < cfg.n_layers && !rc; l++) {
+        rc = add_tensor(&src, &img, buf, NN_T_ATT_NORM, l, 1, dim, 1) ||
+             add_tensor(&src, &img, buf, NN_T_WQ, l, qd, dim, 0) ||
+             add_tensor(&src, &img, buf, NN_T_WK, l, kvd, dim, 0) ||
+             add_tensor(&src, &img, buf, NN_T_WV, l, kvd, dim, 0) ||
+             add_tensor(&src, &img, buf, NN_T_WO, l, dim, qd, 0) ||
+             add_tensor(&src, &img, buf, NN_T_FFN_NORM, l, 1, dim, 1) ||
+             add_tensor(&src, &img, buf, NN_T_W1, l, hid, dim, 0) ||
+             add_tensor(&src, &img, buf, NN_T_W2, l, dim, hid, 0) ||
+             add_tensor(&src, &img, buf, NN_T_W3, l, hid, dim, 0);
+        if (!quiet)
+            kt_progress("kvmesh-convert: layers", l + 1, cfg.n_layers);
+    }
+    if (!rc)
+        rc = add_tensor(&src, &img, buf, NN_T_FINAL_NORM, NN_LAYER_NONE, 1, dim, 1);
+    if (!rc && !(cfg.flags & NN_IMG_FLAG_TIED_CLASSIFIER))
+        rc = add_tensor(&src, &img, buf, NN_T_CLS, NN_LAYER_NONE, cfg.vocab_size, dim, 0);
+    if (!rc && kt_img_add_rope(&img, src.rope_theta, cfg.head_dim)) {
+        snprintf(src.err, sizeof src.err, "cannot build the RoPE table");
+        rc = -1;
+    }
+    if (!rc) {
+        uint8_t *blob = NULL;
+        uint32_t blen;
+        if (kt_vocab_blob(&src.vocab, &blob, &blen) || kt_img_add_bytes(&img, NN_T_TOKENIZER, NN_LAYER_NONE, blob, blen)) {
+            snprintf(src.err, sizeof src.err, "cannot build the tokenizer");
+            rc = -1;
+        }
+        free(blob);
+    }
+    if (!rc && kt_img_write(&img, out, src.err, sizeof src.err))
+        rc = -1;
+    if (rc) {
+        fprintf(stderr, "kvmesh-convert: %s\n", src.err);
+    } else {
+        /* Re-open what was written: a converter that writes images the engine
+         * refuses should fail here, not on the board. */
+        nn_image check;
+        static nn_model m;
+        nn_status st = nn_image_open(&check, out);
+        if (!st)
+            st = nn_model_init(&m, &check);
+        if (st) {
+            fprintf(stderr, "kvmesh-convert: the written image does not load: %s\n", nn_strerror(st));
+            rc = -1;
+        } else if (!quiet) {
+            fprintf(stderr, "kvmesh-convert: wrote %s (%zu bytes), fingerprint ", out, check.size);
+            for (int i = 0; i < 32; i++)
+                fprintf(stderr, "%02x", check.id.fingerprint[i]);
+            fprintf(stderr, "\n");
+        }
+        nn_image_close(&check);
+    }
+    kt_img_free(&img);
+    free(buf);
+    src.close(&src);
+    return rc ? 1 : 0;
+}

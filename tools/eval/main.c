@@ -1,0 +1,253 @@
+/*
+ * kvmesh-eval: teacher-forced evaluation. Feeds a token sequence through the engine,
+ * optionally writes the logits as float32, and compares them with reference logits
+ * (same top-1 token, KL(p_ref || p_test) of the softmaxed rows).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kvtools.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: kvmesh-eval -m IMAGE --tokens FILE [--logits-out OUT.f32] [--ref REF.f32]\n"
+        "\n"
+        "  -m, --model IMAGE     kvmesh image (from kvmesh-convert)\n"
+        "  -t, --tokens FILE     lines of 'pos input_token next_token' (the golden format);\n"
+        "                        the input tokens are fed in order (teacher forcing)\n"
+        "      --logits-out F    write the logits as little-endian float32 [positions][vocab]\n"
+        "      --ref F           reference logits (float32 [positions][vocab]); prints JSON\n"
+        "                        {\"positions\",\"same_top1\",\"mean_kld\",\"max_kld\",...}\n"
+        "      --threads N       worker threads (default 1)\n"
+        "      --batch N         tokens per forward block (default 16)\n"
+        "      --kernels NAME    kernel path (default: best; available: %s)\n"
+        "  -h, --help            this text\n"
+        "\n"
+        "Exit status: 0 ok, 1 bad input or failure, 2 bad usage.\n",
+        nn_kernels_available());
+}
+
+/* Reads the golden tokens file. Returns the count, or -1 with a message on stderr. */
+static long read_tokens(const char *path, uint32_t vocab, uint32_t **out)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "kvmesh-eval: cannot read %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    size_t cap = 256, n = 0;
+    uint32_t *v = malloc(cap * sizeof *v);
+    char line[256];
+    long lineno = 0;
+    while (v && fgets(line, sizeof line, f)) {
+        lineno++;
+        unsigned long pos, in, next;
+        char extra;
+        if (line[0] == '\n' || line[0] == '#')
+            continue;
+        if (sscanf(line, "%lu %lu %lu %c", &pos, &in, &next, &extra) != 3 || pos != n || in >= vocab) {
+            fprintf(stderr, "kvmesh-eval: %s:%ld: expected 'pos input next' with pos %zu and tokens < %u\n",
+                    path, lineno, n, vocab);
+            free(v);
+            fclose(f);
+            return -1;
+        }
+        if (n == cap) {
+            uint32_t *w = realloc(v, (cap *= 2) * sizeof *v);
+            if (!w) {
+                free(v);
+                v = NULL;
+                break;
+            }
+            v = w;
+        }
+        v[n++] = (uint32_t)in;
+    }
+    fclose(f);
+    if (!v) {
+        fprintf(stderr, "kvmesh-eval: out of memory\n");
+        return -1;
+    }
+    if (n == 0) {
+        fprintf(stderr, "kvmesh-eval: %s has no tokens\n", path);
+        free(v);
+        return -1;
+    }
+    *out = v;
+    return (long)n;
+}
+
+/* log-softmax of a row, in double. */
+static void log_softmax(const float *x, uint32_t n, double *out)
+{
+    double m = x[0];
+    for (uint32_t i = 1; i < n; i++)
+        m = fmax(m, x[i]);
+    double s = 0;
+    for (uint32_t i = 0; i < n; i++)
+        s += exp(x[i] - m);
+    double ls = log(s) + m;
+    for (uint32_t i = 0; i < n; i++)
+        out[i] = x[i] - ls;
+}
+
+static uint32_t argmax_f(const float *x, uint32_t n)
+{
+    uint32_t b = 0;
+    for (uint32_t i = 1; i < n; i++)
+        if (x[i] > x[b])
+            b = i;
+    return b;
+}
+
+int main(int argc, char **argv)
+{
+    const char *model = NULL, *tokens = NULL, *lout = NULL, *ref = NULL, *kernels = NULL;
+    long threads = 1, batch = 16;
+    static const struct option opts[] = {
+        { "model", required_argument, 0, 'm' }, { "tokens", required_argument, 0, 't' },
+        { "logits-out", required_argument, 0, 'L' }, { "ref", required_argument, 0, 'R' },
+        { "threads", required_argument, 0, 'T' }, { "batch", required_argument, 0, 'B' },
+        { "kernels", required_argument, 0, 'K' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "m:t:h", opts, NULL)) != -1) {
+        char *end;
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 't': tokens = optarg; break;
+        case 'L': lout = optarg; break;
+        case 'R': ref = optarg; break;
+        case 'K': kernels = optarg; break;
+        case 'T':
+            threads = strtol(optarg, &end, 10);
+            if (*end || threads < 1 || threads > 64) {
+                fprintf(stderr, "kvmesh-eval: --threads must be 1..64\n");
+                return 2;
+            }
+            break;
+        case 'B':
+            batch = strtol(optarg, &end, 10);
+            if (*end || batch < 1 || batch > 4096) {
+                fprintf(stderr, "kvmesh-eval: --batch must be 1..4096\n");
+                return 2;
+            }
+            break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc || !model || !tokens) {
+        usage(stderr);
+        return 2;
+    }
+    if (kernels && !nn_kernels_select(kernels)) {
+        fprintf(stderr, "kvmesh-eval: kernel path '%s' is not available here (available: %s)\n", kernels,
+                nn_kernels_available());
+        return 2;
+    }
+
+    nn_image img;
+    static nn_model m;
+    nn_status st = nn_image_open(&img, model);
+    if (!st)
+        st = nn_model_init(&m, &img);
+    if (st) {
+        fprintf(stderr, "kvmesh-eval: %s: %s\n", model, nn_strerror(st));
+        return 1;
+    }
+    uint32_t V = m.cfg.vocab_size;
+    uint32_t *tok;
+    long n = read_tokens(tokens, V, &tok);
+    if (n < 0)
+        return 1;
+    if ((uint64_t)n > m.cfg.max_seq) {
+        fprintf(stderr, "kvmesh-eval: %ld positions exceed the model's context (%u)\n", n, m.cfg.max_seq);
+        return 1;
+    }
+    nn_session_opts o = { .max_seq = (uint32_t)n, .max_batch = (uint32_t)batch, .threads = (uint32_t)threads,
+                          .kernels = kernels, .all_logits = 1 };
+    size_t need;
+    nn_session_arena_bytes(&m, &o, &need);
+    void *mem = aligned_alloc(64, (need + 63) & ~(size_t)63);
+    float *logits = malloc((size_t)n * V * sizeof *logits);
+    if (!mem || !logits) {
+        fprintf(stderr, "kvmesh-eval: out of memory (%zu bytes of arena)\n", need);
+        return 1;
+    }
+    nn_arena a;
+    nn_arena_init(&a, mem, need);
+    nn_session s;
+    if ((st = nn_session_init(&s, &m, &o, &a))) {
+        fprintf(stderr, "kvmesh-eval: %s\n", nn_strerror(st));
+        return 1;
+    }
+    for (long p = 0; p < n; p += batch) {
+        uint32_t b = (uint32_t)(n - p < batch ? n - p : batch);
+        const int32_t *lq;
+        if ((st = nn_session_forward(&s, tok + p, b, &lq))) {
+            fprintf(stderr, "kvmesh-eval: forward at %ld: %s\n", p, nn_strerror(st));
+            return 1;
+        }
+        for (size_t i = 0; i < (size_t)b * V; i++)
+            logits[(size_t)p * V + i] = (float)(lq[i] / 65536.0);
+    }
+    nn_session_deinit(&s);
+
+    int rc = 0;
+    if (lout) {
+        FILE *f = fopen(lout, "wb");
+        if (!f || fwrite(logits, sizeof *logits, (size_t)n * V, f) != (size_t)n * V || fclose(f)) {
+            fprintf(stderr, "kvmesh-eval: cannot write %s: %s\n", lout, strerror(errno));
+            rc = 1;
+        }
+    }
+    if (ref && !rc) {
+        const uint8_t *rd;
+        size_t rsize;
+        if (kt_map(ref, &rd, &rsize)) {
+            fprintf(stderr, "kvmesh-eval: cannot read %s: %s\n", ref, strerror(errno));
+            return 1;
+        }
+        if (rsize != (size_t)n * V * 4) {
+            fprintf(stderr, "kvmesh-eval: %s has %zu bytes; %ld positions x %u vocab x 4 = %zu expected\n", ref,
+                    rsize, n, V, (size_t)n * V * 4);
+            return 1;
+        }
+        double *lp = malloc(V * sizeof *lp), *lq = malloc(V * sizeof *lq);
+        float *rrow = malloc(V * sizeof *rrow);
+        if (!lp || !lq || !rrow)
+            return 1;
+        long same = 0;
+        double sum_kld = 0, max_kld = 0, max_diff = 0;
+        for (long p = 0; p < n; p++) {
+            memcpy(rrow, rd + (size_t)p * V * 4, V * 4);
+            const float *t = logits + (size_t)p * V;
+            same += argmax_f(rrow, V) == argmax_f(t, V);
+            log_softmax(rrow, V, lp);
+            log_softmax(t, V, lq);
+            double kl = 0;
+            for (uint32_t i = 0; i < V; i++) {
+                kl += exp(lp[i]) * (lp[i] - lq[i]);
+                max_diff = fmax(max_diff, fabs((double)rrow[i] - t[i]));
+            }
+            sum_kld += kl;
+            max_kld = fmax(max_kld, kl);
+        }
+        printf("{\"positions\":%ld,\"same_top1\":%.6f,\"mean_kld\":%.8f,\"max_kld\":%.8f,\"max_abs_logit_diff\":%.6f}\n",
+               n, (double)same / n, sum_kld / n, max_kld, max_diff);
+        free(lp);
+        free(lq);
+        free(rrow);
+        kt_unmap(rd, rsize);
+    }
+    free(logits);
+    free(mem);
+    free(tok);
+    nn_image_close(&img);
+    return rc;
+}
