@@ -34,9 +34,12 @@ else
 endif
 
 # How test programs are run: natively, or under qemu-user with the board's CPU model so
-# that an instruction the board lacks kills the test.
+# that an instruction the board lacks kills the test. The loader and libc come from
+# Debian's multiarch libc6:<arch> (-L /), not from the cross toolchain's copy in
+# /usr/<arch>-linux-gnu: the two glibc builds differ, and a cross ld.so with the
+# multiarch libc.so hangs in pthread_create.
 ifneq ($(CROSS),)
-  TEST_RUNNER := qemu-$(BOARD_ARCH) -L /usr/$(BOARD_ARCH)-linux-gnu $(if $(BOARD_QEMU_CPU),-cpu $(BOARD_QEMU_CPU))
+  TEST_RUNNER := qemu-$(BOARD_ARCH) -L / $(if $(BOARD_QEMU_CPU),-cpu $(BOARD_QEMU_CPU))
 else
   TEST_RUNNER :=
 endif

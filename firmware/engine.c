@@ -46,7 +46,8 @@ int fw_engine_open(fw_engine *e, const fw_engine_opts *o, char *err, size_t errl
     if (!st) {
         e->tokscratch_bytes = nn_tok_scratch_bytes(&e->m->tok);
         e->tokscratch = nn_arena_alloc(&e->arena, e->tokscratch_bytes, 8);
-        e->ids = nn_arena_alloc(&e->arena, ((size_t)ctx + 3) * sizeof *e->ids, 8);
+        e->ids_cap = (o->max_prompt_bytes ? o->max_prompt_bytes : ctx) + 3;
+        e->ids = nn_arena_alloc(&e->arena, e->ids_cap * sizeof *e->ids, 8);
         st = nn_sampler_init(&e->sp, e->m->cfg.vocab_size, o->temp_q16, o->topp_q16, o->seed, &e->arena);
         if (!st && (!e->tokscratch || !e->ids))
             st = NN_E_NOMEM;
@@ -55,7 +56,7 @@ int fw_engine_open(fw_engine *e, const fw_engine_opts *o, char *err, size_t errl
         /* Measure the whole need (session + buffers) for the message. */
         size_t need;
         nn_session_arena_bytes(e->m, &so, &need);
-        need += nn_tok_scratch_bytes(&e->m->tok) + ((size_t)ctx + 3) * 4 + 128 +
+        need += nn_tok_scratch_bytes(&e->m->tok) + ((o->max_prompt_bytes ? o->max_prompt_bytes : ctx) + 3) * 4 + 128 +
                 nn_sampler_arena_bytes(e->m->cfg.vocab_size);
         snprintf(err, errlen, "model does not fit: context %u needs %zu bytes of arena, this build has %zu "
                  "(lower --ctx or use a board with a larger arena)", ctx, need, sizeof fw_arena);

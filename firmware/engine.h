@@ -17,6 +17,7 @@ typedef struct fw_engine_opts {
     int32_t     temp_q16;    /* 0: greedy */
     int32_t     topp_q16;
     uint64_t    seed;
+    size_t      max_prompt_bytes;  /* longest prompt text to encode; 0: ctx */
 } fw_engine_opts;
 
 typedef struct fw_engine {
@@ -25,7 +26,8 @@ typedef struct fw_engine {
     nn_session  s;
     nn_sampler  sp;
     nn_arena    arena;
-    uint32_t   *ids;         /* [ctx + 3] prompt ids */
+    uint32_t   *ids;         /* [max_prompt_bytes + 3]: prompt ids before merging */
+    size_t      ids_cap;
     void       *tokscratch;
     size_t      tokscratch_bytes;
     size_t      arena_bytes; /* used by this engine */

@@ -93,6 +93,7 @@ int fw_cmd_generate(int argc, char **argv)
     if (!have_seed)
         o.seed = (uint64_t)time(NULL);
 
+    o.max_prompt_bytes = strlen(prompt);
     fw_engine e;
     char err[256];
     if (fw_engine_open(&e, &o, err, sizeof err)) {
@@ -101,11 +102,14 @@ int fw_cmd_generate(int argc, char **argv)
     }
     const nn_model *m = e.m;
     uint32_t n_prompt;
-    nn_status st = nn_tok_encode(&m->tok, prompt, 1, 0, e.ids, e.s.max_seq, &n_prompt, e.tokscratch,
+    nn_status st = nn_tok_encode(&m->tok, prompt, 1, 0, e.ids, (uint32_t)e.ids_cap, &n_prompt, e.tokscratch,
                                  e.tokscratch_bytes);
-    if (st) {
-        fprintf(stderr, "%s: prompt does not fit the context of %u tokens (%s)\n", prog, e.s.max_seq,
-                nn_strerror(st));
+    if (st || n_prompt > e.s.max_seq) {
+        if (st)
+            fprintf(stderr, "%s: cannot encode the prompt: %s\n", prog, nn_strerror(st));
+        else
+            fprintf(stderr, "%s: the prompt (%u tokens) does not fit the context of %u tokens\n", prog, n_prompt,
+                    e.s.max_seq);
         fw_engine_close(&e);
         return 1;
     }

@@ -16,6 +16,7 @@ static void usage(FILE *f)
         "\n"
         "Commands:\n"
         "  generate   one-shot text generation from a prompt (no broker needed)\n"
+        "  verify     check an image's fingerprint and print its identity\n"
         "  version    print version, numerics version and kernel paths\n"
         "\n"
         "Run 'kvmesh COMMAND --help' for a command's options.\n");
@@ -52,6 +53,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "generate") == 0)
         return fw_cmd_generate(argc - 1, argv + 1);
+    if (strcmp(cmd, "verify") == 0)
+        return fw_cmd_verify(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0) {
         printf("kvmesh %s, image format %u, numerics %u, kernels: %s\n", KVMESH_VERSION, NN_IMAGE_FORMAT_VERSION,
                NN_NUMERICS_VERSION, nn_kernels_available());

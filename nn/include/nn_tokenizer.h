@@ -65,8 +65,10 @@ int32_t nn_tok_lookup(const nn_tokenizer *t, const uint8_t *s, uint32_t len);
 /*
  * Encodes NUL-terminated UTF-8 text as llama2.c does: optional BOS, a dummy-prefix
  * space token when text is not empty, one token per code point (or its bytes), then
- * merges. scratch must hold nn_tok_scratch_bytes(t) bytes.
- * Returns NN_OK, NN_E_ARG (scratch too small), NN_E_RANGE (more than max_ids tokens)
+ * merges. Before merging there is one id per code point (or byte), so ids needs room
+ * for strlen(text) + 3 entries even though the result is shorter. scratch must hold
+ * nn_tok_scratch_bytes(t) bytes.
+ * Returns NN_OK, NN_E_ARG (scratch too small), NN_E_RANGE (max_ids too small)
  * or NN_E_TOKENIZER (a byte with no token and no byte fallback).
  */
 nn_status nn_tok_encode(const nn_tokenizer *t, const char *text, int bos, int eos,

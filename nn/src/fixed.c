@@ -18,7 +18,7 @@ int64_t nn_rshift_round_i64(int64_t v, int s)
         return v;
     if (s < -62)
         return v > 0 ? INT64_MAX : INT64_MIN;
-    i128 r = (i128)v << -s;
+    i128 r = (i128)v * ((i128)1 << -s);         /* a multiply: shifting a negative is UB */
     return r > INT64_MAX ? INT64_MAX : r < INT64_MIN ? INT64_MIN : (int64_t)r;
 }
 
@@ -51,7 +51,7 @@ int32_t nn_mulshift_sat32(int64_t acc, uint32_t m, int shift)
             return 0;
         if (shift < -40 || p > INT32_MAX || p < INT32_MIN)
             return p > 0 ? INT32_MAX : INT32_MIN;
-        p <<= -shift;
+        p *= (i128)1 << -shift;
     }
     return p > INT32_MAX ? INT32_MAX : p < INT32_MIN ? INT32_MIN : (int32_t)p;
 }

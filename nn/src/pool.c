@@ -1,7 +1,7 @@
 #include "pool.h"
 
-/* About 50-100 us of spinning before a worker sleeps on the condition variable. */
-#define SPIN_ROUNDS 100000
+/* 2000 pause/yield rounds: about 20-100 us (by core) before a waiter blocks. */
+#define SPIN_ROUNDS 2000
 
 static inline void cpu_relax(void)
 {
@@ -19,23 +19,25 @@ static void *worker_main(void *arg)
     unsigned seen = 0;
     for (;;) {
         unsigned g;
-        int spins = 0;
-        while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen) {
-            if (atomic_load(&p->stop))
-                return NULL;
-            if (++spins < SPIN_ROUNDS) {
-                cpu_relax();
-                continue;
-            }
+        for (int spins = 0; (g = atomic_load(&p->gen)) == seen && spins < SPIN_ROUNDS; spins++)
+            cpu_relax();
+        if (g == seen) {
             pthread_mutex_lock(&p->mu);
-            while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop))
+            while ((g = atomic_load(&p->gen)) == seen && !atomic_load(&p->stop))
                 pthread_cond_wait(&p->wake, &p->mu);
             pthread_mutex_unlock(&p->mu);
-            spins = 0;
         }
+        if (atomic_load(&p->stop))
+            return NULL;
         seen = g;
         p->fn(p->ctx, id, p->n);
-        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel);
+        /* seq_cst on both sides (here and in nn_pool_run) so that either the caller
+         * sees pending reach 0 or the last worker sees the caller asleep. */
+        if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->caller_asleep)) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
 }
 
@@ -47,9 +49,11 @@ nn_status nn_pool_start(nn_pool *p, uint32_t n)
     p->started = 0;
     atomic_init(&p->gen, 0);
     atomic_init(&p->pending, 0);
+    atomic_init(&p->caller_asleep, 0);
     atomic_init(&p->stop, 0);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
+    pthread_cond_init(&p->done, NULL);
     for (uint32_t i = 1; i < n; i++) {
         p->arg[i].p = p;
         p->arg[i].id = i;
@@ -73,6 +77,7 @@ void nn_pool_stop(nn_pool *p)
     for (uint32_t i = 1; i <= p->started; i++)
         pthread_join(p->th[i], NULL);
     pthread_cond_destroy(&p->wake);
+    pthread_cond_destroy(&p->done);
     pthread_mutex_destroy(&p->mu);
     p->n = 0;
     p->started = 0;
@@ -88,10 +93,18 @@ void nn_pool_run(nn_pool *p, nn_pool_fn fn, void *ctx)
     p->ctx = ctx;
     atomic_store(&p->pending, p->n - 1);
     pthread_mutex_lock(&p->mu);
-    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
+    atomic_fetch_add(&p->gen, 1);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     fn(ctx, 0, p->n);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) != 0)
+    for (int spins = 0; atomic_load(&p->pending) != 0 && spins < SPIN_ROUNDS; spins++)
         cpu_relax();
+    if (atomic_load(&p->pending) != 0) {
+        pthread_mutex_lock(&p->mu);
+        atomic_store(&p->caller_asleep, 1);
+        while (atomic_load(&p->pending) != 0)
+            pthread_cond_wait(&p->done, &p->mu);
+        atomic_store(&p->caller_asleep, 0);
+        pthread_mutex_unlock(&p->mu);
+    }
 }

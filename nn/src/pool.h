@@ -1,8 +1,10 @@
 /*
  * Private: a static pool of worker threads, created at session init. A job is a
  * function run once per worker (the caller is worker 0); nn_pool_run returns when all
- * have finished. Workers spin briefly before sleeping, because a decode step issues
- * hundreds of small jobs and a condition-variable wake-up per job would dominate.
+ * have finished. Waiting threads spin for a bounded time before they block, because a
+ * decode step issues hundreds of small jobs and a condition-variable wake-up per job
+ * would dominate; blocking (never yielding in a loop) keeps an oversubscribed pool,
+ * or one under emulation, making progress.
  */
 #ifndef NN_POOL_H
 #define NN_POOL_H
@@ -28,9 +30,11 @@ typedef struct nn_pool {
     pthread_t       th[NN_MAX_THREADS];
     nn_pool_worker  arg[NN_MAX_THREADS];
     pthread_mutex_t mu;
-    pthread_cond_t  wake;
+    pthread_cond_t  wake;                /* workers: a new job or stop */
+    pthread_cond_t  done;                /* caller: the last worker finished */
     atomic_uint     gen;                 /* job generation; bumps start a job */
     atomic_uint     pending;             /* workers still running the current job */
+    atomic_int      caller_asleep;       /* the caller blocks on done */
     atomic_int      stop;
     nn_pool_fn      fn;
     void           *ctx;

@@ -98,7 +98,7 @@ uint32_t nn_sampler_sample(nn_sampler *s, const int32_t *logits)
     int32_t lmax = logits[nn_argmax_i32(logits, n)];
     int64_t sum = 0;
     for (uint32_t i = 0; i < n; i++) {
-        int64_t z = (((int64_t)logits[i] - lmax) << 16) / s->temp_q16;   /* Q16, <= 0 */
+        int64_t z = ((int64_t)logits[i] - lmax) * 65536 / s->temp_q16;   /* Q16, <= 0 */
         s->probs[i] = nn_exp_q16_q30(z);
         sum += s->probs[i];
     }

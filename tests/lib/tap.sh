@@ -24,3 +24,18 @@ require_models() {
     fi
 }
 done_testing() { exit $_tap_fail; }
+
+# expect_fail NAME CODE PATTERN CMD...: CMD must exit with CODE (not crash) and print a
+# message matching PATTERN (grep -E, case-insensitive) on stderr.
+expect_fail() {
+    _n=$1; _code=$2; _pat=$3; shift 3
+    "$@" >"$TMPD/ef.out" 2>"$TMPD/ef.err"
+    _rc=$?
+    if [ "$_rc" -ne "$_code" ]; then
+        fail "$_n (exit $_rc, wanted $_code): $(head -c 300 "$TMPD/ef.err")"
+    elif ! grep -qiE "$_pat" "$TMPD/ef.err"; then
+        fail "$_n (message did not match '$_pat'): $(head -c 300 "$TMPD/ef.err")"
+    else
+        ok "$_n: $(head -n1 "$TMPD/ef.err" | cut -c1-150)"
+    fi
+}

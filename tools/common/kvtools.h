@@ -28,7 +28,8 @@ typedef struct kt_img {
     size_t    len, cap;
     uint8_t  *dir;        /* n * NN_IMAGE_DIR_ENTRY_BYTES */
     uint32_t  n, dir_cap;
-    int       oom;        /* an allocation failed; kt_img_write reports it */
+    int       oom;        /* an allocation failed; kt_img_finish reports it */
+    int       finished;   /* header, directory and fingerprint are in buf */
 } kt_img;
 
 void kt_img_init(kt_img *w, const nn_config *cfg);
@@ -56,7 +57,14 @@ int kt_img_add_bytes(kt_img *w, uint32_t kind, uint32_t layer, const void *p, ui
 int kt_img_add_rope(kt_img *w, double theta, uint32_t head_dim);
 
 /*
- * Writes header, directory and fingerprint to path through a temporary file in the
+ * Appends the directory and fills the header and fingerprint: buf[0, len) is then a
+ * complete image (nn_image_from_memory accepts it). Adding tensors afterwards is an
+ * error. Returns 0, or -1 with a message in err.
+ */
+int kt_img_finish(kt_img *w, char *err, size_t errlen);
+
+/*
+ * Finishes the image, then writes it to path through a temporary file in the
  * same directory, then renames it into place, so a failed run never leaves a partial
  * image behind. Returns 0, or -1 with a message in err.
  */

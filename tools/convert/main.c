@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "source.h"
+#include "kvsource.h"
 
 static void usage(FILE *f)
 {
@@ -33,7 +33,7 @@ static void usage(FILE *f)
         "  -h, --help            this text\n"
         "\n"
         "Exit status: 0 on success, 1 on bad input or failure to write, 2 on bad usage.\n",
-        kc_random_presets());
+        kt_random_presets());
 }
 
 static int parse_double(const char *s, double *out)
@@ -42,32 +42,6 @@ static int parse_double(const char *s, double *out)
     errno = 0;
     *out = strtod(s, &end);
     return errno || end == s || *end || !isfinite(*out);
-}
-
-static const char *kind_name(uint32_t k)
-{
-    static const char *n[] = { "", "tok_embeddings", "attention_norm", "wq", "wk", "wv", "wo", "ffn_norm",
-                               "w1", "w2", "w3", "norm", "output", "rope", "tokenizer" };
-    return k < sizeof n / sizeof n[0] ? n[k] : "?";
-}
-
-/* Reads one tensor from the source and adds it, quantised, to the image. */
-static int add_tensor(kc_source *src, kt_img *img, float *buf, uint32_t kind, uint32_t layer,
-                      uint32_t rows, uint32_t cols, int is_norm)
-{
-    size_t n = (size_t)rows * cols;
-    if (src->read(src, kind, layer, buf, n))
-        return -1;
-    int rc = is_norm ? kt_img_add_norm(img, kind, layer, buf, cols)
-                     : kt_img_add_q8(img, kind, layer, buf, rows, cols);
-    if (rc) {
-        if (layer == NN_LAYER_NONE)
-            snprintf(src->err, sizeof src->err, "cannot quantise %s: non-finite values or out of range", kind_name(kind));
-        else
-            snprintf(src->err, sizeof src->err, "cannot quantise layer %u %s: non-finite values or out of range",
-                     layer, kind_name(kind));
-    }
-    return rc;
 }
 
 int main(int argc, char **argv)
@@ -130,8 +104,8 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    kc_source src;
-    int rc = l2c ? kc_open_llama2c(&src, l2c, tok) : kc_open_random(&src, rnd, seed);
+    kt_source src;
+    int rc = l2c ? kt_open_llama2c(&src, l2c, tok) : kt_open_random(&src, rnd, seed);
     if (rc) {
         fprintf(stderr, "kvmesh-convert: %s\n", src.err);
         return 1;
@@ -140,63 +114,13 @@ int main(int argc, char **argv)
         src.rope_theta = theta;
     if (eps)
         src.norm_eps = eps;
-    nn_config cfg = src.cfg;
-    cfg.group_size = (uint32_t)group;
-    cfg.tokenizer_kind = src.vocab.kind;
-    cfg.rope_theta_q16 = (uint64_t)llround(src.rope_theta * 65536.0);
-    cfg.norm_eps_q32 = (uint64_t)llround(src.norm_eps * 4294967296.0);
-    if (cfg.norm_eps_q32 == 0)
-        cfg.norm_eps_q32 = 1;
-
-    uint32_t dim = cfg.dim, hid = cfg.hidden_dim, qd = cfg.n_heads * cfg.head_dim;
-    uint32_t kvd = cfg.n_kv_heads * cfg.head_dim;
-    size_t biggest = (size_t)cfg.vocab_size * dim;
-    if ((size_t)hid * dim > biggest)
-        biggest = (size_t)hid * dim;
-    float *buf = malloc(biggest * sizeof *buf);
     kt_img img;
-    kt_img_init(&img, &cfg);
-    if (!buf) {
-        fprintf(stderr, "kvmesh-convert: out of memory\n");
-        src.close(&src);
-        return 1;
-    }
     if (!quiet)
-        fprintf(stderr, "kvmesh-convert: dim %u hidden %u layers %u heads %u/%u vocab %u seq %u group %u%s\n",
-                dim, hid, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.vocab_size, cfg.max_seq, cfg.group_size,
-                cfg.flags & NN_IMG_FLAG_TIED_CLASSIFIER ? " tied" : "");
-
-    rc = add_tensor(&src, &img, buf, NN_T_TOK_EMB, NN_LAYER_NONE, cfg.vocab_size, dim, 0);
-    for (uint32_t l = 0; l < cfg.n_layers && !rc; l++) {
-        rc = add_tensor(&src, &img, buf, NN_T_ATT_NORM, l, 1, dim, 1) ||
-             add_tensor(&src, &img, buf, NN_T_WQ, l, qd, dim, 0) ||
-             add_tensor(&src, &img, buf, NN_T_WK, l, kvd, dim, 0) ||
-             add_tensor(&src, &img, buf, NN_T_WV, l, kvd, dim, 0) ||
-             add_tensor(&src, &img, buf, NN_T_WO, l, dim, qd, 0) ||
-             add_tensor(&src, &img, buf, NN_T_FFN_NORM, l, 1, dim, 1) ||
-             add_tensor(&src, &img, buf, NN_T_W1, l, hid, dim, 0) ||
-             add_tensor(&src, &img, buf, NN_T_W2, l, dim, hid, 0) ||
-             add_tensor(&src, &img, buf, NN_T_W3, l, hid, dim, 0);
-        if (!quiet)
-            kt_progress("kvmesh-convert: layers", l + 1, cfg.n_layers);
-    }
-    if (!rc)
-        rc = add_tensor(&src, &img, buf, NN_T_FINAL_NORM, NN_LAYER_NONE, 1, dim, 1);
-    if (!rc && !(cfg.flags & NN_IMG_FLAG_TIED_CLASSIFIER))
-        rc = add_tensor(&src, &img, buf, NN_T_CLS, NN_LAYER_NONE, cfg.vocab_size, dim, 0);
-    if (!rc && kt_img_add_rope(&img, src.rope_theta, cfg.head_dim)) {
-        snprintf(src.err, sizeof src.err, "cannot build the RoPE table");
-        rc = -1;
-    }
-    if (!rc) {
-        uint8_t *blob = NULL;
-        uint32_t blen;
-        if (kt_vocab_blob(&src.vocab, &blob, &blen) || kt_img_add_bytes(&img, NN_T_TOKENIZER, NN_LAYER_NONE, blob, blen)) {
-            snprintf(src.err, sizeof src.err, "cannot build the tokenizer");
-            rc = -1;
-        }
-        free(blob);
-    }
+        fprintf(stderr, "kvmesh-convert: dim %u hidden %u layers %u heads %u/%u vocab %u seq %u group %ld%s\n",
+                src.cfg.dim, src.cfg.hidden_dim, src.cfg.n_layers, src.cfg.n_heads, src.cfg.n_kv_heads,
+                src.cfg.vocab_size, src.cfg.max_seq, group,
+                src.cfg.flags & NN_IMG_FLAG_TIED_CLASSIFIER ? " tied" : "");
+    rc = kt_convert(&src, (uint32_t)group, &img, !quiet);
     if (!rc && kt_img_write(&img, out, src.err, sizeof src.err))
         rc = -1;
     if (rc) {
@@ -221,7 +145,6 @@ int main(int argc, char **argv)
         nn_image_close(&check);
     }
     kt_img_free(&img);
-    free(buf);
     src.close(&src);
     return rc ? 1 : 0;
 }

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "source.h"
+#include "kvsource.h"
 
 typedef struct l2c {
     const uint8_t *data;
@@ -15,7 +15,7 @@ typedef struct l2c {
     size_t per_layer[NN_T_TOKENIZER + 1]; /* floats per layer of that kind */
 } l2c;
 
-static int l2c_read(kc_source *s, uint32_t kind, uint32_t layer, float *dst, size_t n)
+static int l2c_read(kt_source *s, uint32_t kind, uint32_t layer, float *dst, size_t n)
 {
     l2c *c = s->impl;
     if (kind > NN_T_TOKENIZER || !c->per_layer[kind]) {
@@ -31,7 +31,7 @@ static int l2c_read(kc_source *s, uint32_t kind, uint32_t layer, float *dst, siz
     return 0;
 }
 
-static void l2c_close(kc_source *s)
+static void l2c_close(kt_source *s)
 {
     l2c *c = s->impl;
     if (c) {
@@ -42,7 +42,7 @@ static void l2c_close(kc_source *s)
     s->impl = NULL;
 }
 
-int kc_open_llama2c(kc_source *s, const char *ckpt, const char *tokenizer)
+int kt_open_llama2c(kt_source *s, const char *ckpt, const char *tokenizer)
 {
     memset(s, 0, sizeof *s);
     l2c *c = calloc(1, sizeof *c);

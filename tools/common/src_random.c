@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "source.h"
+#include "kvsource.h"
 
 typedef struct preset {
     const char *name;
@@ -25,7 +25,7 @@ static const preset presets[] = {
     { "tinyllama-1.1b", 2048, 5632, 22, 32, 4,   32000, 2048, 0, 10000.0 },
 };
 
-const char *kc_random_presets(void)
+const char *kt_random_presets(void)
 {
     return "stories260K stories15M stories110M smollm2-135m tinyllama-1.1b";
 }
@@ -40,7 +40,7 @@ static uint64_t mix(uint64_t x)
     return x ^ (x >> 31);
 }
 
-static int rnd_read(kc_source *s, uint32_t kind, uint32_t layer, float *dst, size_t n)
+static int rnd_read(kt_source *s, uint32_t kind, uint32_t layer, float *dst, size_t n)
 {
     rnd *r = s->impl;
     uint64_t st = mix(r->seed ^ mix((uint64_t)kind << 32 | layer));
@@ -54,14 +54,14 @@ static int rnd_read(kc_source *s, uint32_t kind, uint32_t layer, float *dst, siz
     return 0;
 }
 
-static void rnd_close(kc_source *s)
+static void rnd_close(kt_source *s)
 {
     free(s->impl);
     s->impl = NULL;
     kt_vocab_free(&s->vocab);
 }
 
-int kc_open_random(kc_source *s, const char *spec, uint64_t seed)
+int kt_open_random(kt_source *s, const char *spec, uint64_t seed)
 {
     memset(s, 0, sizeof *s);
     preset p = { 0 };
@@ -78,7 +78,7 @@ int kc_open_random(kc_source *s, const char *spec, uint64_t seed)
         if (k < 7 || (k == 8 && strcmp(tied, "tied") != 0)) {
             snprintf(s->err, sizeof s->err,
                      "unknown random preset '%s': use one of %s, or D,H,L,NH,NKV,V,S[,tied]", spec,
-                     kc_random_presets());
+                     kt_random_presets());
             return -1;
         }
         p.tied = k == 8;

@@ -1,0 +1,155 @@
+/*
+ * Kernels: the reference twins against an independent 128-bit brute force, then every
+ * kernel path this build and CPU can run against the reference, bit for bit, over
+ * random and ragged shapes (lengths that are not multiples of the vector width or the
+ * group size), extreme values and several tokens per block.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "nn.h"
+
+static uint64_t rng = 0x243F6A8885A308D3ull;
+static uint64_t rnd(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng; }
+static uint32_t rndn(uint32_t n) { return (uint32_t)(rnd() % n); }
+
+typedef struct mat {
+    nn_q8_mat w;
+    int8_t *q;
+    uint16_t *m;
+} mat;
+
+/* extreme: use the full ranges (+-127, 65535, +-32767) to probe overflow bounds. */
+static void make_mat(mat *x, uint32_t rows, uint32_t cols, uint32_t group, int extreme)
+{
+    uint32_t ng = nn_groups(cols, group);
+    x->q = malloc((size_t)rows * cols);
+    x->m = malloc((size_t)rows * ng * 2);
+    for (size_t i = 0; i < (size_t)rows * cols; i++)
+        x->q[i] = extreme ? (rnd() & 1 ? 127 : -127) : (int8_t)(rndn(255) - 127);
+    for (size_t i = 0; i < (size_t)rows * ng; i++)
+        x->m[i] = extreme ? 65535 : (uint16_t)(1 + rndn(65535));
+    x->w = (nn_q8_mat){ .q = x->q, .m = x->m, .rows = rows, .cols = cols, .group = group, .ngroups = ng,
+                        .exp = 20 + (int32_t)rndn(20) };
+}
+
+static void brute(const nn_mm_args *a, int32_t *out)
+{
+    const nn_q8_mat *w = a->w;
+    for (uint32_t t = 0; t < a->n_tok; t++)
+        for (uint32_t r = 0; r < w->rows; r++) {
+            __int128 acc = 0;
+            for (uint32_t i = 0; i < w->cols; i++)
+                acc += (__int128)w->q[(size_t)r * w->cols + i] * a->a[(size_t)t * a->a_stride + i] *
+                       w->m[(size_t)r * w->ngroups + i / w->group];
+            int shift = a->as[t].e + w->exp - 16;
+            __int128 p = acc * a->as[t].m;
+            p = shift > 0 ? (p + ((__int128)1 << (shift - 1))) >> shift : p << -shift;
+            out[(size_t)t * a->out_stride + r] = p > INT32_MAX ? INT32_MAX : p < INT32_MIN ? INT32_MIN : (int32_t)p;
+        }
+}
+
+static void run_case(const nn_kernels *k, uint32_t rows, uint32_t cols, uint32_t group, uint32_t ntok, int extreme,
+                     int check_brute)
+{
+    mat x;
+    make_mat(&x, rows, cols, group, extreme);
+    uint32_t stride = cols + rndn(5);
+    int16_t *act = malloc((size_t)ntok * stride * 2);
+    nn_scale *as = malloc(ntok * sizeof *as);
+    for (size_t i = 0; i < (size_t)ntok * stride; i++)
+        act[i] = extreme ? (rnd() & 1 ? 32767 : -32767) : (int16_t)(rndn(65535) - 32767);
+    for (uint32_t t = 0; t < ntok; t++)
+        as[t] = (nn_scale){ (uint32_t)(rnd() | 0x80000000u), 40 + (int32_t)rndn(30) };
+    uint32_t ostride = rows + rndn(3);
+    int32_t *ref = calloc((size_t)ntok * ostride, 4), *got = calloc((size_t)ntok * ostride, 4);
+    nn_mm_args a = { .w = &x.w, .a = act, .a_stride = stride, .as = as, .n_tok = ntok, .out = ref,
+                     .out_stride = ostride };
+    nn_matmul_q8_q16_ref(&a, 0, rows);
+    if (check_brute) {
+        int32_t *bf = calloc((size_t)ntok * ostride, 4);
+        a.out = bf;
+        brute(&a, bf);
+        assert_memory_equal(ref, bf, (size_t)ntok * ostride * 4);
+        free(bf);
+    }
+    /* The kernel under test, in two row ranges to exercise r0 > 0. */
+    a.out = got;
+    uint32_t mid = rows / 3;
+    k->matmul_q8_q16(&a, 0, mid);
+    k->matmul_q8_q16(&a, mid, rows);
+    if (memcmp(ref, got, (size_t)ntok * ostride * 4) != 0) {
+        print_error("kernel %s differs from ref: rows %u cols %u group %u tokens %u extreme %d\n", k->name, rows,
+                    cols, group, ntok, extreme);
+        fail();
+    }
+    free(x.q);
+    free(x.m);
+    free(act);
+    free(as);
+    free(ref);
+    free(got);
+}
+
+static void ref_matches_brute_force(void **st)
+{
+    (void)st;
+    const nn_kernels *ref = nn_kernels_select("ref");
+    assert_non_null(ref);
+    for (int i = 0; i < 60; i++)
+        run_case(ref, 1 + rndn(40), 1 + rndn(300), 1 + rndn(256), 1 + rndn(4), i % 7 == 0, 1);
+    run_case(ref, 3, 4096, 256, 2, 1, 1);      /* largest group at full range: int32 group sums */
+}
+
+static void every_path_matches_ref(void **st)
+{
+    (void)st;
+    char names[128];
+    snprintf(names, sizeof names, "%s", nn_kernels_available());
+    print_message("kernel paths: %s\n", names);
+    for (char *save, *name = strtok_r(names, " ", &save); name; name = strtok_r(NULL, " ", &save)) {
+        const nn_kernels *k = nn_kernels_select(name);
+        assert_non_null(k);
+        static const uint32_t groups[] = { 1, 4, 8, 16, 31, 32, 33, 64, 100, 128, 256 };
+        static const uint32_t cols[] = { 1, 7, 15, 16, 17, 31, 33, 63, 64, 65, 172, 255, 288, 576 };
+        for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++)
+            for (size_t c = 0; c < sizeof cols / sizeof cols[0]; c++)
+                run_case(k, 1 + rndn(19), cols[c], groups[g], 1 + rndn(9), (g + c) % 5 == 0, 0);
+        for (int i = 0; i < 40; i++)
+            run_case(k, 1 + rndn(70), 1 + rndn(1100), 1 + rndn(256), 1 + rndn(17), i % 4 == 0, 0);
+        /* dot_i16 over ragged lengths, including the full range. */
+        for (uint32_t n = 0; n < 300; n += 1 + n / 16) {
+            int16_t a[300], b[300];
+            for (uint32_t i = 0; i < n; i++) {
+                a[i] = n % 3 ? (int16_t)(rndn(65535) - 32767) : 32767;
+                b[i] = n % 3 ? (int16_t)(rndn(65535) - 32767) : -32767;
+            }
+            assert_true(k->dot_i16(a, b, n) == nn_dot_i16_ref(a, b, n));
+        }
+    }
+}
+
+static void selection(void **st)
+{
+    (void)st;
+    assert_non_null(nn_kernels_select(NULL));
+    assert_non_null(nn_kernels_select("auto"));
+    assert_string_equal(nn_kernels_select("ref")->name, "ref");
+    assert_null(nn_kernels_select("no-such-path"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(ref_matches_brute_force),
+        cmocka_unit_test(every_path_matches_ref),
+        cmocka_unit_test(selection),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,183 @@
+/*
+ * The forward pass on the real stories260K model: bit-identical logits and KV bytes
+ * for every thread count, block size and kernel path; rollback; arena sizing; range
+ * errors that leave the session untouched.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+static kt_img img_buf;
+static nn_image img;
+static nn_model model;
+static uint32_t toks[256];
+static uint32_t n_toks;
+
+static int setup(void **st)
+{
+    (void)st;
+    tu_build_llama2c("stories260K", 4, &img_buf);
+    if (nn_image_from_memory(&img, img_buf.buf, img_buf.len) || nn_model_init(&model, &img))
+        return -1;
+    n_toks = tu_golden_tokens("stories260K", toks, NULL, 256);
+    return n_toks == 256 ? 0 : -1;
+}
+
+static int teardown(void **st)
+{
+    (void)st;
+    kt_img_free(&img_buf);
+    return 0;
+}
+
+typedef struct run {
+    int32_t *logits;        /* [n_toks][vocab] */
+    uint8_t *mem;
+    nn_session s;
+} run;
+
+/* Feeds the golden tokens in blocks of `block`, collecting every position's logits. */
+static void run_all(run *r, uint32_t threads, uint32_t block, const char *kernels)
+{
+    uint32_t V = model.cfg.vocab_size;
+    nn_session_opts o = { .max_seq = n_toks, .max_batch = block, .threads = threads, .kernels = kernels,
+                          .all_logits = 1 };
+    size_t need;
+    assert_int_equal(nn_session_arena_bytes(&model, &o, &need), NN_OK);
+    r->mem = aligned_alloc(64, (need + 63) & ~(size_t)63);
+    r->logits = malloc((size_t)n_toks * V * 4);
+    nn_arena a;
+    nn_arena_init(&a, r->mem, need);
+    assert_int_equal(nn_session_init(&r->s, &model, &o, &a), NN_OK);
+    assert_int_equal(a.used, need);              /* measuring and carving agree */
+    for (uint32_t p = 0; p < n_toks; p += block) {
+        uint32_t b = n_toks - p < block ? n_toks - p : block;
+        const int32_t *lg;
+        assert_int_equal(nn_session_forward(&r->s, toks + p, b, &lg), NN_OK);
+        memcpy(r->logits + (size_t)p * V, lg, (size_t)b * V * 4);
+    }
+    assert_int_equal(r->s.n_pos, n_toks);
+}
+
+static void run_free(run *r)
+{
+    nn_session_deinit(&r->s);
+    free(r->mem);
+    free(r->logits);
+}
+
+static void same_kv(const nn_session *a, const nn_session *b)
+{
+    size_t n = (size_t)model.cfg.n_layers * n_toks;
+    assert_memory_equal(a->kc, b->kc, n * model.kv_dim * 2);
+    assert_memory_equal(a->vc, b->vc, n * model.kv_dim * 2);
+    assert_memory_equal(a->kt, b->kt, n * model.cfg.n_kv_heads);
+    assert_memory_equal(a->vt, b->vt, n * model.cfg.n_kv_heads);
+}
+
+static void bit_identical_across_threads_blocks_and_kernels(void **st)
+{
+    (void)st;
+    run base;
+    run_all(&base, 1, 1, "ref");
+    struct { uint32_t threads, block; const char *k; } v[] = {
+        { 2, 1, "ref" }, { 4, 1, "ref" }, { 1, 7, "ref" }, { 2, 32, "ref" }, { 4, 256, "ref" }, { 3, 13, NULL },
+    };
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        run r;
+        run_all(&r, v[i].threads, v[i].block, v[i].k);
+        assert_memory_equal(base.logits, r.logits, (size_t)n_toks * model.cfg.vocab_size * 4);
+        same_kv(&base.s, &r.s);
+        run_free(&r);
+    }
+    char names[128];
+    snprintf(names, sizeof names, "%s", nn_kernels_available());
+    for (char *save, *name = strtok_r(names, " ", &save); name; name = strtok_r(NULL, " ", &save)) {
+        run r;
+        run_all(&r, 2, 16, name);
+        assert_memory_equal(base.logits, r.logits, (size_t)n_toks * model.cfg.vocab_size * 4);
+        same_kv(&base.s, &r.s);
+        run_free(&r);
+    }
+    run_free(&base);
+}
+
+static void rollback_recomputes_identically(void **st)
+{
+    (void)st;
+    run base;
+    run_all(&base, 1, 16, NULL);
+    uint32_t V = model.cfg.vocab_size;
+    assert_int_equal(nn_session_truncate(&base.s, 100), NN_OK);
+    const int32_t *lg;
+    assert_int_equal(nn_session_forward(&base.s, toks + 100, 1, &lg), NN_OK);
+    assert_memory_equal(lg, base.logits + (size_t)100 * V, V * 4);
+    assert_int_equal(nn_session_truncate(&base.s, 200), NN_E_ARG);     /* cannot grow */
+    assert_int_equal(nn_session_truncate(&base.s, 0), NN_OK);
+    assert_int_equal(nn_session_forward(&base.s, toks, 3, &lg), NN_OK);
+    assert_memory_equal(lg, base.logits, (size_t)3 * V * 4);      /* all_logits: the whole block */
+    run_free(&base);
+}
+
+static void range_errors_leave_the_session_untouched(void **st)
+{
+    (void)st;
+    nn_session_opts o = { .max_seq = 8, .max_batch = 4 };
+    size_t need;
+    nn_session_arena_bytes(&model, &o, &need);
+    uint8_t *mem = malloc(need);
+    nn_arena a;
+    nn_arena_init(&a, mem, need);
+    nn_session s;
+    assert_int_equal(nn_session_init(&s, &model, &o, &a), NN_OK);
+    const int32_t *lg;
+    assert_int_equal(nn_session_forward(&s, toks, 5, &lg), NN_OK);
+    uint32_t bad[2] = { 1, model.cfg.vocab_size };
+    assert_int_equal(nn_session_forward(&s, bad, 2, &lg), NN_E_RANGE);
+    assert_int_equal(s.n_pos, 5);
+    assert_int_equal(nn_session_forward(&s, toks, 4, &lg), NN_E_RANGE);   /* 5 + 4 > 8 */
+    assert_int_equal(s.n_pos, 5);
+    assert_int_equal(nn_session_forward(&s, toks, 3, &lg), NN_OK);
+    assert_int_equal(s.n_pos, 8);
+    assert_int_equal(nn_session_forward(&s, NULL, 1, &lg), NN_E_ARG);
+    nn_session_deinit(&s);
+    free(mem);
+}
+
+static void arena_sizing(void **st)
+{
+    (void)st;
+    nn_session_opts o = { .max_seq = 512, .max_batch = 8, .threads = 2 };
+    size_t need;
+    assert_int_equal(nn_session_arena_bytes(&model, &o, &need), NN_OK);
+    /* The KV cache alone: 5 layers x 512 positions x 32 values x 2 (K, V) x 2 bytes. */
+    assert_true(need > 5u * 512 * 32 * 2 * 2);
+    uint8_t *mem = malloc(need);
+    nn_arena a;
+    nn_arena_init(&a, mem, need - 1);
+    nn_session s;
+    assert_int_equal(nn_session_init(&s, &model, &o, &a), NN_E_NOMEM);
+    assert_int_equal(nn_arena_needed(&a), need);
+    nn_arena_init(&a, mem, need);
+    assert_int_equal(nn_session_init(&s, &model, &o, &a), NN_OK);
+    nn_session_deinit(&s);
+    o.max_seq = model.cfg.max_seq + 1;
+    assert_int_equal(nn_session_arena_bytes(&model, &o, &need), NN_E_ARG);
+    o.max_seq = 16;
+    o.kernels = "no-such-kernels";
+    nn_arena_init(&a, mem, 1 << 20);
+    assert_int_equal(nn_session_init(&s, &model, &o, &a), NN_E_ARG);
+    free(mem);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(bit_identical_across_threads_blocks_and_kernels),
+        cmocka_unit_test(rollback_recomputes_identically),
+        cmocka_unit_test(range_errors_leave_the_session_untouched),
+        cmocka_unit_test(arena_sizing),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
