@@ -115,10 +115,11 @@ extern const int hal_gpio_linux_api;
 
 /*
  * Request one line. `backend` is the struct hal_sim_gpio for the sim ops, NULL for
- * linux. On success the line is ready: outputs drive req->initial.
+ * linux. On success the line is ready: outputs drive req->initial. `l` may be
+ * uninitialized; whatever it held is overwritten, so release a live request first.
  * Returns HAL_OK; HAL_EINVAL (NULL or empty chip/line, bad offset text, initial not
- * 0/1); HAL_ENODEV (no such chip, or no such line on it); HAL_EBUSY (line already
- * requested); HAL_EIO (the kernel refused); HAL_ESTATE (this struct holds a request).
+ * 0/1, edges on an output); HAL_ENODEV (no such chip, or no such line on it);
+ * HAL_EBUSY (line already requested); HAL_EIO (the kernel refused).
  */
 hal_status hal_gpio_line_request(struct hal_gpio_line *l, const struct hal_gpio_ops *ops,
                                  void *backend, const struct hal_gpio_request *req);
@@ -286,6 +287,7 @@ struct hal_button {
     int raw;                      /* last sampled level */
     uint64_t raw_since_ms;        /* when the level last moved (sample or edge) */
     uint64_t pressed_at_ms;
+    uint64_t last_ms;             /* previous poll (or init) */
     uint32_t bounces;             /* level changes seen, for diagnostics */
 };
 

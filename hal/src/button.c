@@ -44,13 +44,15 @@ hal_status hal_button_init(struct hal_button *b, struct hal_gpio_line *line,
     b->debounce_ms = debounce_ms ? debounce_ms : HAL_BUTTON_DEBOUNCE_MS_DEFAULT;
     b->stable = b->raw = level;
     b->raw_since_ms = now_ms;
+    b->last_ms = now_ms;
     return HAL_OK;
 }
 
 hal_status hal_button_poll(struct hal_button *b, uint64_t now_ms, struct hal_button_event *ev)
 {
-    if (b == NULL || b->line == NULL || ev == NULL || now_ms < b->raw_since_ms)
+    if (b == NULL || b->line == NULL || ev == NULL || now_ms < b->last_ms)
         return HAL_EINVAL;
+    b->last_ms = now_ms;
 
     if (b->line->edges) {
         struct hal_gpio_edge e;

@@ -45,8 +45,6 @@ hal_status hal_gpio_line_request(struct hal_gpio_line *l, const struct hal_gpio_
 {
     if (l == NULL || ops == NULL || req == NULL || req->chip == NULL || req->chip[0] == '\0')
         return HAL_EINVAL;
-    if (l->requested && l->ops != NULL)
-        return HAL_ESTATE;
     if (req->dir != HAL_GPIO_INPUT && req->dir != HAL_GPIO_OUTPUT)
         return HAL_EINVAL;
     if (req->initial != 0 && req->initial != 1)
