@@ -1,11 +1,21 @@
 # hal tests: cmocka programs (tests/hal/test_*.c) and shell tests (tests/hal/*.sh).
-# All link libgpiod (libhal.a's linux backend needs it); the linux backend test wraps
-# every libgpiod call it makes, so nothing reaches a real GPIO chip.
-$(call add_cmocka_tests,hal,$(wildcard tests/hal/test_*.c),$(HAL_LDLIBS),)
+#
+# test_gpio_linux_v<N>.c tests the linux backend for the libgpiod API this build uses
+# (HAL_GPIOD_API, from hal/module.mk), with every libgpiod call it makes wrapped at
+# link time, so nothing reaches a real GPIO chip.
+HAL_TESTS := $(filter-out tests/hal/test_gpio_linux_v%.c,$(wildcard tests/hal/test_*.c)) \
+             $(wildcard tests/hal/test_gpio_linux_v$(HAL_GPIOD_API).c)
+$(call add_cmocka_tests,hal,$(HAL_TESTS),$(HAL_LDLIBS),)
 
 # Fixture trees are found by absolute path, so a test binary runs from anywhere
 # (and under qemu-user, which shares the host's file system).
 $(foreach t,$(filter hal_test_%,$(TESTS)),\
   $(eval $(t)_CFLAGS += -DHAL_FIXTURES='"$(CURDIR)/tests/hal/fixtures"'))
+
+HAL_GPIOD1_WRAPPED := gpiod_chip_open gpiod_chip_close gpiod_chip_label \
+    gpiod_chip_get_line gpiod_chip_find_line gpiod_line_request gpiod_line_offset \
+    gpiod_line_release gpiod_line_set_value gpiod_line_get_value gpiod_line_event_wait \
+    gpiod_line_event_read gpiod_line_event_get_fd
+hal_test_gpio_linux_v1_LDFLAGS := $(foreach f,$(HAL_GPIOD1_WRAPPED),-Wl,--wrap=$(f))
 
 TEST_SCRIPTS += $(wildcard tests/hal/*.sh)
