@@ -19,3 +19,11 @@ HAL_GPIOD1_WRAPPED := gpiod_chip_open gpiod_chip_close gpiod_chip_label \
 hal_test_gpio_linux_v1_LDFLAGS := $(foreach f,$(HAL_GPIOD1_WRAPPED),-Wl,--wrap=$(f))
 
 TEST_SCRIPTS += $(wildcard tests/hal/*.sh)
+
+# For tests/hal/gpiod2-build.sh: compile the libgpiod 2.x backend with the target's
+# compiler and flags against the 2.x headers that tools/setup.sh unpacks.
+GPIOD2_DIR ?= /opt/kvmesh/libgpiod2
+export HAL_TEST_CC := $(CC)
+export HAL_TEST_NM := $(NM)
+export HAL_TEST_CFLAGS := $(CSTD) $(OPT) $(WARN) $(BOARD_CFLAGS) -I$(CURDIR)/hal/include -I$(CURDIR)/$(GENDIR)
+export HAL_GPIOD2_DIR := $(GPIOD2_DIR)
