@@ -20,17 +20,17 @@
  *     #include "hal.h"
  *     const struct hal_board *b = hal_board();
  *     struct hal_gpio_line led_line, btn_line;
+ *     struct hal_gpio_request lr = hal_led_line_request(b->gpio_chip, b->led_line);
+ *     struct hal_gpio_request br = hal_button_line_request(b->gpio_chip, b->button_line);
  *     struct hal_led led;
  *     struct hal_button btn;
  *     struct hal_thermal th;
  *     struct hal_governor gov;
  *
- *     hal_gpio_line_request(&led_line, &hal_gpio_linux_ops, NULL,
- *         &(struct hal_gpio_request){ .chip = b->gpio_chip, .line = b->led_line,
- *                                     .dir = HAL_GPIO_OUTPUT });
+ *     hal_gpio_line_request(&led_line, &hal_gpio_linux_ops, NULL, &lr);
  *     hal_led_init(&led, &led_line, now_ms());
- *     hal_button_request(&btn, &btn_line, &hal_gpio_linux_ops, NULL,
- *                        b->gpio_chip, b->button_line, b->button_role, 0, now_ms());
+ *     hal_gpio_line_request(&btn_line, &hal_gpio_linux_ops, NULL, &br);
+ *     hal_button_init(&btn, &btn_line, b->button_role, 0, now_ms());
  *     hal_thermal_open(&th, &hal_thermal_linux_ops, NULL, b->thermal_zone);
  *     hal_governor_init(&gov, &(struct hal_governor_config){
  *         .soft_mc = b->thermal_soft_mc, .hard_mc = b->thermal_hard_mc,
@@ -46,7 +46,6 @@
  *         if (hal_button_poll(&btn, now, &ev) == HAL_OK && ev.kind == HAL_BUTTON_PRESS)
  *             handle(ev.role);                     // run the prompt, or toggle mode
  *         hal_led_set_pattern(&led, busy ? HAL_LED_BUSY : HAL_LED_IDLE, now);
- *         hal_led_tick(&led, now);
  *         sleep_until(now + 10);
  *     }
  *

@@ -32,7 +32,8 @@
  *     struct hal_button btn;
  *     hal_button_init(&btn, &btn_line, HAL_BUTTON_ROLE_RUN_PROMPT, 30, 0);
  *     hal_sim_gpio_drive(&sim, 0, 27, 0);           // pressed: pin pulled to ground
- *     hal_button_poll(&btn, 40, &ev);               // -> HAL_OK, ev.kind == PRESS
+ *     hal_button_poll(&btn, 1, &ev);                // HAL_EAGAIN: not settled yet
+ *     hal_button_poll(&btn, 31, &ev);               // HAL_OK, ev.kind == HAL_BUTTON_PRESS
  *
  * Ownership
  *   Line, LED and button structs are caller-owned. An LED or button borrows its line:
@@ -273,7 +274,7 @@ enum hal_button_event_kind { HAL_BUTTON_PRESS = 1, HAL_BUTTON_RELEASE = 2 };
 struct hal_button_event {
     enum hal_button_event_kind kind;
     enum hal_button_role role;
-    uint64_t at_ms;        /* when the level settled (last bounce + debounce) */
+    uint64_t at_ms;        /* the poll that saw the level settle */
     uint64_t held_ms;      /* RELEASE: how long it was held; PRESS: 0 */
 };
 

@@ -90,11 +90,11 @@ static hal_status scan_hwmon(struct hal_power *p, const char *root)
 static hal_status scan_iio(struct hal_power *p, const char *root)
 {
     char base[HAL_PATH_MAX + 64], dir[2 * HAL_PATH_MAX];
-    char devs[8][HAL_DIRENT_MAX], iios[4][HAL_DIRENT_MAX];
+    char devs[16][HAL_DIRENT_MAX], iios[4][HAL_DIRENT_MAX];
     unsigned nd, found = 0;
     hal_status st = hal_fmt(base, sizeof base, "%s" INA3221X_DIR, root);
     if (st == HAL_OK)
-        st = hal_list_dir(base, "", devs, 8, &nd);
+        st = hal_list_dir(base, "", devs, 16, &nd);
     for (unsigned d = 0; st == HAL_OK && d < nd; d++) {
         unsigned ni = 0;
         st = hal_fmt(dir, sizeof dir, "%s/%s", base, devs[d]);

@@ -46,11 +46,11 @@ static hal_status throttle_read_at(const char *root, const struct hal_throttle *
         st = read_word(path, &raw);
     if (st == HAL_ENOENT) {
         char dir[HAL_PATH_MAX + 64];
-        char names[8][HAL_DIRENT_MAX];
+        char names[16][HAL_DIRENT_MAX];
         unsigned n = 0;
         st = hal_fmt(dir, sizeof dir, "%s" FW_DRIVER_DIR, root);
         if (st == HAL_OK)
-            st = hal_list_dir(dir, "", names, 8, &n);
+            st = hal_list_dir(dir, "", names, 16, &n);
         if (st == HAL_OK)
             st = HAL_ENOENT;
         /* Entries are the bound devices plus bind/unbind/uevent/module, which have no
