@@ -38,8 +38,8 @@ CROSS_PKGS="gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 # shellcheck disable=SC2086
 apt-get install -y --no-install-recommends $HOST_PKGS $CROSS_PKGS
 
-# libgpiod 2.x headers, to compile-check hal's 2.x backend (tests/hal/gpiod2-build.sh)
-# and to run its wrapped-call test. Debian 12 ships libgpiod 1.6; bookworm-backports
+# libgpiod 2.x headers, to compile-check hal's 2.x backend (tests/hal/gpiod2-build.sh).
+# Debian 12 ships libgpiod 1.6; bookworm-backports
 # has 2.1. The package is unpacked into GPIOD2_DIR, never installed, so the system
 # keeps 1.6. Backports sources get priority 100: nothing else is pulled from them.
 GPIOD2_DIR=/opt/kvmesh/libgpiod2

@@ -8,7 +8,7 @@
  *   ("pinctrl-rp1"), because labels survive the renumbering that the Pi 5 went through.
  *
  *   Lines go through a backend's const ops table:
- *     hal_gpio_linux_ops  libgpiod, 1.6 or 2.x API (HAL_GPIOD_API says which was built)
+ *     hal_gpio_linux_ops  libgpiod, 1.6 or 2.x API (hal_gpio_linux_api says which was built)
  *     hal_gpio_sim_ops    lines in a struct hal_sim_gpio, driven by tests
  *
  *   Values are logical: with active_low set, 1 means "pressed" for a button that pulls
