@@ -38,5 +38,34 @@ CROSS_PKGS="gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 # shellcheck disable=SC2086
 apt-get install -y --no-install-recommends $HOST_PKGS $CROSS_PKGS
 
+# libgpiod 2.x headers, to compile-check hal's 2.x backend (tests/hal/gpiod2-build.sh).
+# Debian 12 ships libgpiod 1.6; bookworm-backports
+# has 2.1. The package is unpacked into GPIOD2_DIR, never installed, so the system
+# keeps 1.6. Backports sources get priority 100: nothing else is pulled from them.
+GPIOD2_DIR=/opt/kvmesh/libgpiod2
+if [ ! -f "$GPIOD2_DIR/usr/include/gpiod.h" ]; then
+    if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        cat > /etc/apt/sources.list.d/bookworm-backports.sources <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+        apt-get update
+    fi
+    gpiod2_ver=$(apt-cache madison libgpiod-dev | awk -F'|' '$3 ~ /bookworm-backports/ { gsub(/ /, "", $2); print $2; exit }')
+    if [ -z "$gpiod2_ver" ]; then
+        echo "setup.sh: no libgpiod-dev in bookworm-backports" >&2
+        exit 1
+    fi
+    gpiod2_tmp=$(mktemp -d)
+    chown _apt "$gpiod2_tmp" 2>/dev/null || chmod 755 "$gpiod2_tmp"
+    (cd "$gpiod2_tmp" && apt-get download "libgpiod-dev=$gpiod2_ver")
+    mkdir -p "$GPIOD2_DIR"
+    dpkg -x "$gpiod2_tmp"/libgpiod-dev_*.deb "$GPIOD2_DIR"
+    rm -rf "$gpiod2_tmp"
+fi
+
 make -j"$(nproc)"
 echo "setup.sh: done. Run the tests with: make test"
