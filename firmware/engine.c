@@ -1,18 +1,27 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine.h"
+#include "kvmesh_board.h"
 
-#ifndef KVMESH_ARENA_BYTES
-#define KVMESH_ARENA_BYTES (256u << 20)
-#endif
-
-/* The one arena: activations, KV cache, scratch, sampler, token buffers. */
-static uint8_t fw_arena[KVMESH_ARENA_BYTES] __attribute__((aligned(64)));
+/*
+ * The one arena: activations, KV cache, scratch, sampler, token buffers. Its size is
+ * the board description's; untouched pages of .bss cost no RAM.
+ */
+static uint8_t fw_arena[KVMESH_BOARD_ARENA_BYTES] __attribute__((aligned(64)));
 static nn_model fw_model;
 
 size_t fw_arena_capacity(void) { return sizeof fw_arena; }
+
+uint32_t fw_default_threads(void)
+{
+    if (KVMESH_BOARD_THREADS)
+        return KVMESH_BOARD_THREADS;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 64 ? 64 : (uint32_t)n;
+}
 
 uint64_t fw_now_ns(void)
 {
@@ -33,14 +42,16 @@ int fw_engine_open(fw_engine *e, const fw_engine_opts *o, char *err, size_t errl
         nn_image_close(&e->img);
         return -1;
     }
-    uint32_t ctx = o->ctx ? o->ctx : e->m->cfg.max_seq;
+    uint32_t ctx = o->ctx;
+    if (!ctx)
+        ctx = e->m->cfg.max_seq < KVMESH_BOARD_MAX_CONTEXT ? e->m->cfg.max_seq : KVMESH_BOARD_MAX_CONTEXT;
     if (ctx > e->m->cfg.max_seq) {
         snprintf(err, errlen, "context %u exceeds the model's maximum (%u)", ctx, e->m->cfg.max_seq);
         nn_image_close(&e->img);
         return -1;
     }
     nn_session_opts so = { .max_seq = ctx, .max_batch = o->batch ? o->batch : 32,
-                           .threads = o->threads ? o->threads : 1, .kernels = o->kernels };
+                           .threads = o->threads ? o->threads : fw_default_threads(), .kernels = o->kernels };
     nn_arena_init(&e->arena, fw_arena, sizeof fw_arena);
     st = nn_session_init(&e->s, e->m, &so, &e->arena);
     if (!st) {
@@ -59,7 +70,8 @@ int fw_engine_open(fw_engine *e, const fw_engine_opts *o, char *err, size_t errl
         need += nn_tok_scratch_bytes(&e->m->tok) + ((o->max_prompt_bytes ? o->max_prompt_bytes : ctx) + 3) * 4 + 128 +
                 nn_sampler_arena_bytes(e->m->cfg.vocab_size);
         snprintf(err, errlen, "model does not fit: context %u needs %zu bytes of arena, this build has %zu "
-                 "(lower --ctx or use a board with a larger arena)", ctx, need, sizeof fw_arena);
+                 "(lower --ctx, or raise BOARD_ARENA_BYTES for board %s)", ctx, need, sizeof fw_arena,
+                 KVMESH_BOARD_NAME);
     } else if (st) {
         snprintf(err, errlen, "%s", nn_strerror(st));
     }

@@ -10,9 +10,9 @@
 
 typedef struct fw_engine_opts {
     const char *model;       /* image path */
-    uint32_t    ctx;         /* context length; 0: the model's */
+    uint32_t    ctx;         /* context length; 0: the model's, capped by the board */
     uint32_t    batch;       /* prefill block; 0: 32 */
-    uint32_t    threads;     /* 0: 1 */
+    uint32_t    threads;     /* 0: the board's (fw_default_threads) */
     const char *kernels;     /* NULL: best */
     int32_t     temp_q16;    /* 0: greedy */
     int32_t     topp_q16;
@@ -33,8 +33,11 @@ typedef struct fw_engine {
     size_t      arena_bytes; /* used by this engine */
 } fw_engine;
 
-/* Size of the static arena in this build. */
+/* Size of the static arena in this build (the board's BOARD_ARENA_BYTES). */
 size_t fw_arena_capacity(void);
+
+/* The board's thread count, or every online CPU when the board says 0. */
+uint32_t fw_default_threads(void);
 
 /* Loads the image and carves session, sampler and buffers. Returns 0, or -1 with a
  * message in err (including how many bytes a model that does not fit needs). */

@@ -23,8 +23,8 @@ static void usage(FILE *f)
         "      --temp T        sampling temperature, 0 = greedy (default 1.0)\n"
         "      --top-p P       nucleus sampling mass (default 0.9; 0 or 1 disables)\n"
         "      --seed S        random seed (default: time; printed on stderr)\n"
-        "      --ctx N         context length (default: the model's)\n"
-        "      --threads N     worker threads (default 1)\n"
+        "      --ctx N         context length (default: the model's, capped by the board)\n"
+        "      --threads N     worker threads (default: the board's)\n"
         "      --batch N       prompt tokens per prefill block (default 32)\n"
         "      --kernels NAME  kernel path (default best: %s)\n"
         "  -h, --help          this text\n",

@@ -16,13 +16,9 @@ export DEBIAN_FRONTEND=noninteractive
 # arm64 multiarch: the cross builds link against Debian's own arm64 -dev packages.
 if ! dpkg --print-foreign-architectures | grep -qx arm64; then
     dpkg --add-architecture arm64
-    apt-get update
 fi
-# A fresh machine has empty package lists; refresh them once.
-if [ ! -e /var/lib/apt/lists/partial ] || [ -z "$(ls /var/lib/apt/lists 2>/dev/null | grep -v -e partial -e lock)" ] \
-   || ! apt-cache show libmosquitto-dev:arm64 >/dev/null 2>&1; then
-    apt-get update
-fi
+# Always refresh: a fresh machine has no lists, and stale lists point at removed versions.
+apt-get update
 
 # Host build, tests and tools.
 HOST_PKGS="build-essential pkg-config make git ca-certificates openssl
