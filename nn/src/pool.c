@@ -31,11 +31,13 @@ static void *worker_main(void *arg)
             return NULL;
         seen = g;
         p->fn(p->ctx, id, p->n);
-        /* seq_cst on both sides (here and in nn_pool_run) so that either the caller
-         * sees pending reach 0 or the last worker sees the caller asleep. */
-        if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->caller_asleep)) {
+        /* The last worker checks for a sleeping caller under the mutex the caller
+         * sleeps with, so the hand-off never depends on store->load ordering between
+         * atomics (qemu's aarch64-on-x86 translation loses it, and the wake-up). */
+        if (atomic_fetch_sub(&p->pending, 1) == 1) {
             pthread_mutex_lock(&p->mu);
-            pthread_cond_signal(&p->done);
+            if (atomic_load(&p->caller_asleep))
+                pthread_cond_signal(&p->done);
             pthread_mutex_unlock(&p->mu);
         }
     }
