@@ -83,7 +83,10 @@ static void test_bodies(void **st)
     mqtt_response s = { .status = MQTT_ERR_NOT_FOUND, .xfer = 5, .size = 9, .chunks = 1 }, s2;
     assert_int_equal(mqtt_response_encode(&s, buf, sizeof buf), MQTT_OK);
     assert_int_equal(mqtt_response_decode(buf, MQTT_RESPONSE_SIZE, &s2), MQTT_OK);
-    assert_memory_equal(&s, &s2, sizeof s);
+    assert_int_equal(s2.status, s.status);
+    assert_int_equal(s2.xfer, s.xfer);
+    assert_int_equal(s2.size, s.size);
+    assert_int_equal(s2.chunks, s.chunks);
     buf[0] = 1; buf[1] = buf[2] = buf[3] = 0; /* positive status is not a status */
     assert_int_equal(mqtt_response_decode(buf, MQTT_RESPONSE_SIZE, &s2), MQTT_ERR_MALFORMED);
 }
