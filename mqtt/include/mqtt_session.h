@@ -207,6 +207,10 @@ typedef struct {
     size_t max_serving;           /* outgoing transfers at once; default 4 */
     size_t max_announce;          /* announcements kept for re-publish; default 64 */
     uint32_t pace_ms;             /* minimum gap between served chunks (rate limit); 0: none */
+    size_t max_directory;         /* verified announcements remembered; default 64. A retained
+                                   * announcement comes back byte-identical on every subscribe,
+                                   * which the replay window rightly refuses, so what was
+                                   * verified once is kept here. */
     uint8_t *inbox;               /* buffer for pushed payloads (optional) */
     size_t inbox_cap;
     mqtt_provider_get_fn provider_get;  /* optional: without it, requests get NOT_FOUND */
@@ -224,6 +228,7 @@ typedef struct {
 
 typedef struct mqtt_node_serve mqtt_node_serve;
 typedef struct mqtt_node_ann mqtt_node_ann;
+typedef struct mqtt_node_dirent mqtt_node_dirent;
 
 /* State of the one fetch a node runs at a time (private). */
 typedef struct {
@@ -252,6 +257,8 @@ typedef struct {
     size_t frame_cap;
     mqtt_node_serve *serving;     /* max_serving */
     mqtt_node_ann *anns;          /* max_announce */
+    mqtt_node_dirent *dir;        /* max_directory */
+    uint64_t dir_clock;           /* LRU stamp */
     bool inbox_busy;
     mqtt_node_fetch_state fetch;
     const mqtt_msg_props *cur_props; /* message being dispatched (MQTT 5 response topic) */

@@ -33,6 +33,14 @@ struct mqtt_node_ann {
     char topic[MQTT_TOPIC_MAX];
 };
 
+/* A verified announcement seen from another node (or ourselves). */
+struct mqtt_node_dirent {
+    bool used;
+    uint64_t stamp;
+    mqtt_announce ann;
+    mqtt_frame_hdr meta;
+};
+
 enum { F_IDLE = 0, F_WAIT_ANN, F_ANNOUNCED, F_REQUESTED, F_DONE, F_FAILED };
 
 #define SMALL_MAX 4096   /* announcements, requests, responses, small commands */
@@ -50,6 +58,7 @@ mqtt_node_cfg mqtt_node_cfg_default(void)
     c.max_peers = 64;
     c.max_serving = 4;
     c.max_announce = 64;
+    c.max_directory = 64;
     return c;
 }
 
@@ -235,6 +244,38 @@ static void serve_pump(mqtt_node *n)
     }
 }
 
+/* ---- directory cache ------------------------------------------------------------------ */
+
+static mqtt_node_dirent *dir_find(mqtt_node *n, const mqtt_model_id *m, const uint8_t *p)
+{
+    for (size_t i = 0; i < n->cfg.max_directory; i++) {
+        mqtt_node_dirent *d = &n->dir[i];
+        if (d->used && same_cache(&d->meta.model, d->meta.prefix, m, p)) return d;
+    }
+    return NULL;
+}
+
+static void dir_put(mqtt_node *n, const mqtt_frame_hdr *h, const mqtt_announce *a)
+{
+    mqtt_node_dirent *d = dir_find(n, &h->model, h->prefix), *old = NULL;
+    for (size_t i = 0; !d && i < n->cfg.max_directory; i++) {
+        mqtt_node_dirent *c = &n->dir[i];
+        if (!c->used) { d = c; break; }
+        if (!old || c->stamp < old->stamp) old = c;
+    }
+    if (!d) d = old;   /* least recently seen */
+    d->used = true;
+    d->stamp = ++n->dir_clock;
+    d->ann = *a;
+    d->meta = *h;
+}
+
+static void dir_forget(mqtt_node *n, const mqtt_model_id *m, const uint8_t *p)
+{
+    mqtt_node_dirent *d = dir_find(n, m, p);
+    if (d) d->used = false;
+}
+
 /* ---- incoming ---------------------------------------------------------------------------- */
 
 static bool node_admit(void *user, const mqtt_frame_hdr *h, uint8_t **buf, size_t *cap)
@@ -274,8 +315,9 @@ static void node_deliver(void *user, const mqtt_frame_hdr *h, const uint8_t *p, 
     switch (h->type) {
     case MQTT_FT_KV_ANNOUNCE: {
         mqtt_announce a;
-        if (f->state == F_WAIT_ANN && same_cache(&h->model, h->prefix, &f->model, f->prefix) &&
-            mqtt_announce_decode(p, len, &a) == MQTT_OK && strcmp(a.holder, h->sender) == 0) {
+        if (mqtt_announce_decode(p, len, &a) != MQTT_OK || strcmp(a.holder, h->sender) != 0) return;
+        dir_put(n, h, &a);
+        if (f->state == F_WAIT_ANN && same_cache(&h->model, h->prefix, &f->model, f->prefix)) {
             f->ann = a;
             f->meta = *h;
             snprintf(f->holder, sizeof f->holder, "%s", a.holder);
@@ -295,7 +337,8 @@ static void node_deliver(void *user, const mqtt_frame_hdr *h, const uint8_t *p, 
                 f->state = F_FAILED;
                 f->status = MQTT_ERR_NOT_FOUND;
             }
-            /* BUSY: the stall timer asks again. */
+            if (r.status == MQTT_ERR_BUSY && n->cfg.stall_ms > 200)   /* ask again in ~200 ms */
+                f->last_progress_ms = now_ms(n) + 200 - n->cfg.stall_ms;
         }
         return;
     }
@@ -339,6 +382,14 @@ static void node_message(void *user, const char *topic, const uint8_t *payload, 
         if (len) n->stats_foreign++;   /* empty = a cleared retained message */
         return;
     }
+    /* A retained announcement comes back unchanged on every subscribe; the copy we
+     * verified is in the directory, so this one is neither news nor an attack. */
+    mqtt_frame_hdr h;
+    if (props->retained && kind == MQTT_TOPIC_KV_ANNOUNCE &&
+        mqtt_frame_decode(payload, len, &h, NULL, NULL) == MQTT_OK) {
+        const mqtt_node_dirent *d = dir_find(n, &h.model, h.prefix);
+        if (d && d->meta.seq == h.seq && strcmp(d->meta.sender, h.sender) == 0) return;
+    }
     n->cur_props = props;
     int rc = mqtt_rx_input(&n->rx, now_ms(n), payload, len);
     n->cur_props = NULL;
@@ -359,7 +410,7 @@ static void node_event(void *user, int ev)
 int mqtt_node_init(mqtt_node *n, const mqtt_node_cfg *cfg)
 {
     if (!n || !cfg || !cfg->keys || !cfg->seq || !cfg->max_transfers || !cfg->max_peers ||
-        !cfg->max_serving || !cfg->max_announce)
+        !cfg->max_serving || !cfg->max_announce || !cfg->max_directory)
         return MQTT_ERR_INVAL;
     memset(n, 0, sizeof *n);
     n->cfg = *cfg;
@@ -383,7 +434,8 @@ int mqtt_node_init(mqtt_node *n, const mqtt_node_cfg *cfg)
     n->frame = malloc(n->frame_cap);
     n->serving = calloc(cfg->max_serving, sizeof *n->serving);
     n->anns = calloc(cfg->max_announce, sizeof *n->anns);
-    if (!n->frame || !n->serving || !n->anns) {
+    n->dir = calloc(cfg->max_directory, sizeof *n->dir);
+    if (!n->frame || !n->serving || !n->anns || !n->dir) {
         rc = MQTT_ERR_NOMEM;
         goto fail;
     }
@@ -404,6 +456,8 @@ void mqtt_node_free(mqtt_node *n)
     free(n->frame);
     free(n->serving);
     free(n->anns);
+    free(n->dir);
+    n->dir = NULL;
     n->frame = NULL;
     n->serving = NULL;
     n->anns = NULL;
@@ -567,6 +621,14 @@ static int fetch_run(mqtt_node *n, const mqtt_model_id *model, const uint8_t *pr
     mqtt_topic_build(n->session.root, MQTT_TOPIC_KV_ANNOUNCE, model, prefix, NULL, f->ann_topic, sizeof f->ann_topic);
     mqtt_topic_build(n->session.root, MQTT_TOPIC_KV_DATA, model, prefix, NULL, f->data_topic, sizeof f->data_topic);
     f->state = F_WAIT_ANN;
+    /* Known already: start from the cached announcement (updates still arrive). */
+    const mqtt_node_dirent *known = dir_find(n, model, prefix);
+    if (known) {
+        f->ann = known->ann;
+        f->meta = known->meta;
+        snprintf(f->holder, sizeof f->holder, "%s", known->ann.holder);
+        f->state = F_ANNOUNCED;
+    }
     int rc = mqtt_session_subscribe(&n->session, f->ann_topic);
     if (!rc && !find_only) rc = mqtt_session_subscribe(&n->session, f->data_topic);
     while (!rc) {
@@ -601,8 +663,10 @@ static int fetch_run(mqtt_node *n, const mqtt_model_id *model, const uint8_t *pr
         if (ann) *ann = f->ann;
         fill_info(f, info);
         if (len) *len = f->got;
-    } else if (!find_only) {
-        memset(buf, 0, f->ann.size && f->ann.size < cap ? (size_t)f->ann.size : cap);
+    } else {
+        /* A failed fetch may mean a stale announcement: wait for a fresh one next time. */
+        if (rc != MQTT_ERR_BUSY) dir_forget(n, model, prefix);
+        if (!find_only) memset(buf, 0, f->ann.size && f->ann.size < cap ? (size_t)f->ann.size : cap);
     }
     fetch_end(n);
     return rc;
