@@ -372,9 +372,16 @@ static void node_message(void *user, const char *topic, const uint8_t *payload, 
         mqtt_node_fetch_state *f = &n->fetch;
         if (len == 7 && memcmp(payload, "offline", 7) == 0 && f->state == F_REQUESTED &&
             strcmp(node, f->holder) == 0) {
+            /* The holder died (its will) or its announcement was stale: free what it sent
+             * and wait, until the deadline, for another holder to announce the prefix. */
             mqtt_rx_abandon_sender(&n->rx, node);
-            f->state = F_FAILED;
+            dir_forget(n, &f->model, f->prefix);
+            mqtt_session_unsubscribe(&n->session, f->status_topic);
+            f->status_topic[0] = '\0';
+            f->holder[0] = '\0';
+            f->lent = false;
             f->status = MQTT_ERR_PEER_GONE;
+            f->state = F_WAIT_ANN;
         }
         return;
     }
@@ -655,7 +662,7 @@ static int fetch_run(mqtt_node *n, const mqtt_model_id *model, const uint8_t *pr
         if (f->state == F_DONE) break;
         if (f->state == F_FAILED) { rc = f->status; break; }
         if (now >= f->deadline_ms) {
-            rc = f->state == F_WAIT_ANN ? MQTT_ERR_NOT_FOUND : MQTT_ERR_TIMEOUT;
+            rc = f->status ? f->status : f->state == F_WAIT_ANN ? MQTT_ERR_NOT_FOUND : MQTT_ERR_TIMEOUT;
             break;
         }
     }

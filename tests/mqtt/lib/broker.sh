@@ -51,11 +51,11 @@ mqtt_free_port() {
 }
 
 mqtt_wait_port() {
-    _n=$(( ${2:-10} * 20 ))
-    while [ "$_n" -gt 0 ]; do
+    _mq_n=$(( ${2:-10} * 20 ))
+    while [ "$_mq_n" -gt 0 ]; do
         ss -Htln "( sport = :$1 )" 2>/dev/null | grep -q . && return 0
         sleep 0.05
-        _n=$((_n - 1))
+        _mq_n=$((_mq_n - 1))
     done
     return 1
 }
@@ -69,10 +69,10 @@ mqtt_bg() {
 # Waits for a background process; returns its exit status (or 124 after SECS).
 mqtt_bg_wait() {
     _pid=$(cat "$TMPD/pids/$1")
-    _n=$(( ${2:-60} * 10 ))
+    _mq_n=$(( ${2:-60} * 10 ))
     while kill -0 "$_pid" 2>/dev/null; do
-        _n=$((_n - 1))
-        if [ "$_n" -le 0 ]; then kill "$_pid" 2>/dev/null; wait "$_pid" 2>/dev/null; return 124; fi
+        _mq_n=$((_mq_n - 1))
+        if [ "$_mq_n" -le 0 ]; then kill "$_pid" 2>/dev/null; wait "$_pid" 2>/dev/null; return 124; fi
         sleep 0.1
     done
     wait "$_pid"
@@ -203,7 +203,7 @@ mqtt_hex32() { printf '%s' "$1" | sha256sum | cut -c1-64; }
 # A payload of SIZE bytes with the known marker at the front of every 4 KiB block.
 mqtt_payload() {
     head -c "$2" /dev/urandom >"$1.rnd"
-    "$HELPERS/mqtt_mark" "$1.rnd" "$1" "${3:-KVMESH-KNOWN-PLAINTEXT-SEQUENCE}" && rm -f "$1.rnd"
+    "$HELPERS/mqtt_helper" mark "$1.rnd" "$1" "${3:-KVMESH-KNOWN-PLAINTEXT-SEQUENCE}" && rm -f "$1.rnd"
 }
 # The value of a numeric key in a flat or nested JSON line (first occurrence).
 json_num() { printf '%s' "$2" | sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" | head -1; }
