@@ -91,7 +91,8 @@ typedef enum {
     MQTT_ERR_NOT_FOUND = -23,   /* nobody announced the requested cache, or it is gone */
     MQTT_ERR_PEER_GONE = -24,   /* the peer went offline mid-transfer */
     MQTT_ERR_PROTOCOL = -25,    /* libmosquitto/protocol error not covered above */
-    MQTT_ERR_INCONSISTENT = -26 /* a chunk disagrees with the rest of its transfer */
+    MQTT_ERR_INCONSISTENT = -26,/* a chunk disagrees with the rest of its transfer */
+    MQTT_ERR_TLS = -27          /* TLS handshake or certificate verification failed */
 } mqtt_status;
 
 /* Static, never NULL, also for unknown values. */

@@ -117,6 +117,7 @@ typedef struct {
     uint32_t backoff_ms;
     uint64_t attempt_ms, retry_ms;
     uint32_t inflight;            /* QoS 1 publishes not yet acknowledged */
+    bool last_tls_error;          /* the last failed attempt failed in TLS */
     mqtt_session_stats stats;
 } mqtt_session;
 
@@ -134,7 +135,8 @@ int mqtt_session_start(mqtt_session *s);
 /* Runs the network for up to timeout_ms: reads and dispatches messages, writes, keeps
  * alive, times out a connect and reconnects with backoff. Returns MQTT_OK (also while
  * disconnected and retrying) or the permanent failure (MQTT_ERR_UNREACHABLE after
- * max_attempts, MQTT_ERR_REFUSED for bad credentials or authorization). */
+ * max_attempts, MQTT_ERR_TLS when those attempts failed in the TLS handshake (certificate,
+ * name), MQTT_ERR_REFUSED for bad credentials or authorization). */
 int mqtt_session_poll(mqtt_session *s, int timeout_ms);
 bool mqtt_session_connected(const mqtt_session *s);
 /* MQTT_OK or the failure that stopped the session. */

@@ -173,7 +173,7 @@ int mqtt_session_start(mqtt_session *s)
 }
 
 /* The connection ended or an attempt failed; schedule the next attempt or give up. */
-static void lost(mqtt_session *s)
+static void lost(mqtt_session *s, int mosq_rc)
 {
     if (s->state == ST_FAILED || s->state == ST_WAITING) return;
     bool was_up = s->state == ST_CONNECTED;
@@ -185,7 +185,7 @@ static void lost(mqtt_session *s)
     }
     if (!was_up && s->cfg.max_attempts && s->attempts >= s->cfg.max_attempts) {
         s->state = ST_FAILED;
-        s->status = MQTT_ERR_UNREACHABLE;
+        s->status = mosq_rc == MOSQ_ERR_TLS || s->last_tls_error ? MQTT_ERR_TLS : MQTT_ERR_UNREACHABLE;
         mosquitto_disconnect(s->mosq);
         if (s->cfg.on_event) s->cfg.on_event(s->cfg.user, MQTT_EV_FAILED);
         return;
@@ -238,7 +238,7 @@ static void on_connect(struct mosquitto *m, void *obj, int rc, int flags, const 
         if (s->cfg.on_event) s->cfg.on_event(s->cfg.user, MQTT_EV_FAILED);
         return;
     }
-    lost(s);
+    lost(s, MOSQ_ERR_CONN_REFUSED);
 }
 
 static void on_publish(struct mosquitto *m, void *obj, int mid, int rc, const mosquitto_property *p)
@@ -291,10 +291,11 @@ int mqtt_session_poll(mqtt_session *s, int timeout_ms)
     int rc = mosquitto_loop(s->mosq, timeout_ms, 1);
     if (s->state == ST_FAILED) return s->status;
     if (rc != MOSQ_ERR_SUCCESS) {
-        lost(s);
+        if (s->state == ST_CONNECTING) s->last_tls_error = rc == MOSQ_ERR_TLS;
+        lost(s, rc);
     } else if (s->state == ST_CONNECTING &&
                mqtt_session_now(s) - s->attempt_ms >= s->cfg.connect_timeout_ms) {
-        lost(s);   /* no CONNACK in time: a port that swallows packets */
+        lost(s, MOSQ_ERR_SUCCESS);   /* no CONNACK in time: a port that swallows packets */
     }
     return s->state == ST_FAILED ? s->status : MQTT_OK;
 }

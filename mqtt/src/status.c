@@ -33,6 +33,7 @@ const char *mqtt_strerror(int status)
     case MQTT_ERR_PEER_GONE: return "peer went offline";
     case MQTT_ERR_PROTOCOL: return "MQTT protocol error";
     case MQTT_ERR_INCONSISTENT: return "chunk inconsistent with its transfer";
+    case MQTT_ERR_TLS: return "TLS handshake or certificate verification failed";
     default: return "unknown status";
     }
 }

@@ -1,6 +1,7 @@
 /* mqtt_helper: test-only tools for the mqtt integration scripts (never installed).
  *   mark IN OUT MARKER        copy IN, writing MARKER at the start of every 4 KiB block
  *   rogue SECRET WRONG OUTDIR forge the tamper-test frames (see rogue())
+ *   scan CAPTURE PAYLOAD      count payload windows found in a capture
  *   blackhole PORTFILE        listen on a free 127.0.0.1 port, never accept: a port that
  *                             swallows connections; writes the port to PORTFILE
  *   load ...                  one node of the load test (load.c) */
@@ -130,9 +131,34 @@ static int rogue(int argc, char **argv)
     m.model.numerics = 2;
     rc |= mqtt_tx_begin(&tx, &z, &m, payload, 100);
     rc |= mqtt_tx_chunk(&tx, &z, 0, frame, sizeof frame, &n) || write_file(dir, "model-other-model", frame, n);
+    /* A last legit transfer: when it is delivered, everything before it was processed. */
+    static const uint8_t sentinel[] = "SENTINEL";
+    rc |= mqtt_tx_begin(&tx, &z, &t, sentinel, sizeof sentinel);
+    rc |= mqtt_tx_chunk(&tx, &z, 0, frame, sizeof frame, &n) || write_file(dir, "sentinel", frame, n);
     mqtt_tx_free(&tx);
     mqtt_tx_free(&txw);
     return rc ? 1 : 0;
+}
+
+/* How many 32-byte windows of the payload (one per 4 KiB block, at two offsets) occur in
+ * the capture. Prints the count; 0 means no known plaintext leaked. */
+static int scan(int argc, char **argv)
+{
+    if (argc != 3) return 2;
+    FILE *fc = fopen(argv[1], "rb"), *fp = fopen(argv[2], "rb");
+    if (!fc || !fp) return 1;
+    static uint8_t cap[64u << 20], pay[64u << 20];
+    size_t nc = fread(cap, 1, sizeof cap, fc), np = fread(pay, 1, sizeof pay, fp);
+    fclose(fc);
+    fclose(fp);
+    unsigned long found = 0, tried = 0;
+    for (size_t off = 0; off + 4096 <= np; off += 4096) {
+        const size_t at[2] = { off, off + 2000 };
+        for (int k = 0; k < 2; k++, tried++)
+            if (memmem(cap, nc, pay + at[k], 32)) found++;
+    }
+    printf("%lu %lu\n", found, tried);
+    return 0;
 }
 
 static int blackhole(int argc, char **argv)
@@ -159,6 +185,7 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "mark")) return mark(argc - 1, argv + 1);
     if (!strcmp(argv[1], "rogue")) return rogue(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "scan")) return scan(argc - 1, argv + 1);
     if (!strcmp(argv[1], "blackhole")) return blackhole(argc - 1, argv + 1);
     if (!strcmp(argv[1], "load")) return helper_load(argc - 1, argv + 1);
     fprintf(stderr, "mqtt_helper: unknown command %s\n", argv[1]);

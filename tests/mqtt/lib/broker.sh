@@ -12,6 +12,7 @@
 #   mqtt_broker_stop NAME [SIG]  stop (SIGTERM default; KILL to simulate a crash)
 #   mqtt_broker_restart NAME     start again on the same ports, same config
 #   mqtt_bg NAME CMD...          run CMD in the background; pid in $TMPD/pids/NAME
+#   mqtt_bg_out NAME FILE CMD... the same with stdout to FILE; mqtt_bg_wait NAME [SECS]
 #   mqtt_wait_port PORT [SECS]   until something listens on 127.0.0.1:PORT
 # shellcheck shell=sh
 
@@ -63,6 +64,13 @@ mqtt_wait_port() {
 mqtt_bg() {
     _name=$1; shift
     "$@" &
+    echo $! >"$TMPD/pids/$_name"
+}
+
+# mqtt_bg_out NAME FILE CMD...: the same, with stdout to FILE.
+mqtt_bg_out() {
+    _name=$1 _out=$2; shift 2
+    "$@" >"$_out" &
     echo $! >"$TMPD/pids/$_name"
 }
 
