@@ -270,10 +270,23 @@ static void dir_put(mqtt_node *n, const mqtt_frame_hdr *h, const mqtt_announce *
     d->meta = *h;
 }
 
-static void dir_forget(mqtt_node *n, const mqtt_model_id *m, const uint8_t *p)
+/* Forgets the entry for (m, p) if it names holder (a newer holder stays). */
+static void dir_forget(mqtt_node *n, const mqtt_model_id *m, const uint8_t *p, const char *holder)
 {
     mqtt_node_dirent *d = dir_find(n, m, p);
-    if (d) d->used = false;
+    if (d && strcmp(d->ann.holder, holder) == 0) d->used = false;
+}
+
+/* Starts the fetch from a known announcement, if there is one. */
+static void fetch_from_dir(mqtt_node *n)
+{
+    mqtt_node_fetch_state *f = &n->fetch;
+    const mqtt_node_dirent *known = dir_find(n, &f->model, f->prefix);
+    if (!known) return;
+    f->ann = known->ann;
+    f->meta = known->meta;
+    snprintf(f->holder, sizeof f->holder, "%s", known->ann.holder);
+    f->state = F_ANNOUNCED;
 }
 
 /* ---- incoming ---------------------------------------------------------------------------- */
@@ -375,13 +388,14 @@ static void node_message(void *user, const char *topic, const uint8_t *payload, 
             /* The holder died (its will) or its announcement was stale: free what it sent
              * and wait, until the deadline, for another holder to announce the prefix. */
             mqtt_rx_abandon_sender(&n->rx, node);
-            dir_forget(n, &f->model, f->prefix);
+            dir_forget(n, &f->model, f->prefix, node);
             mqtt_session_unsubscribe(&n->session, f->status_topic);
             f->status_topic[0] = '\0';
             f->holder[0] = '\0';
             f->lent = false;
             f->status = MQTT_ERR_PEER_GONE;
             f->state = F_WAIT_ANN;
+            fetch_from_dir(n);   /* another holder may have announced meanwhile */
         }
         return;
     }
@@ -629,13 +643,7 @@ static int fetch_run(mqtt_node *n, const mqtt_model_id *model, const uint8_t *pr
     mqtt_topic_build(n->session.root, MQTT_TOPIC_KV_DATA, model, prefix, NULL, f->data_topic, sizeof f->data_topic);
     f->state = F_WAIT_ANN;
     /* Known already: start from the cached announcement (updates still arrive). */
-    const mqtt_node_dirent *known = dir_find(n, model, prefix);
-    if (known) {
-        f->ann = known->ann;
-        f->meta = known->meta;
-        snprintf(f->holder, sizeof f->holder, "%s", known->ann.holder);
-        f->state = F_ANNOUNCED;
-    }
+    fetch_from_dir(n);
     int rc = mqtt_session_subscribe(&n->session, f->ann_topic);
     if (!rc && !find_only) rc = mqtt_session_subscribe(&n->session, f->data_topic);
     while (!rc) {
@@ -672,7 +680,7 @@ static int fetch_run(mqtt_node *n, const mqtt_model_id *model, const uint8_t *pr
         if (len) *len = f->got;
     } else {
         /* A failed fetch may mean a stale announcement: wait for a fresh one next time. */
-        if (rc != MQTT_ERR_BUSY) dir_forget(n, model, prefix);
+        if (rc != MQTT_ERR_BUSY && f->holder[0]) dir_forget(n, model, prefix, f->holder);
         if (!find_only) memset(buf, 0, f->ann.size && f->ann.size < cap ? (size_t)f->ann.size : cap);
     }
     fetch_end(n);

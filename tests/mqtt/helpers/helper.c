@@ -2,6 +2,7 @@
  *   mark IN OUT MARKER        copy IN, writing MARKER at the start of every 4 KiB block
  *   rogue SECRET WRONG OUTDIR forge the tamper-test frames (see rogue())
  *   scan CAPTURE PAYLOAD      count payload windows found in a capture
+ *   fakev3 PORTFILE           an MQTT 3.1.1-only "broker" that refuses v5 (fall-back test)
  *   blackhole PORTFILE        listen on a free 127.0.0.1 port, never accept: a port that
  *                             swallows connections; writes the port to PORTFILE
  *   load ...                  one node of the load test (load.c) */
@@ -161,6 +162,44 @@ static int scan(int argc, char **argv)
     return 0;
 }
 
+/* A broker that only speaks MQTT 3.1.1: refuses a v5 CONNECT with "unacceptable protocol
+ * version" as a 3.1.1 broker does, accepts a 3.1.1 CONNECT and then ignores the client. */
+static int fakev3(int argc, char **argv)
+{
+    if (argc != 2) return 2;
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t al = sizeof a;
+    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) || listen(s, 4) ||
+        getsockname(s, (struct sockaddr *)&a, &al))
+        return 1;
+    FILE *f = fopen(argv[1], "w");
+    if (!f) return 1;
+    fprintf(f, "%u\n", ntohs(a.sin_port));
+    fclose(f);
+    for (;;) {
+        int c = accept(s, NULL, NULL);
+        if (c < 0) continue;
+        uint8_t b[512];
+        ssize_t n = recv(c, b, sizeof b, 0);
+        /* CONNECT: 0x10, remaining length (1-2 bytes here), 00 04 "MQTT", level */
+        size_t at = (n > 2 && (b[1] & 0x80)) ? 3 : 2;
+        if (n < (ssize_t)at + 7 || b[0] != 0x10) { close(c); continue; }
+        uint8_t level = b[at + 6];
+        const uint8_t refuse[4] = { 0x20, 0x02, 0x00, 0x01 }, accept_[4] = { 0x20, 0x02, 0x00, 0x00 };
+        if (level == 5) {
+            send(c, refuse, 4, MSG_NOSIGNAL);
+            close(c);
+        } else {
+            send(c, accept_, 4, MSG_NOSIGNAL);
+            /* Keep the connection; read and discard until the client leaves. */
+            while (recv(c, b, sizeof b, 0) > 0) {
+            }
+            close(c);
+        }
+    }
+}
+
 static int blackhole(int argc, char **argv)
 {
     if (argc != 2) return 2;
@@ -186,6 +225,7 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "mark")) return mark(argc - 1, argv + 1);
     if (!strcmp(argv[1], "rogue")) return rogue(argc - 1, argv + 1);
     if (!strcmp(argv[1], "scan")) return scan(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "fakev3")) return fakev3(argc - 1, argv + 1);
     if (!strcmp(argv[1], "blackhole")) return blackhole(argc - 1, argv + 1);
     if (!strcmp(argv[1], "load")) return helper_load(argc - 1, argv + 1);
     fprintf(stderr, "mqtt_helper: unknown command %s\n", argv[1]);
