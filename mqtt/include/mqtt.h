@@ -427,7 +427,8 @@ int mqtt_rx_init(mqtt_rx *rx, const mqtt_rx_cfg *cfg);
 void mqtt_rx_free(mqtt_rx *rx);
 
 /* Offers one frame as received. Never delivers anything that did not authenticate,
- * pass the replay window and (once complete) match its digest. A frame that completes a
+ * pass the replay window (all types but KV_ANNOUNCE, which is retained state that the
+ * broker re-sends verbatim to every new subscriber) and (once complete) match its digest. A frame that completes a
  * payload calls deliver before returning. now_ms: a monotonic clock.
  * Returns MQTT_OK when the frame was accepted (or completed a payload), else the negative
  * status of the reason it was dropped (and counted). */

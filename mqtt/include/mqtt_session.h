@@ -209,10 +209,8 @@ typedef struct {
     size_t max_serving;           /* outgoing transfers at once; default 4 */
     size_t max_announce;          /* announcements kept for re-publish; default 64 */
     uint32_t pace_ms;             /* minimum gap between served chunks (rate limit); 0: none */
-    size_t max_directory;         /* verified announcements remembered; default 64. A retained
-                                   * announcement comes back byte-identical on every subscribe,
-                                   * which the replay window rightly refuses, so what was
-                                   * verified once is kept here. */
+    size_t max_directory;         /* verified announcements remembered (holder, size,
+                                   * description) so a repeated fetch needs no new one; 64 */
     uint8_t *inbox;               /* buffer for pushed payloads (optional) */
     size_t inbox_cap;
     mqtt_provider_get_fn provider_get;  /* optional: without it, requests get NOT_FOUND */

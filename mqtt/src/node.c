@@ -403,14 +403,6 @@ static void node_message(void *user, const char *topic, const uint8_t *payload, 
         if (len) n->stats_foreign++;   /* empty = a cleared retained message */
         return;
     }
-    /* A retained announcement comes back unchanged on every subscribe; the copy we
-     * verified is in the directory, so this one is neither news nor an attack. */
-    mqtt_frame_hdr h;
-    if (props->retained && kind == MQTT_TOPIC_KV_ANNOUNCE &&
-        mqtt_frame_decode(payload, len, &h, NULL, NULL) == MQTT_OK) {
-        const mqtt_node_dirent *d = dir_find(n, &h.model, h.prefix);
-        if (d && d->meta.seq == h.seq && strcmp(d->meta.sender, h.sender) == 0) return;
-    }
     n->cur_props = props;
     int rc = mqtt_rx_input(&n->rx, now_ms(n), payload, len);
     n->cur_props = NULL;

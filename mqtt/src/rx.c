@@ -107,6 +107,15 @@ static mqtt_rx_slot *slot_find(const mqtt_rx *rx, const char *sender, uint64_t x
     return NULL;
 }
 
+/* Announcements are retained state, not events: the broker hands the same old frame to
+ * every new subscriber, long after the holder's counter moved on. They are authenticated
+ * but not replay-windowed; re-presenting one can only point a fetcher at a holder that no
+ * longer serves the cache, and no data is accepted without fresh, windowed frames. */
+static bool windowed(uint8_t type)
+{
+    return type != MQTT_FT_KV_ANNOUNCE;
+}
+
 static bool model_bound(uint8_t type)
 {
     return type == MQTT_FT_KV_CACHE || type == MQTT_FT_KV_ANNOUNCE || type == MQTT_FT_HIDDEN;
@@ -208,7 +217,7 @@ static void accept_frame(mqtt_rx *rx, mqtt_rx_peer *peer, mqtt_rx_peer *free_pee
         memcpy(peer->sender, h->sender, sizeof peer->sender);
         mqtt_replay_reset(&peer->win);
     }
-    mqtt_replay_mark(&peer->win, h->seq);
+    if (windowed(h->type)) mqtt_replay_mark(&peer->win, h->seq);
     rx->stats.frames_ok++;
 }
 
@@ -234,7 +243,7 @@ int mqtt_rx_input(mqtt_rx *rx, uint64_t now_ms, const uint8_t *frame, size_t len
         return drop(rx, MQTT_DROP_OVERSIZE, MQTT_ERR_OVERSIZE);
     mqtt_rx_peer *free_peer;
     mqtt_rx_peer *peer = peer_find(rx, h.sender, &free_peer);
-    if (peer && mqtt_replay_check(&peer->win, h.seq))
+    if (peer && windowed(h.type) && mqtt_replay_check(&peer->win, h.seq))
         return drop(rx, MQTT_DROP_REPLAY, MQTT_ERR_REPLAY);
     if (!peer && !free_peer) return drop(rx, MQTT_DROP_PEERS, MQTT_ERR_BUSY);
     uint32_t plain = mqtt_frame_chunk_plain_len(&h);

@@ -222,6 +222,22 @@ static void test_replay_and_oversize_and_model(void **st)
     assert_int_equal(send_chunk(f, &z, 0, 3), MQTT_ERR_MODEL);
     assert_int_equal(f->rx.stats.drops[MQTT_DROP_MODEL], 1);
     assert_int_equal(f->delivered, 1);
+    /* An announcement is retained state: the same frame again is delivered again. */
+    mqtt_frame_hdr at = { .type = MQTT_FT_KV_ANNOUNCE, .model = f->model };
+    mqtt_tx_xfer ax;
+    assert_int_equal(mqtt_tx_begin(&f->tx, &ax, &at, a, 48), MQTT_OK);
+    mqtt_tx_chunk(&f->tx, &ax, 0, frame, sizeof frame, &n);
+    /* Move the sender's window far past the announcement's counter with small frames. */
+    mqtt_frame_hdr pt = { .type = MQTT_FT_PROMPT };
+    for (uint64_t s = 0; s < 2 * MQTT_REPLAY_BITS; s++) {
+        mqtt_tx_xfer px;
+        mqtt_tx_begin(&f->tx, &px, &pt, a, 10);
+        assert_int_equal(send_chunk(f, &px, 0, 4), MQTT_OK);
+    }
+    int before = f->delivered;
+    assert_int_equal(mqtt_rx_input(&f->rx, 5, frame, n), MQTT_OK);
+    assert_int_equal(mqtt_rx_input(&f->rx, 5, frame, n), MQTT_OK);
+    assert_int_equal(f->delivered, before + 2);
     free(a); free(big);
 }
 
