@@ -211,7 +211,7 @@ mqtt_hex32() { printf '%s' "$1" | sha256sum | cut -c1-64; }
 # A payload of SIZE bytes with the known marker at the front of every 4 KiB block.
 mqtt_payload() {
     head -c "$2" /dev/urandom >"$1.rnd"
-    "$HELPERS/mqtt_helper" mark "$1.rnd" "$1" "${3:-KVMESH-KNOWN-PLAINTEXT-SEQUENCE}" && rm -f "$1.rnd"
+    run "$HELPERS/mqtt_helper" mark "$1.rnd" "$1" "${3:-KVMESH-KNOWN-PLAINTEXT-SEQUENCE}" && rm -f "$1.rnd"
 }
 # The value of a numeric key in a flat or nested JSON line (first occurrence).
 json_num() { printf '%s' "$2" | sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" | head -1; }
