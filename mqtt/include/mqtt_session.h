@@ -189,7 +189,9 @@ typedef int (*mqtt_provider_get_fn)(void *user, const mqtt_model_id *model,
 typedef void (*mqtt_provider_put_fn)(void *user, void *handle);
 
 /* A sealed payload pushed to this node (on req/<node> or node/<node>/cmd): hidden states,
- * prompts, tokens, commands. hdr and payload are valid until the callback returns. */
+ * prompts, tokens, commands, unsolicited KV caches; and every verified announcement on an
+ * announcement topic the application subscribed to (type MQTT_FT_KV_ANNOUNCE, body decodes
+ * with mqtt_announce_decode). hdr and payload are valid until the callback returns. */
 typedef void (*mqtt_node_deliver_fn)(void *user, const mqtt_frame_hdr *hdr,
                                      const uint8_t *payload, size_t len);
 
@@ -209,6 +211,9 @@ typedef struct {
     size_t max_serving;           /* outgoing transfers at once; default 4 */
     size_t max_announce;          /* announcements kept for re-publish; default 64 */
     uint32_t pace_ms;             /* minimum gap between served chunks (rate limit); 0: none */
+    const char *share_group;      /* optional: also take payloads sent to node id <group> through
+                                   * the shared subscription $share/<group>/<root>/req/<group>,
+                                   * so that peers of a group (cloud workers) split the load */
     size_t max_directory;         /* verified announcements remembered (holder, size,
                                    * description) so a repeated fetch needs no new one; 64 */
     uint8_t *inbox;               /* buffer for pushed payloads (optional) */
@@ -262,6 +267,7 @@ typedef struct {
     bool inbox_busy;
     mqtt_node_fetch_state fetch;
     const mqtt_msg_props *cur_props; /* message being dispatched (MQTT 5 response topic) */
+    char group[MQTT_NODE_ID_MAX + 1];
     uint64_t stats_frames_sent, stats_bytes_sent, stats_served, stats_refused, stats_resumes;
     uint64_t stats_rerequests, stats_foreign;
     uint64_t last_chunk_ms;       /* for pace_ms */
@@ -275,7 +281,8 @@ int mqtt_node_init(mqtt_node *n, const mqtt_node_cfg *cfg);
 /* Withdraws nothing (announcements are retained on purpose), says "offline", frees.
  * Accepts NULL. */
 void mqtt_node_free(mqtt_node *n);
-/* Subscribes to req/<node> and node/<node>/cmd and starts connecting. */
+/* Subscribes to req/<node>, resp/<node>, node/<node>/cmd (and the group's shared request
+ * topic) and starts connecting. Returns MQTT_OK or the session's error. */
 int mqtt_node_start(mqtt_node *n);
 /* Runs the session, serves requests, abandons stalled incoming transfers. Returns
  * MQTT_OK or the session's permanent failure. */
@@ -318,6 +325,15 @@ int mqtt_node_fetch(mqtt_node *n, const mqtt_model_id *model, const uint8_t pref
  * Returns MQTT_OK, MQTT_ERR_INVAL, MQTT_ERR_TIMEOUT or a send error. */
 int mqtt_node_send(mqtt_node *n, const char *dest, const mqtt_frame_hdr *tmpl,
                    const uint8_t *payload, uint64_t len, uint32_t deadline_ms);
+
+/* Sends a payload that fits one chunk (len <= chunk_size) to a group's shared request
+ * topic: exactly one member of the group (see share_group) receives it. A shared
+ * subscription hands out *messages*, so the chunks of a larger payload would be split
+ * among members; larger work goes to the group as a small request, and the member that
+ * takes it moves the data point to point (mqtt_node_send to it, or a directory fetch).
+ * Returns what mqtt_node_send returns, or MQTT_ERR_OVERSIZE. */
+int mqtt_node_send_shared(mqtt_node *n, const char *group, const mqtt_frame_hdr *tmpl,
+                          const uint8_t *payload, uint64_t len, uint32_t deadline_ms);
 
 /* Publishes a JSON metrics document on node/<node>/metrics (QoS 0, not retained). */
 int mqtt_node_publish_metrics(mqtt_node *n, const char *json);

@@ -336,7 +336,7 @@ static void node_deliver(void *user, const mqtt_frame_hdr *h, const uint8_t *p, 
             snprintf(f->holder, sizeof f->holder, "%s", a.holder);
             f->state = F_ANNOUNCED;
         }
-        return;
+        break;   /* the application sees verified announcements too */
     }
     case MQTT_FT_REQUEST:
         handle_request(n, h, p, len);
@@ -425,8 +425,11 @@ int mqtt_node_init(mqtt_node *n, const mqtt_node_cfg *cfg)
     if (!n || !cfg || !cfg->keys || !cfg->seq || !cfg->max_transfers || !cfg->max_peers ||
         !cfg->max_serving || !cfg->max_announce || !cfg->max_directory)
         return MQTT_ERR_INVAL;
+    if (cfg->share_group && !mqtt_node_id_valid(cfg->share_group)) return MQTT_ERR_INVAL;
     memset(n, 0, sizeof *n);
     n->cfg = *cfg;
+    if (cfg->share_group) snprintf(n->group, sizeof n->group, "%s", cfg->share_group);
+    n->cfg.share_group = NULL;   /* the copy in n->group is used */
     mqtt_session_cfg sc = cfg->session;
     sc.on_message = node_message;
     sc.on_event = node_event;
@@ -484,6 +487,13 @@ int mqtt_node_start(mqtt_node *n)
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
         int rc = mqtt_topic_build(n->session.root, kinds[i], NULL, NULL, n->session.node_id, t, sizeof t);
         if (!rc) rc = mqtt_session_subscribe(&n->session, t);
+        if (rc) return rc;
+    }
+    if (n->group[0]) {
+        char shared[MQTT_TOPIC_MAX];
+        int rc = mqtt_topic_build(n->session.root, MQTT_TOPIC_REQ, NULL, NULL, n->group, t, sizeof t);
+        if (!rc) rc = mqtt_topic_shared(n->group, t, shared, sizeof shared);
+        if (!rc) rc = mqtt_session_subscribe(&n->session, shared);
         if (rc) return rc;
     }
     return mqtt_session_start(&n->session);
@@ -722,6 +732,14 @@ int mqtt_node_send(mqtt_node *n, const char *dest, const mqtt_frame_hdr *tmpl, c
         if (!rc && now_ms(n) >= end) rc = MQTT_ERR_TIMEOUT;
     }
     return rc;
+}
+
+int mqtt_node_send_shared(mqtt_node *n, const char *group, const mqtt_frame_hdr *tmpl, const uint8_t *payload,
+                          uint64_t len, uint32_t deadline_ms)
+{
+    if (!n) return MQTT_ERR_INVAL;
+    if (len > n->tx.cfg.chunk_size) return MQTT_ERR_OVERSIZE;
+    return mqtt_node_send(n, group, tmpl, payload, len, deadline_ms);
 }
 
 int mqtt_node_publish_metrics(mqtt_node *n, const char *json)

@@ -62,6 +62,39 @@ done
 check "restarted sender with a state file: both fetches identical" cmp -s "$TMPD/got1" "$TMPD/got2"
 check "state file advanced past the first run's counters" test "$(cat "$TMPD/nonce")" != "0000000000000000"
 
+# ---- push to a node, a shared group, announcements seen by sub -----------------------------
+head -c 65536 "$TMPD/payload" >"$TMPD/work"
+C="--port $open_PLAIN --secret-file $TMPD/secret --quiet"
+mqtt_bg_out carol "$TMPD/carol.out" $RUN "$KV" sub $C --node carol --count 1 --announce
+check "receiver carol online" mqtt_wait_online carol "$open_PLAIN"
+$RUN "$KV" pub $C --to carol --type hidden --file "$TMPD/small" --layers 2:5 --positions 0:64
+check "push to carol sent" test $? -eq 0
+mqtt_bg_wait carol 30
+want=$(sha256sum "$TMPD/small" | cut -c1-64)
+check "push: the hidden state arrived intact" grep -q "\"type\":\"hidden\",\"sender\":\"kv-[0-9]*\",\"bytes\":1000000,\"sha256\":\"$want\"" "$TMPD/carol.out"
+check "sub --announce lists verified announcements" grep -q '"event":"announce","holder":"prov-plain","bytes":33554432' "$TMPD/carol.out"
+for w in w1 w2; do
+    mqtt_bg_out "$w" "$TMPD/$w.out" $RUN "$KV" sub $C --node "$w" --group cloud
+    check "group member $w online" mqtt_wait_online "$w" "$open_PLAIN"
+done
+for i in 1 2 3 4 5 6; do
+    $RUN "$KV" pub $C --to-group cloud --type prompt --file "$TMPD/work" || fail "push $i to the group"
+done
+i=0
+while [ $i -lt 150 ]; do
+    got=$(cat "$TMPD/w1.out" "$TMPD/w2.out" | grep -c '"event":"deliver"')
+    [ "$got" -ge 6 ] && break
+    sleep 0.2; i=$((i + 1))
+done
+kill "$(cat "$TMPD/pids/w1")" "$(cat "$TMPD/pids/w2")"
+mqtt_bg_wait w1 10; mqtt_bg_wait w2 10
+a=$(grep -c '"event":"deliver"' "$TMPD/w1.out"); b=$(grep -c '"event":"deliver"' "$TMPD/w2.out")
+check "group: 6 payloads sent to 'cloud' delivered exactly once ($a + $b)" test $((a + b)) -eq 6
+check "group: the shared subscription split the work" sh -c "test $a -ge 1 && test $b -ge 1"
+$RUN "$KV" pub $C --to-group cloud --file "$TMPD/small" 2>"$TMPD/err"
+rc=$?
+check "a payload larger than one chunk is refused for a group (exit $rc)" sh -c "test $rc -eq 1 && grep -q 'too large' '$TMPD/err'"
+
 # Not announced: fetch fails with a clear error and exit 1 within its deadline.
 $RUN "$KV" fetch --port "$open_PLAIN" --model "$MODEL" --prefix "$(mqtt_hex32 nobody)" --secret-file "$TMPD/secret" \
     --out "$TMPD/none" --deadline 2 --quiet 2>"$TMPD/err"

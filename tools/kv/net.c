@@ -50,6 +50,18 @@ static const char ident_usage[] =
     "  --numerics N        model numerics version (default 0)\n"
     "  --prefix HEX        prefix id, 64 hex digits\n";
 
+
+/* Frame type for --type. */
+static int push_type(const char *s)
+{
+    static const struct { const char *name; int type; } t[] = {
+        { "hidden", MQTT_FT_HIDDEN }, { "prompt", MQTT_FT_PROMPT }, { "tokens", MQTT_FT_TOKENS },
+        { "command", MQTT_FT_COMMAND }, { "kv", MQTT_FT_KV_CACHE },
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (!strcmp(s, t[i].name)) return t[i].type;
+    return -1;
+}
 static const char *type_name(int t)
 {
     static const char *const names[] = { "?", "kv", "announce", "hidden", "prompt", "tokens", "request", "response", "command" };
@@ -104,7 +116,8 @@ static void pub_usage(FILE *f)
 {
     fprintf(f, "usage: kvmesh-kv pub --file F --model HEX --prefix HEX --secret-file S [options]\n"
                "Announces the cache in F (retained, sealed) and serves it, sealed and chunked, to\n"
-               "every node that requests it, until --requests or --serve-secs is reached or a signal.\n\n"
+               "every node that requests it, until --requests or --serve-secs is reached or a signal.\n"
+               "With --to, pushes F to one node's request topic instead (hidden states, prompts, ...).\n\n"
                "  --file F            cache bytes (opaque: the engine's codec output)\n"
                "%s"
                "  --codec N           engine codec id recorded in the frames (default 0)\n"
@@ -112,7 +125,10 @@ static void pub_usage(FILE *f)
                "  --positions A:B     position range (default 0:0)\n"
                "  --requests N        exit after serving N requests (default: serve until stopped)\n"
                "  --serve-secs S      exit after S seconds (default: until stopped)\n"
-               "  --pace-ms MS        at least MS between chunks (rate limit; default 0)\n\n%s",
+               "  --pace-ms MS        at least MS between chunks (rate limit; default 0)\n"
+               "  --to NODE           instead: send F once, sealed, to NODE's request topic and exit\n"
+               "  --to-group G        the same to one member of group G (F must fit one chunk)\n"
+               "  --type T            with --to/--to-group: hidden, prompt, tokens, command or kv (default hidden)\n\n%s",
             ident_usage, kv_net_usage);
 }
 
@@ -122,7 +138,8 @@ int kv_cmd_pub(int argc, char **argv)
     kv_net_defaults(&o);
     kv_ident id = { 0 };
     pub_state ps = { 0 };
-    const char *file = NULL;
+    const char *file = NULL, *to = NULL, *type = "hidden";
+    bool shared = false;
     uint64_t requests = 0, secs = 0, pace = 0, codec = 0;
     for (int i = 1; i < argc; i++) {
         int r = kv_net_opt(&o, argc, argv, &i);
@@ -132,6 +149,9 @@ int kv_cmd_pub(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { pub_usage(stdout); return 0; }
         else if (!strcmp(a, "--file") && v) file = argv[++i];
+        else if (!strcmp(a, "--to") && v) to = argv[++i];
+        else if (!strcmp(a, "--to-group") && v) { to = argv[++i]; shared = true; }
+        else if (!strcmp(a, "--type") && v) type = argv[++i];
         else if (!strcmp(a, "--requests") && v && !kv_parse_u64(v, &requests)) i++;
         else if (!strcmp(a, "--serve-secs") && v && !kv_parse_u64(v, &secs)) i++;
         else if (!strcmp(a, "--pace-ms") && v && !kv_parse_u64(v, &pace) && pace < 60000) i++;
@@ -140,8 +160,9 @@ int kv_cmd_pub(int argc, char **argv)
         else if (!strcmp(a, "--positions") && v && !kv_parse_range(v, &ps.info.pos_begin, &ps.info.pos_end)) i++;
         else { fprintf(stderr, "kvmesh-kv pub: bad option '%s' (see --help)\n", a); return 2; }
     }
-    if (!file || !id.have_model || !id.have_prefix) {
-        fprintf(stderr, "kvmesh-kv pub: --file, --model and --prefix are required (see --help)\n");
+    int ftype = push_type(type);
+    if (!file || (!to && (!id.have_model || !id.have_prefix)) || (to && (!mqtt_node_id_valid(to) || ftype < 0))) {
+        fprintf(stderr, "kvmesh-kv pub: --file with --model and --prefix, or --to NODE [--type T] (see --help)\n");
         return 2;
     }
     mqtt_node_cfg cfg;
@@ -179,6 +200,25 @@ int kv_cmd_pub(int argc, char **argv)
         goto out_map;
     }
     if (connect_node(&node, &o)) goto out;
+    if (to) {
+        /* Push: one sealed payload to a node (or group) request topic. */
+        mqtt_frame_hdr t = { .type = (uint8_t)ftype, .model = id.model, .codec = ps.info.codec,
+                             .layer_begin = ps.info.layer_begin, .layer_end = ps.info.layer_end,
+                             .pos_begin = ps.info.pos_begin, .pos_end = ps.info.pos_end };
+        memcpy(t.prefix, id.prefix, MQTT_ID_BYTES);
+        double t0 = kv_now_s();
+        rc = shared ? mqtt_node_send_shared(&node, to, &t, ps.data, ps.info.size, 60000)
+                    : mqtt_node_send(&node, to, &t, ps.data, ps.info.size, 60000);
+        double dt = kv_now_s() - t0;
+        if (rc) {
+            fprintf(stderr, "kvmesh-kv pub: sending to %s failed: %s\n", to, mqtt_strerror(rc));
+            goto out;
+        }
+        if (!o.quiet) fprintf(stderr, "kvmesh-kv pub: sent %" PRIu64 " bytes to %s in %.3f s\n", ps.info.size, to, dt);
+        if (o.json) printf("{\"ok\":true,\"to\":\"%s\",\"bytes\":%" PRIu64 ",\"seconds\":%.6f}\n", to, ps.info.size, dt);
+        status = 0;
+        goto out;
+    }
     rc = mqtt_node_announce(&node, &ps.info);
     if (rc) {
         fprintf(stderr, "kvmesh-kv pub: announce failed: %s\n", mqtt_strerror(rc));
@@ -236,6 +276,16 @@ static void sub_deliver(void *user, const mqtt_frame_hdr *h, const uint8_t *p, s
     mqtt_sha256(p, len, d);
     mqtt_hex_encode(d, sizeof d, hex);
     mqtt_hex_encode(h->prefix, MQTT_ID_BYTES, pre);
+    mqtt_announce a;
+    if (h->type == MQTT_FT_KV_ANNOUNCE && mqtt_announce_decode(p, len, &a) == MQTT_OK) {
+        char model[MQTT_MODEL_ID_STR + 1];
+        mqtt_model_id_str(&h->model, model);
+        printf("{\"event\":\"announce\",\"holder\":\"%s\",\"bytes\":%" PRIu64 ",\"model\":\"%s\",\"prefix\":\"%s\","
+               "\"codec\":%u,\"layers\":[%u,%u],\"positions\":[%u,%u]}\n",
+               a.holder, a.size, model, pre, h->codec, h->layer_begin, h->layer_end, h->pos_begin, h->pos_end);
+        fflush(stdout);
+        return;   /* not counted against --count: those are payloads */
+    }
     printf("{\"event\":\"deliver\",\"type\":\"%s\",\"sender\":\"%s\",\"bytes\":%zu,\"sha256\":\"%s\",\"prefix\":\"%s\"}\n",
            type_name(h->type), h->sender, len, hex, pre);
     fflush(stdout);
@@ -250,6 +300,8 @@ static void sub_usage(FILE *f)
                "that fails verification is dropped and counted. Prints the counters on exit.\n\n"
                "%s"
                "  --announce          also print every cache announcement under the root\n"
+               "  --group G           also take payloads sent to G, shared with the group's other\n"
+               "                      members (MQTT shared subscription $share/G/...)\n"
                "  --inbox N           largest pushed payload accepted, bytes (default 64 MiB)\n"
                "  --count N           exit after N deliveries\n"
                "  --secs S            exit after S seconds\n\n%s",
@@ -263,6 +315,7 @@ int kv_cmd_sub(int argc, char **argv)
     kv_ident id = { 0 };
     uint64_t count = 0, secs = 0, inbox = 64u << 20;
     bool announce = false;
+    const char *group = NULL;
     for (int i = 1; i < argc; i++) {
         int r = kv_net_opt(&o, argc, argv, &i);
         if (r == 0) r = ident_opt(&id, argc, argv, &i);
@@ -271,6 +324,7 @@ int kv_cmd_sub(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { sub_usage(stdout); return 0; }
         else if (!strcmp(a, "--announce")) announce = true;
+        else if (!strcmp(a, "--group") && v) group = argv[++i];
         else if (!strcmp(a, "--count") && v && !kv_parse_u64(v, &count)) i++;
         else if (!strcmp(a, "--secs") && v && !kv_parse_u64(v, &secs)) i++;
         else if (!strcmp(a, "--inbox") && v && !kv_parse_u64(v, &inbox) && inbox <= (1u << 30)) i++;
@@ -289,6 +343,7 @@ int kv_cmd_sub(int argc, char **argv)
     cfg.max_total = inbox;
     cfg.model = id.have_model ? &id.model : NULL;
     cfg.on_deliver = sub_deliver;
+    cfg.share_group = group;
     cfg.user = &ss;
     mqtt_node node;
     int rc = mqtt_node_init(&node, &cfg), status = 1;

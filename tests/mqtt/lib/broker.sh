@@ -215,3 +215,13 @@ mqtt_payload() {
 }
 # The value of a numeric key in a flat or nested JSON line (first occurrence).
 json_num() { printf '%s' "$2" | sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" | head -1; }
+# mqtt_wait_online NODE PORT: until NODE's retained status says online (its subscriptions
+# are in place by then: they are sent before the status in the same connection).
+mqtt_wait_online() {
+    _mq_i=0
+    while [ $_mq_i -lt 100 ]; do
+        [ "$(mosquitto_sub -p "$2" -t "$MQTT_ROOT/node/$1/status" -C 1 -W 1 2>/dev/null)" = online ] && return 0
+        _mq_i=$((_mq_i + 1))
+    done
+    return 1
+}
