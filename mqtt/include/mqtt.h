@@ -43,8 +43,18 @@
  *     for (uint32_t i = 0; i < x.hdr.chunk_count; i++) {
  *         size_t n;
  *         mqtt_tx_chunk(&tx, &x, i, frame, sizeof frame, &n);
- *         publish(frame, n);                 // receiver: mqtt_rx_input(&rx, now, frame, n)
+ *         publish(frame, n);
  *     }
+ *
+ *     // Receiver: a pool of caller buffers and a callback for verified payloads.
+ *     uint8_t *bufs[1] = { big };  size_t caps[1] = { sizeof big };
+ *     mqtt_rx_cfg rc = { .keys = &keys, .model = &model, .timeout_ms = 10000,
+ *                        .max_transfers = 1, .max_peers = 16, .pool = bufs,
+ *                        .pool_caps = caps, .pool_count = 1, .deliver = on_payload };
+ *     mqtt_rx rx;
+ *     mqtt_rx_init(&rx, &rc);
+ *     mqtt_rx_input(&rx, now_ms, frame, n);  // on_payload(user, hdr, bytes, len) once
+ *                                            // every chunk verified and sha256 matched
  *
  * Ownership: contexts (mqtt_tx, mqtt_rx, ...) are caller-owned structs; the _init
  * functions may allocate (zstd contexts, tables) and the matching _free releases; nothing
@@ -86,7 +96,7 @@ typedef enum {
     MQTT_ERR_BUSY = -18,        /* no free slot (transfers, peers, subscriptions) */
     MQTT_ERR_NO_CONN = -19,     /* not connected to the broker */
     MQTT_ERR_UNREACHABLE = -20, /* broker unreachable after the configured retries */
-    MQTT_ERR_REFUSED = -21,     /* broker refused the connection (credentials, ACL, TLS) */
+    MQTT_ERR_REFUSED = -21,     /* broker refused the connection (credentials, authorization) */
     MQTT_ERR_TIMEOUT = -22,     /* deadline passed */
     MQTT_ERR_NOT_FOUND = -23,   /* nobody announced the requested cache, or it is gone */
     MQTT_ERR_PEER_GONE = -24,   /* the peer went offline mid-transfer */
@@ -127,9 +137,6 @@ int mqtt_hex_decode(const char *hex, uint8_t *out, size_t n);
 #define MQTT_CHUNK_MAX (1024u * 1024u)/* largest: brokers commonly cap packets at 2 MB */
 #define MQTT_CHUNK_DEFAULT (256u * 1024u)
 #define MQTT_MAX_CHUNKS 8192u         /* per transfer: 2 GiB at the default chunk size */
-/* Extra bytes a compressed chunk body may have over its plaintext (zstd's worst case for
- * MQTT_CHUNK_MAX is well below this). */
-#define MQTT_ZSTD_SLACK 4096u
 
 /* Frame types. The sealing purpose of each is fixed (see mqtt_frame_purpose). */
 typedef enum {
@@ -382,8 +389,8 @@ typedef bool (*mqtt_rx_admit_fn)(void *user, const mqtt_frame_hdr *hdr, uint8_t 
  * with its owner. */
 typedef void (*mqtt_rx_deliver_fn)(void *user, const mqtt_frame_hdr *hdr,
                                    const uint8_t *payload, size_t len);
-/* A lent buffer comes back without delivery (reason: MQTT_DROP_*). Its content is
- * unverified and has been zeroed. */
+/* A buffer (lent by admit, or from the pool) comes back without delivery (reason:
+ * MQTT_DROP_*). Its content was unverified and has been zeroed. */
 typedef void (*mqtt_rx_release_fn)(void *user, const mqtt_frame_hdr *hdr, uint8_t *buf,
                                    int reason);
 

@@ -48,6 +48,7 @@ transfer plain-mqtt311 "--port $open_PLAIN --node prov-311 --mqtt 3.1.1" "--port
 transfer plain-zstd "--port $open_PLAIN --node prov-z --zstd 3" "--port $open_PLAIN --node fetch-z"
 
 head -c 1000000 "$TMPD/payload" >"$TMPD/small"
+head -c 65536 "$TMPD/payload" >"$TMPD/work"
 # Persisted nonce counter: the same node id across restarts keeps working (a receiver
 # remembers its replay window), because the counter continues above what was used.
 rm -f "$TMPD/got"
@@ -63,8 +64,13 @@ check "restarted sender with a state file: both fetches identical" cmp -s "$TMPD
 check "state file advanced past the first run's counters" test "$(cat "$TMPD/nonce")" != "0000000000000000"
 
 # ---- push to a node, a shared group, announcements seen by sub -----------------------------
-head -c 65536 "$TMPD/payload" >"$TMPD/work"
+
 C="--port $open_PLAIN --secret-file $TMPD/secret --quiet"
+LIVE=$(mqtt_hex32 prefix-live)
+mqtt_bg live $RUN "$KV" pub $C --node holder-live --file "$TMPD/work" --model "$MODEL" --prefix "$LIVE" --metrics-secs 1
+check "holder online" mqtt_wait_online holder-live "$open_PLAIN"
+m=$(mosquitto_sub -p "$open_PLAIN" -t "$MQTT_ROOT/node/holder-live/metrics" -C 1 -W 10)
+check "holder publishes JSON metrics with units in the keys: $m" sh -c "echo '$m' | grep -q '\"uptime_s\":[0-9]*,\"frames_sent\"'"
 mqtt_bg_out carol "$TMPD/carol.out" $RUN "$KV" sub $C --node carol --count 1 --announce
 check "receiver carol online" mqtt_wait_online carol "$open_PLAIN"
 $RUN "$KV" pub $C --to carol --type hidden --file "$TMPD/small" --layers 2:5 --positions 0:64
@@ -72,7 +78,11 @@ check "push to carol sent" test $? -eq 0
 mqtt_bg_wait carol 30
 want=$(sha256sum "$TMPD/small" | cut -c1-64)
 check "push: the hidden state arrived intact" grep -q "\"type\":\"hidden\",\"sender\":\"kv-[0-9]*\",\"bytes\":1000000,\"sha256\":\"$want\"" "$TMPD/carol.out"
-check "sub --announce lists verified announcements" grep -q '"event":"announce","holder":"prov-plain","bytes":33554432' "$TMPD/carol.out"
+check "sub --announce lists verified announcements" grep -q '"event":"announce","holder":"holder-live","bytes":65536' "$TMPD/carol.out"
+check "... and not the ones withdrawn by holders that exited" sh -c "! grep -q '"holder":"prov-plain"' '$TMPD/carol.out'"
+kill "$(cat "$TMPD/pids/live")"
+mqtt_bg_wait live 10
+check "a holder exiting cleanly withdraws its retained announcement" test -z "$(mosquitto_sub -p "$open_PLAIN" -t "$MQTT_ROOT/kv/+/$LIVE" -C 1 -W 2 2>/dev/null)"
 for w in w1 w2; do
     mqtt_bg_out "$w" "$TMPD/$w.out" $RUN "$KV" sub $C --node "$w" --group cloud
     check "group member $w online" mqtt_wait_online "$w" "$open_PLAIN"

@@ -126,6 +126,8 @@ static void pub_usage(FILE *f)
                "  --requests N        exit after serving N requests (default: serve until stopped)\n"
                "  --serve-secs S      exit after S seconds (default: until stopped)\n"
                "  --pace-ms MS        at least MS between chunks (rate limit; default 0)\n"
+               "  --metrics-secs S    publish JSON metrics on node/<node>/metrics every S s (5; 0 off)\n"
+               "  --keep-announcement leave the retained announcement when exiting (default: clear it)\n"
                "  --to NODE           instead: send F once, sealed, to NODE's request topic and exit\n"
                "  --to-group G        the same to one member of group G (F must fit one chunk)\n"
                "  --type T            with --to/--to-group: hidden, prompt, tokens, command or kv (default hidden)\n\n%s",
@@ -140,7 +142,8 @@ int kv_cmd_pub(int argc, char **argv)
     pub_state ps = { 0 };
     const char *file = NULL, *to = NULL, *type = "hidden";
     bool shared = false;
-    uint64_t requests = 0, secs = 0, pace = 0, codec = 0;
+    uint64_t requests = 0, secs = 0, pace = 0, codec = 0, metrics_s = 5;
+    bool keep = false;
     for (int i = 1; i < argc; i++) {
         int r = kv_net_opt(&o, argc, argv, &i);
         if (r == 0) r = ident_opt(&id, argc, argv, &i);
@@ -153,6 +156,8 @@ int kv_cmd_pub(int argc, char **argv)
         else if (!strcmp(a, "--to-group") && v) { to = argv[++i]; shared = true; }
         else if (!strcmp(a, "--type") && v) type = argv[++i];
         else if (!strcmp(a, "--requests") && v && !kv_parse_u64(v, &requests)) i++;
+        else if (!strcmp(a, "--metrics-secs") && v && !kv_parse_u64(v, &metrics_s)) i++;
+        else if (!strcmp(a, "--keep-announcement")) keep = true;
         else if (!strcmp(a, "--serve-secs") && v && !kv_parse_u64(v, &secs)) i++;
         else if (!strcmp(a, "--pace-ms") && v && !kv_parse_u64(v, &pace) && pace < 60000) i++;
         else if (!strcmp(a, "--codec") && v && !kv_parse_u64(v, &codec) && codec <= UINT32_MAX) i++;
@@ -227,7 +232,7 @@ int kv_cmd_pub(int argc, char **argv)
     if (!o.quiet)
         fprintf(stderr, "kvmesh-kv pub: announced %" PRIu64 " bytes; serving%s\n", ps.info.size,
                 requests ? "" : " until stopped");
-    double t0 = kv_now_s();
+    double t0 = kv_now_s(), last_metrics = -1e9;
     mqtt_node_stats s;
     uint64_t last_report = 0;
     status = 0;
@@ -243,12 +248,26 @@ int kv_cmd_pub(int argc, char **argv)
             last_report = s.frames_sent / 64;
             fprintf(stderr, "kvmesh-kv pub: %" PRIu64 " frames, %.1f MiB sent\n", s.frames_sent, s.bytes_sent / 1048576.0);
         }
+        if (metrics_s && kv_now_s() - last_metrics >= (double)metrics_s) {
+            /* Units in the key names, as the fleet's dashboards expect. */
+            char json[256];
+            last_metrics = kv_now_s();
+            snprintf(json, sizeof json,
+                     "{\"uptime_s\":%.0f,\"frames_sent\":%" PRIu64 ",\"sent_bytes\":%" PRIu64
+                     ",\"requests_served\":%" PRIu64 ",\"frames_dropped\":%" PRIu64 "}",
+                     last_metrics - t0, s.frames_sent, s.bytes_sent, s.requests_served, mqtt_rx_drops_total(&node.rx));
+            mqtt_node_publish_metrics(&node, json);
+        }
         if (requests && s.requests_served >= requests && ps.lent == 0) {
             mqtt_node_flush(&node, 10000);
             break;
         }
         if (secs && kv_now_s() - t0 >= (double)secs) break;
     }
+    /* Leaving: clear the retained announcement so nobody asks a holder that is gone. */
+    if (!keep && mqtt_session_connected(&node.session) &&
+        mqtt_node_withdraw(&node, &ps.info.model, ps.info.prefix) == MQTT_OK)
+        mqtt_node_flush(&node, 2000);
     if (o.json) {
         kv_print_stats(stdout, &node);
         fputc('\n', stdout);
