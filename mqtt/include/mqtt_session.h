@@ -267,6 +267,7 @@ typedef struct {
     bool inbox_busy;
     mqtt_node_fetch_state fetch;
     const mqtt_msg_props *cur_props; /* message being dispatched (MQTT 5 response topic) */
+    int cur_kind;                 /* its topic kind: the inbox only takes req/ and cmd/ */
     char group[MQTT_NODE_ID_MAX + 1];
     uint64_t stats_frames_sent, stats_bytes_sent, stats_served, stats_refused, stats_resumes;
     uint64_t stats_rerequests, stats_foreign;

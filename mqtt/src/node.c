@@ -106,10 +106,12 @@ static void respond(mqtt_node *n, const mqtt_frame_hdr *req_hdr, const char *rep
     char topic[MQTT_TOPIC_MAX], node[MQTT_NODE_ID_MAX + 1];
     /* The MQTT 5 response topic is not authenticated: use it only when it is the
      * requester's own resp topic under our root. */
-    if (!(n->cur_props && n->cur_props->response_topic &&
-          mqtt_topic_parse(n->session.root, n->cur_props->response_topic, NULL, NULL, node, sizeof node) ==
-              MQTT_TOPIC_RESP &&
-          strcmp(node, reply_to) == 0 && snprintf(topic, sizeof topic, "%s", n->cur_props->response_topic) > 0))
+    const char *rt = n->cur_props ? n->cur_props->response_topic : NULL;
+    if (rt && strlen(rt) < sizeof topic &&
+        mqtt_topic_parse(n->session.root, rt, NULL, NULL, node, sizeof node) == MQTT_TOPIC_RESP &&
+        strcmp(node, reply_to) == 0)
+        strcpy(topic, rt);
+    else
         mqtt_topic_build(n->session.root, MQTT_TOPIC_RESP, NULL, NULL, reply_to, topic, sizeof topic);
     mqtt_frame_hdr t = { .type = MQTT_FT_RESPONSE, .model = req_hdr->model };
     memcpy(t.prefix, req_hdr->prefix, MQTT_ID_BYTES);
@@ -168,12 +170,9 @@ static void handle_request(mqtt_node *n, const mqtt_frame_hdr *h, const uint8_t 
     mqtt_cache_info info;
     const uint8_t *data = NULL;
     void *handle = NULL;
-    int rc = n->cfg.provider_get ? n->cfg.provider_get(n->cfg.user, &h->model, h->prefix, &info, &data, &handle)
-                                 : MQTT_ERR_NOT_FOUND;
-    if (rc == MQTT_OK && !sv) {
-        if (n->cfg.provider_put) n->cfg.provider_put(n->cfg.user, handle);
-        rc = MQTT_ERR_BUSY;
-    }
+    int rc = !sv ? MQTT_ERR_BUSY
+             : n->cfg.provider_get ? n->cfg.provider_get(n->cfg.user, &h->model, h->prefix, &info, &data, &handle)
+                                   : MQTT_ERR_NOT_FOUND;
     if (rc == MQTT_OK) {
         mqtt_frame_hdr t = { .type = MQTT_FT_KV_CACHE, .model = h->model, .xfer = r.xfer,
                              .layer_begin = info.layer_begin, .layer_end = info.layer_end,
@@ -303,7 +302,9 @@ static bool node_admit(void *user, const mqtt_frame_hdr *h, uint8_t **buf, size_
         *cap = f->cap;
         return true;
     }
-    if (n->cfg.inbox && !n->inbox_busy) {
+    /* Pushed payloads come on our own req/ or cmd/ topic; anything else (a late chunk on
+     * a data topic after a fetch ended) must not tie up the inbox until it stalls. */
+    if (n->cfg.inbox && !n->inbox_busy && (n->cur_kind == MQTT_TOPIC_REQ || n->cur_kind == MQTT_TOPIC_CMD)) {
         n->inbox_busy = true;
         *buf = n->cfg.inbox;
         *cap = n->cfg.inbox_cap;
@@ -404,8 +405,10 @@ static void node_message(void *user, const char *topic, const uint8_t *payload, 
         return;
     }
     n->cur_props = props;
+    n->cur_kind = kind;
     int rc = mqtt_rx_input(&n->rx, now_ms(n), payload, len);
     n->cur_props = NULL;
+    n->cur_kind = MQTT_TOPIC_UNKNOWN;
     if (rc == MQTT_OK && kind == MQTT_TOPIC_KV_DATA) n->fetch.last_progress_ms = now_ms(n);
 }
 
@@ -430,6 +433,7 @@ int mqtt_node_init(mqtt_node *n, const mqtt_node_cfg *cfg)
     n->cfg = *cfg;
     if (cfg->share_group) snprintf(n->group, sizeof n->group, "%s", cfg->share_group);
     n->cfg.share_group = NULL;   /* the copy in n->group is used */
+    n->cur_kind = MQTT_TOPIC_UNKNOWN;
     mqtt_session_cfg sc = cfg->session;
     sc.on_message = node_message;
     sc.on_event = node_event;

@@ -45,7 +45,7 @@ while [ $i -lt "$NODES" ]; do
     i=$((i + 1))
 done
 secs=$(( $(date +%s) - start ))
-fetched=0 failed=0 corrupted=0 bytes=0 unexpected=0 maxrss=0
+fetched=0 failed=0 corrupted=0 bytes=0 unexpected=0 maxrss=0 rss_list=""
 i=0
 while [ $i -lt "$NODES" ]; do
     line=$(cat "$TMPD/node$i.json")
@@ -57,10 +57,11 @@ while [ $i -lt "$NODES" ]; do
     unexpected=$((unexpected + $(json_num unexpected_drops "$line")))
     r=$(json_num peak_rss_kib "$line")
     [ "${r:-0}" -gt "$maxrss" ] && maxrss=$r
+    rss_list="${rss_list:+$rss_list,}${r:-0}"
     i=$((i + 1))
 done
 want=$((NODES * CACHES))
-echo "bench {\"load_nodes\":$NODES,\"caches_per_node\":$CACHES,\"max_bytes\":$MAXB,\"fetched\":$fetched,\"bytes\":$bytes,\"seconds\":$secs,\"max_peak_rss_kib\":$maxrss}"
+echo "bench {\"load_nodes\":$NODES,\"caches_per_node\":$CACHES,\"max_bytes\":$MAXB,\"fetched\":$fetched,\"bytes\":$bytes,\"seconds\":$secs,\"max_peak_rss_kib\":$maxrss,\"peak_rss_kib_per_node\":[$rss_list]}"
 check "every node process exited cleanly" test $all_ok -eq 1
 check "all $want caches exchanged within ${SECS}s (got $fetched in ${secs}s, $((bytes / 1048576)) MiB)" test "$fetched" -eq "$want"
 check "zero lost (failed fetches: $failed)" test "$failed" -eq 0
