@@ -42,6 +42,7 @@ for h in frame reasm; do
         "$OUT/fuzz_$h" -merge=1 "$F/corpus_$h" "$scratch" >/dev/null 2>&1
     fi
     "$OUT/fuzz_$h" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        -artifact_prefix="$OUT/" \
         "$scratch" "$F/corpus_$h" >"$OUT/run_$h.log" 2>&1
     rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$OUT/run_$h.log")
@@ -49,7 +50,7 @@ for h in frame reasm; do
         ok "fuzz_$h: ${SECS}s, ${execs:-?} inputs, no crash, leak or UB"
     else
         fail "fuzz_$h crashed (exit $rc): $(grep -m3 -e ERROR -e 'runtime error' "$OUT/run_$h.log")"
-        ls "$KVMESH_TOP"/crash-* "$KVMESH_TOP"/leak-* 2>/dev/null | head -3
+        ls "$OUT"/crash-* "$OUT"/leak-* "$OUT"/timeout-* 2>/dev/null | head -3
     fi
     if [ "${KVMESH_FUZZ_MERGE:-0}" = 1 ]; then
         mkdir -p "$TMPD/min_$h"
