@@ -137,8 +137,13 @@ static bool consistent(const mqtt_frame_hdr *a, const mqtt_frame_hdr *b)
 /* Gives the slot's buffer back (zeroed: its content is unverified) and frees the slot. */
 static void slot_release(mqtt_rx *rx, mqtt_rx_slot *s, int reason)
 {
-    size_t n = s->hdr.total_len < s->cap ? (size_t)s->hdr.total_len : s->cap;
-    mbedtls_platform_zeroize(s->buf, n);
+    /* Only chunks that were placed hold anything (a failed open zeroes its own output);
+     * zeroing the whole declared length would let one forged frame cost a full wipe. */
+    mqtt_frame_hdr c = s->hdr;
+    for (c.chunk_index = 0; s->received && c.chunk_index < c.chunk_count; c.chunk_index++)
+        if (s->have[c.chunk_index / 8] & (1u << (c.chunk_index % 8)))
+            mbedtls_platform_zeroize(s->buf + (uint64_t)c.chunk_index * c.chunk_size,
+                                     mqtt_frame_chunk_plain_len(&c));
     if (s->pool_idx >= 0) rx->pool_used[s->pool_idx] = false;
     s->used = false;
     if (rx->cfg.release) rx->cfg.release(rx->cfg.user, &s->hdr, s->buf, reason);

@@ -174,6 +174,8 @@ static void test_stall_frees_buffer(void **st)
     assert_int_equal(mqtt_rx_active(&f->rx), 0);
     assert_int_equal(f->released, 1);
     assert_int_equal(f->last_release_reason, MQTT_DROP_STALLED);
+    /* What was placed (chunks 0 and 1 of the smallest fitting buffer) is wiped. */
+    for (size_t i = 0; i < 2 * CHUNK; i++) assert_int_equal(f->pool[0][i], 0);
     /* Late chunks start a new transfer; it never completes from them alone. */
     for (uint32_t i = 2; i < x.hdr.chunk_count; i++) send_chunk(f, &x, i, 1600);
     assert_int_equal(f->delivered, 0);
