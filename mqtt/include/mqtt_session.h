@@ -298,7 +298,8 @@ int mqtt_node_flush(mqtt_node *n, uint32_t timeout_ms);
 /* Publishes a retained, sealed announcement and keeps it for re-publishing after a
  * reconnect. Returns MQTT_OK, MQTT_ERR_BUSY (max_announce) or a send error. */
 int mqtt_node_announce(mqtt_node *n, const mqtt_cache_info *info);
-/* Clears the retained announcement (if it is ours) and forgets it. */
+/* Clears the retained announcement (if it is ours) and forgets it. Returns MQTT_OK,
+ * MQTT_ERR_NOT_FOUND (this node did not announce it) or a publish error. */
 int mqtt_node_withdraw(mqtt_node *n, const mqtt_model_id *model,
                        const uint8_t prefix[MQTT_ID_BYTES]);
 
@@ -314,7 +315,8 @@ int mqtt_node_find(mqtt_node *n, const mqtt_model_id *model, const uint8_t prefi
  * whole before MQTT_OK; on any error buf holds nothing usable (it is zeroed).
  * *len and *info (both optional) describe what arrived.
  * Returns MQTT_OK, MQTT_ERR_NOT_FOUND, MQTT_ERR_OVERSIZE (cap too small),
- * MQTT_ERR_TIMEOUT, MQTT_ERR_PEER_GONE (holder went offline mid-transfer), MQTT_ERR_BUSY
+ * MQTT_ERR_TIMEOUT, MQTT_ERR_PEER_GONE (the holder went offline: its partial transfer was
+ * abandoned and freed, and no other holder announced before the deadline), MQTT_ERR_BUSY
  * or the session's failure. */
 int mqtt_node_fetch(mqtt_node *n, const mqtt_model_id *model, const uint8_t prefix[MQTT_ID_BYTES],
                     uint8_t *buf, size_t cap, uint32_t deadline_ms, uint64_t *len,
@@ -336,7 +338,9 @@ int mqtt_node_send(mqtt_node *n, const char *dest, const mqtt_frame_hdr *tmpl,
 int mqtt_node_send_shared(mqtt_node *n, const char *group, const mqtt_frame_hdr *tmpl,
                           const uint8_t *payload, uint64_t len, uint32_t deadline_ms);
 
-/* Publishes a JSON metrics document on node/<node>/metrics (QoS 0, not retained). */
+/* Publishes a JSON metrics document on node/<node>/metrics (QoS 0, not retained); keys
+ * should carry their units ("sent_bytes", "uptime_s"). Returns MQTT_OK, MQTT_ERR_INVAL or a
+ * publish error (MQTT_ERR_NO_CONN, ...). */
 int mqtt_node_publish_metrics(mqtt_node *n, const char *json);
 
 void mqtt_node_get_stats(const mqtt_node *n, mqtt_node_stats *out);

@@ -120,7 +120,8 @@ void mqtt_session_free(mqtt_session *s)
     if (s->state == ST_CONNECTED) {
         /* A clean DISCONNECT suppresses the will, so say "offline" ourselves first. */
         int mid;
-        mosquitto_publish_v5(s->mosq, &mid, s->status_topic, 7, "offline", 1, true, NULL);
+        if (mosquitto_publish_v5(s->mosq, &mid, s->status_topic, 7, "offline", 1, true, NULL) == MOSQ_ERR_SUCCESS)
+            s->inflight++;
         uint64_t until = mqtt_session_now(s) + 1000;
         while (s->inflight && mqtt_session_now(s) < until &&
                mosquitto_loop(s->mosq, 50, 1) == MOSQ_ERR_SUCCESS) {
