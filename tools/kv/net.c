@@ -283,8 +283,7 @@ out_map:
 /* ---- sub ---------------------------------------------------------------------------------- */
 
 typedef struct {
-    uint64_t count;
-    bool json;
+    uint64_t count;   /* payloads delivered */
 } sub_state;
 
 static void sub_deliver(void *user, const mqtt_frame_hdr *h, const uint8_t *p, size_t len)
@@ -351,7 +350,7 @@ int kv_cmd_sub(int argc, char **argv)
     }
     mqtt_node_cfg cfg;
     if (kv_net_setup(&o, &cfg)) return 2;
-    sub_state ss = { .json = true };
+    sub_state ss = { 0 };
     uint8_t *box = malloc(inbox ? inbox : 1);
     if (!box) {
         fprintf(stderr, "kvmesh-kv sub: cannot allocate %" PRIu64 " bytes\n", inbox);

@@ -65,9 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         mqtt_keys_init(&other, (const uint8_t *)"another fleet, another key .....", 32, "lab");
         ready = 1;
     }
-    uint64_t seq_base = 0;
     mqtt_seq_init(&seq, mqtt_seq_reserve_random, NULL);
-    (void)seq_base;
     for (int s = 0; s < 2; s++) {
         mqtt_tx_cfg tc = { .keys = s ? &other : &keys, .seq = &seq, .sender = s ? "mallory" : "alice",
                            .chunk_size = 1024u << (size ? data[0] % 3 : 0), .cipher = (uint8_t)(s & 1),
