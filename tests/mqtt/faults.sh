@@ -66,7 +66,7 @@ check "after the death a new holder serves the prefix" cmp -s "$TMPD/payload" "$
 mqtt_bg_wait pub-pd2 30
 
 # ---- network cut ---------------------------------------------------------------------------
-mqtt_bg blackhole run "$H" blackhole "$TMPD/bh.port"
+mqtt_bg blackhole $RUN "$H" blackhole "$TMPD/bh.port"
 i=0; while [ ! -s "$TMPD/bh.port" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
 BH=$(cat "$TMPD/bh.port")
 start=$(date +%s)
@@ -87,7 +87,7 @@ secs=$(( $(date +%s) - start ))
 check "closed port: exit 1 after 4 attempts with backoff (${secs}s)" sh -c "test $rc -eq 1 && test $secs -lt 10"
 
 # ---- MQTT 3.1.1-only broker ---------------------------------------------------------------
-mqtt_bg fakev3 run "$H" fakev3 "$TMPD/v3.port"
+mqtt_bg fakev3 $RUN "$H" fakev3 "$TMPD/v3.port"
 i=0; while [ ! -s "$TMPD/v3.port" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
 out=$($RUN "$KV" sub --secret-file "$TMPD/secret" --port "$(cat "$TMPD/v3.port")" --node v3 --secs 1 --quiet)
 check "v5 refused by a 3.1.1 broker: fell back to 3.1.1 and connected" sh -c "echo '$out' | grep -q '\"protocol\":311'"

@@ -27,7 +27,8 @@ mqtt_cleanup() {
     for f in "$TMPD"/pids/* "$TMPD"/brokers/*/pid; do
         [ -f "$f" ] || continue
         p=$(cat "$f" 2>/dev/null)
-        [ -n "$p" ] && kill "$p" 2>/dev/null
+        # Its children too, in case the command was a wrapper.
+        [ -n "$p" ] && { pkill -P "$p" 2>/dev/null; kill "$p" 2>/dev/null; }
     done
     sleep 0.2
     for f in "$TMPD"/pids/* "$TMPD"/brokers/*/pid; do
