@@ -1,4 +1,5 @@
-# tools: host programs. Shared code lives in tools/common (libkvtools.a).
+# tools: host programs. Shared code lives in tools/common (libkvtools.a); each program
+# has a directory here.
 LIBS += kvtools
 kvtools_SRCS := $(wildcard tools/common/*.c)
 kvtools_INC  := tools/common
@@ -11,3 +12,10 @@ kvmesh-convert_LIBS := kvtools nn
 PROGS += kvmesh-eval
 kvmesh-eval_SRCS := $(wildcard tools/eval/*.c)
 kvmesh-eval_LIBS := kvtools nn
+
+# kvmesh-kv: the peer layer from the command line (tools/kv/: main.c dispatches, one file
+# per group of subcommands).
+PROGS += kvmesh-kv
+kvmesh-kv_SRCS   := $(wildcard tools/kv/*.c)
+kvmesh-kv_LIBS   := mqtt
+kvmesh-kv_LDLIBS := $(call pc_libs,libmosquitto libzstd) $(MBEDTLS_LIBS)
