@@ -115,14 +115,15 @@ ALL_OBJS += $$($(1)_OBJS)
 endef
 
 # Program: $(1)_SRCS, $(1)_LIBS (module names, link order), $(1)_LDLIBS, $(1)_CFLAGS,
-# $(1)_DIR (bin or tests)
+# $(1)_DIR (bin or tests). Each linked library adds its own <lib>_LDLIBS.
 define prog_template
 $(1)_OBJS := $$(call obj_of,$$($(1)_SRCS))
 $$($(1)_OBJS): EXTRA_OBJ_CFLAGS := $$(foreach l,$$($(1)_LIBS),$$(call inc_of,$$(l))) $$($(1)_CFLAGS)
 $$($(1)_DIR)/$(1): $$($(1)_OBJS) $$(foreach l,$$($(1)_LIBS),$(LIBDIR)/lib$$(l).a)
 	@mkdir -p $$(@D)
 	$(Q)$(CC) $(LDFLAGS_ALL) $$($(1)_LDFLAGS) -o $$@ $$($(1)_OBJS) \
-	    $$(foreach l,$$($(1)_LIBS),$(LIBDIR)/lib$$(l).a) $$($(1)_LDLIBS) -lm
+	    $$(foreach l,$$($(1)_LIBS),$(LIBDIR)/lib$$(l).a) $$($(1)_LDLIBS) \
+	    $$(foreach l,$$($(1)_LIBS),$$($$(l)_LDLIBS)) -lm
 	@echo "  LD      $$@"
 ALL_OBJS += $$($(1)_OBJS)
 endef

@@ -1,5 +1,7 @@
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -62,6 +64,15 @@ int fw_engine_open(fw_engine *e, const fw_engine_opts *o, char *err, size_t errl
         st = nn_sampler_init(&e->sp, e->m->cfg.vocab_size, o->temp_q16, o->topp_q16, o->seed, &e->arena);
         if (!st && (!e->tokscratch || !e->ids))
             st = NN_E_NOMEM;
+        if (!st && o->kv) {
+            nn_kv_range whole = { 0, e->m->cfg.n_layers, 0, ctx };
+            e->log = nn_arena_alloc(&e->arena, (size_t)ctx * sizeof *e->log, 8);
+            e->kvbuf_bytes = nn_kv_export_bound(e->m, &whole, 0);
+            e->kvbuf = nn_arena_alloc(&e->arena, e->kvbuf_bytes, 64);
+            st = nn_kv_work_init(&e->kvw, e->m, ctx, &e->arena);
+            if (!st && (!e->log || !e->kvbuf))
+                st = NN_E_NOMEM;
+        }
     }
     if (st == NN_E_NOMEM) {
         /* Measure the whole need (session + buffers) for the message. */
@@ -69,6 +80,10 @@ int fw_engine_open(fw_engine *e, const fw_engine_opts *o, char *err, size_t errl
         nn_session_arena_bytes(e->m, &so, &need);
         need += nn_tok_scratch_bytes(&e->m->tok) + ((o->max_prompt_bytes ? o->max_prompt_bytes : ctx) + 3) * 4 + 128 +
                 nn_sampler_arena_bytes(e->m->cfg.vocab_size);
+        if (o->kv) {
+            nn_kv_range whole = { 0, e->m->cfg.n_layers, 0, ctx };
+            need += (size_t)ctx * 4 + nn_kv_export_bound(e->m, &whole, 0) + nn_kv_work_bytes(e->m, ctx) + 256;
+        }
         snprintf(err, errlen, "model does not fit: context %u needs %zu bytes of arena, this build has %zu "
                  "(lower --ctx, or raise BOARD_ARENA_BYTES for board %s)", ctx, need, sizeof fw_arena,
                  KVMESH_BOARD_NAME);
@@ -80,6 +95,38 @@ int fw_engine_open(fw_engine *e, const fw_engine_opts *o, char *err, size_t errl
         nn_image_close(&e->img);
         return -1;
     }
+    e->arena_bytes = e->arena.used;
+    return 0;
+}
+
+int fw_engine_read_file(fw_engine *e, const char *path, uint8_t **buf, size_t *len, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        snprintf(err, errlen, "cannot read %s: not a regular file", path);
+        fclose(f);
+        return -1;
+    }
+    *len = (size_t)sb.st_size;
+    size_t free_bytes = e->arena.size > e->arena.used ? e->arena.size - e->arena.used : 0;
+    *buf = nn_arena_alloc(&e->arena, *len ? *len : 1, 64);
+    if (!*buf) {
+        snprintf(err, errlen, "%s (%zu bytes) does not fit in the arena (%zu of %zu bytes free)", path, *len,
+                 free_bytes, e->arena.size);
+        fclose(f);
+        return -1;
+    }
+    if (fread(*buf, 1, *len, f) != *len) {
+        snprintf(err, errlen, "cannot read %s: %s", path, ferror(f) ? strerror(errno) : "short read");
+        fclose(f);
+        return -1;
+    }
+    fclose(f);
     e->arena_bytes = e->arena.used;
     return 0;
 }

@@ -18,6 +18,7 @@ typedef struct fw_engine_opts {
     int32_t     topp_q16;
     uint64_t    seed;
     size_t      max_prompt_bytes;  /* longest prompt text to encode; 0: ctx */
+    int         kv;                /* carve KV export/import buffers (work, token log, stream) */
 } fw_engine_opts;
 
 typedef struct fw_engine {
@@ -28,6 +29,10 @@ typedef struct fw_engine {
     nn_arena    arena;
     uint32_t   *ids;         /* [max_prompt_bytes + 3]: prompt ids before merging */
     size_t      ids_cap;
+    uint32_t   *log;         /* [ctx] tokens fed to the session, for KV export (opts.kv) */
+    nn_kv_work  kvw;         /* opts.kv */
+    uint8_t    *kvbuf;       /* opts.kv: export buffer for the whole context */
+    size_t      kvbuf_bytes;
     void       *tokscratch;
     size_t      tokscratch_bytes;
     size_t      arena_bytes; /* used by this engine */
@@ -42,6 +47,9 @@ uint32_t fw_default_threads(void);
 /* Loads the image and carves session, sampler and buffers. Returns 0, or -1 with a
  * message in err (including how many bytes a model that does not fit needs). */
 int fw_engine_open(fw_engine *e, const fw_engine_opts *o, char *err, size_t errlen);
+
+/* Reads a whole file into the arena (at start-up only). Returns 0, or -1 with err set. */
+int fw_engine_read_file(fw_engine *e, const char *path, uint8_t **buf, size_t *len, char *err, size_t errlen);
 void fw_engine_close(fw_engine *e);
 
 /* Monotonic time in nanoseconds. */

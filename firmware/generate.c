@@ -27,6 +27,11 @@ static void usage(FILE *f)
         "      --threads N     worker threads (default: the board's)\n"
         "      --batch N       prompt tokens per prefill block (default 32)\n"
         "      --kernels NAME  kernel path (default best: %s)\n"
+        "      --load-kv FILE  import a KV cache: the prompt's cached prefix is not recomputed\n"
+        "                      (stderr reports how many tokens were reused)\n"
+        "      --save-kv FILE  export the context's KV cache when done\n"
+        "      --kv-codec C    codec for --save-kv: raw, lossless (default), lossy\n"
+        "                      (= k3v2g128c128), or k<bits>v<bits>[g<n>][c<n>]\n"
         "  -h, --help          this text\n",
         nn_kernels_available());
 }
@@ -45,7 +50,7 @@ int fw_cmd_generate(int argc, char **argv)
 {
     const char *prog = "kvmesh generate";
     fw_engine_opts o = { .temp_q16 = 65536, .topp_q16 = 58982 };
-    const char *prompt = NULL;
+    const char *prompt = NULL, *load_kv = NULL, *save_kv = NULL, *kv_codec = "lossless";
     uint32_t n_new = 256;
     int have_seed = 0;
     static const struct option opts[] = {
@@ -54,7 +59,8 @@ int fw_cmd_generate(int argc, char **argv)
         { "top-p", required_argument, 0, 'P' }, { "seed", required_argument, 0, 's' },
         { "ctx", required_argument, 0, 'c' }, { "threads", required_argument, 0, 'T' },
         { "batch", required_argument, 0, 'B' }, { "kernels", required_argument, 0, 'K' },
-        { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+        { "load-kv", required_argument, 0, 'l' }, { "save-kv", required_argument, 0, 'S' },
+        { "kv-codec", required_argument, 0, 'C' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     int c;
     optind = 1;
@@ -76,6 +82,9 @@ int fw_cmd_generate(int argc, char **argv)
         case 'T': if (fw_parse_u32(prog, "--threads", optarg, 1, 64, &o.threads)) return 2; break;
         case 'B': if (fw_parse_u32(prog, "--batch", optarg, 1, 4096, &o.batch)) return 2; break;
         case 'K': o.kernels = optarg; break;
+        case 'l': load_kv = optarg; break;
+        case 'S': save_kv = optarg; break;
+        case 'C': kv_codec = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -90,8 +99,12 @@ int fw_cmd_generate(int argc, char **argv)
                 nn_kernels_available());
         return 2;
     }
+    nn_kv_opts kvo;
+    if (fw_parse_kv_codec(prog, kv_codec, &kvo))
+        return 2;
     if (!have_seed)
         o.seed = (uint64_t)time(NULL);
+    o.kv = load_kv || save_kv;
 
     o.max_prompt_bytes = strlen(prompt);
     fw_engine e;
@@ -116,10 +129,32 @@ int fw_cmd_generate(int argc, char **argv)
     if (!have_seed && o.temp_q16)
         fprintf(stderr, "seed: %llu\n", (unsigned long long)o.seed);
 
-    /* Prefill the whole prompt, printing its pieces as run.c does while it reads it. */
+    uint8_t *kvin = NULL;
+    size_t kvin_len = 0;
+    if (load_kv && fw_engine_read_file(&e, load_kv, &kvin, &kvin_len, err, sizeof err)) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        fw_engine_close(&e);
+        return 1;
+    }
+
+    /* Prefill: reuse what the cache holds of the prompt (all but the last token, whose
+     * logits the cache does not carry), compute the rest, printing the prompt's pieces
+     * as run.c does while it reads it. */
     uint64_t t0 = fw_now_ns();
+    uint32_t reused = 0;
+    if (kvin) {
+        st = nn_kv_import(&e.s, kvin, kvin_len, e.ids, n_prompt - 1, NULL, &e.kvw, &reused);
+        if (st) {
+            fprintf(stderr, "%s: %s: cannot use this KV cache: %s\n", prog, load_kv, nn_strerror(st));
+            fw_engine_close(&e);
+            return 1;
+        }
+        fprintf(stderr, "kv: reused %u of %u prompt tokens from %s\n", reused, n_prompt, load_kv);
+    }
+    if (e.log)
+        memcpy(e.log, e.ids, (size_t)n_prompt * sizeof *e.log);
     const int32_t *logits;
-    if ((st = nn_session_forward(&e.s, e.ids, n_prompt, &logits))) {
+    if ((st = nn_session_forward(&e.s, e.ids + reused, n_prompt - reused, &logits))) {
         fprintf(stderr, "%s: %s\n", prog, nn_strerror(st));
         fw_engine_close(&e);
         return 1;
@@ -147,6 +182,8 @@ int fw_cmd_generate(int argc, char **argv)
             stop = "context full";
             break;
         }
+        if (e.log)
+            e.log[e.s.n_pos] = next;
         if ((st = nn_session_forward(&e.s, &next, 1, &logits))) {
             fprintf(stderr, "%s: %s\n", prog, nn_strerror(st));
             fw_engine_close(&e);
@@ -158,8 +195,20 @@ int fw_cmd_generate(int argc, char **argv)
     fflush(stdout);
     double pre_s = (double)(t1 - t0) / 1e9, dec_s = (double)(t2 - t1) / 1e9;
     fprintf(stderr, "prompt tokens: %u, new tokens: %u (stopped: %s), prefill: %.1f tok/s, decode: %.1f tok/s, "
-            "arena: %zu bytes\n", n_prompt, made, stop, pre_s > 0 ? n_prompt / pre_s : 0.0,
-            dec_s > 0 && made > 1 ? (made - 1) / dec_s : 0.0, e.arena_bytes);
+            "time to first token: %.2f ms, arena: %zu bytes\n", n_prompt, made, stop,
+            pre_s > 0 ? (n_prompt - reused) / pre_s : 0.0, dec_s > 0 && made > 1 ? (made - 1) / dec_s : 0.0,
+            pre_s * 1e3, e.arena_bytes);
+    if (save_kv) {
+        nn_kv_range whole = { 0, m->cfg.n_layers, 0, e.s.n_pos };
+        size_t len;
+        st = nn_kv_export(&e.s, &whole, e.log, &kvo, NULL, &e.kvw, e.kvbuf, e.kvbuf_bytes, &len);
+        if (st || fw_write_file_atomic(save_kv, e.kvbuf, len, err, sizeof err)) {
+            fprintf(stderr, "%s: cannot save the KV cache: %s\n", prog, st ? nn_strerror(st) : err);
+            fw_engine_close(&e);
+            return 1;
+        }
+        fprintf(stderr, "kv: saved %u positions to %s (%zu bytes, %s)\n", e.s.n_pos, save_kv, len, kv_codec);
+    }
     fw_engine_close(&e);
     return 0;
 }

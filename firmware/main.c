@@ -2,9 +2,11 @@
  * kvmesh: the device program. One binary, several subcommands.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "nn.h"
@@ -39,6 +41,49 @@ int fw_parse_q16(const char *prog, const char *opt, const char *s, int32_t *out)
 {
     if (nn_parse_q16(s, out) != NN_OK) {
         fprintf(stderr, "%s: %s needs a non-negative decimal number such as 0.9, not '%s'\n", prog, opt, s);
+        return -1;
+    }
+    return 0;
+}
+
+int fw_parse_kv_codec(const char *prog, const char *s, nn_kv_opts *out)
+{
+    if (strcmp(s, "lossy") == 0)
+        s = FW_DEFAULT_LOSSY;
+    if (nn_kv_parse_codec(s, out) != NN_OK) {
+        fprintf(stderr, "%s: unknown KV codec '%s' (raw, lossless, lossy, or k<bits>v<bits>[g<n>][c<n>])\n", prog, s);
+        return -1;
+    }
+    return 0;
+}
+
+int fw_write_file_atomic(const char *path, const uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
+        snprintf(err, errlen, "%s: path too long", path);
+        return -1;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        return -1;
+    }
+    for (size_t off = 0; off < len;) {
+        ssize_t k = write(fd, buf + off, len - off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            snprintf(err, errlen, "cannot write %s: %s", path, k < 0 ? strerror(errno) : "short write");
+            close(fd);
+            unlink(tmp);
+            return -1;
+        }
+        off += (size_t)k;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        unlink(tmp);
         return -1;
     }
     return 0;

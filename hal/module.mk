@@ -18,7 +18,7 @@ hal_SRCS   := $(filter-out hal/src/gpio_linux_v%.c,$(wildcard hal/src/*.c)) \
               hal/src/gpio_linux_v$(HAL_GPIOD_API).c
 hal_CFLAGS := $(call pc_cflags,libgpiod)
 # What a program linking libhal.a adds to its link line.
-HAL_LDLIBS := $(call pc_libs,libgpiod)
+hal_LDLIBS := $(call pc_libs,libgpiod)
 
 # The board description, as C. Every object depends on GEN_HEADERS (see Makefile).
 GEN_HEADERS += $(GENDIR)/kvmesh_board.h

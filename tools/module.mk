@@ -17,5 +17,5 @@ kvmesh-eval_LIBS := kvtools nn
 # per group of subcommands).
 PROGS += kvmesh-kv
 kvmesh-kv_SRCS   := $(wildcard tools/kv/*.c)
-kvmesh-kv_LIBS   := mqtt
+kvmesh-kv_LIBS   := kvtools nn mqtt
 kvmesh-kv_LDLIBS := $(call pc_libs,libmosquitto libzstd) $(MBEDTLS_LIBS)

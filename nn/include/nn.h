@@ -10,6 +10,7 @@
  *   nn_model.h      model views, sessions, the forward pass
  *   nn_tokenizer.h  BPE tokenizer stored in the image
  *   nn_sampler.h    greedy / temperature / top-p sampling in fixed point
+ *   nn_kv.h         KV cache prefix ids, export/import, codec
  *
  * A complete greedy generation:
  *
@@ -44,5 +45,6 @@
 #include "nn_tokenizer.h"
 #include "nn_model.h"
 #include "nn_sampler.h"
+#include "nn_kv.h"
 
 #endif

@@ -71,7 +71,14 @@ void nn_arena_init(nn_arena *a, void *base, size_t size);
  */
 void *nn_arena_alloc(nn_arena *a, size_t bytes, size_t align);
 
-/* Bytes requested in total so far (fitted or not). */
+/* The largest alignment nn asks of an arena. */
+#define NN_ARENA_ALIGN 64
+
+/*
+ * Bytes requested in total so far (fitted or not), rounded up to NN_ARENA_ALIGN, so that
+ * sizes measured separately add up: carving A then B needs at most needed(A) + needed(B)
+ * whatever the padding between them.
+ */
 size_t nn_arena_needed(const nn_arena *a);
 
 #endif

@@ -91,6 +91,13 @@ typedef struct nn_session_opts {
 
 struct nn_pool;
 
+/*
+ * Called at the input of every layer with the block's residual stream: x is
+ * [n][dim] Q16 for positions pos0 .. pos0+n-1, read-only and valid during the call.
+ * Used to capture hidden states (cross-model KV reuse, split inference).
+ */
+typedef void (*nn_layer_hook)(void *ctx, uint32_t layer, uint32_t pos0, uint32_t n, const int32_t *x);
+
 typedef struct nn_session {
     const nn_model   *m;
     const nn_kernels *kern;
@@ -113,6 +120,8 @@ typedef struct nn_session {
     /* per-thread scratch for attention and SwiGLU */
     uint8_t *scratch;
     size_t   scratch_stride;
+    nn_layer_hook hook;                 /* optional, see nn_session_set_hook */
+    void         *hook_ctx;
 } nn_session;
 
 /*
@@ -144,5 +153,26 @@ nn_status nn_session_forward(nn_session *s, const uint32_t *tokens, uint32_t n, 
 
 /* Forgets positions >= n_pos (n_pos <= current): rollback or a fresh context (0). */
 nn_status nn_session_truncate(nn_session *s, uint32_t n_pos);
+
+/*
+ * Declares positions [0, n_pos) valid after the caller filled the KV cache itself
+ * (nn_kv_import, nn_session_run_layers). Returns NN_OK or NN_E_ARG (n_pos > max_seq).
+ */
+nn_status nn_session_set_pos(nn_session *s, uint32_t n_pos);
+
+/*
+ * Runs layers [l0, l1) for n positions pos0 .. pos0+n-1 from their residual stream at
+ * the input of layer l0 (x_in, [n][dim] Q16), in blocks of max_batch. Writes those
+ * layers' KV at those positions; attention reads the same layers' KV below pos0, which
+ * must be valid. x_out ([n][dim], may equal x_in or be NULL) receives the output of
+ * layer l1-1. n_pos is not changed. The same integer math as nn_session_forward, so
+ * a model run in pieces is bit-identical to one run whole.
+ * Returns NN_OK, NN_E_ARG or NN_E_RANGE.
+ */
+nn_status nn_session_run_layers(nn_session *s, uint32_t pos0, const int32_t *x_in, uint32_t n, uint32_t l0,
+                                uint32_t l1, int32_t *x_out);
+
+/* Installs (or, with fn NULL, removes) the per-layer hook. */
+void nn_session_set_hook(nn_session *s, nn_layer_hook fn, void *ctx);
 
 #endif

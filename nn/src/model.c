@@ -237,6 +237,20 @@ nn_status nn_session_truncate(nn_session *s, uint32_t n_pos)
     return NN_OK;
 }
 
+nn_status nn_session_set_pos(nn_session *s, uint32_t n_pos)
+{
+    if (!s || !s->m || n_pos > s->max_seq)
+        return NN_E_ARG;
+    s->n_pos = n_pos;
+    return NN_OK;
+}
+
+void nn_session_set_hook(nn_session *s, nn_layer_hook fn, void *ctx)
+{
+    s->hook = fn;
+    s->hook_ctx = ctx;
+}
+
 /* ---- per-token operations ----------------------------------------------------------- */
 
 /* x[i] = token embedding row, dequantised to Q16. */
@@ -431,26 +445,37 @@ static nn_mm_args mm_args(const nn_session *s, const nn_q8_mat *w, uint32_t n_to
 
 /* ---- the block forward pass ---------------------------------------------------------- */
 
-static void forward_block(nn_session *s, const uint32_t *tokens, uint32_t B)
+/* sin/cos of every RoPE pair for the block's positions pos0 .. pos0+B-1. */
+static void rope_block(nn_session *s, uint32_t pos0, uint32_t B)
+{
+    const nn_model *m = s->m;
+    uint32_t hd = m->cfg.head_dim;
+    for (uint32_t b = 0; b < B; b++) {
+        int32_t *sc = s->rope + (size_t)b * hd;
+        for (uint32_t i = 0; i < hd / 2; i++)
+            nn_sincos_q30((uint64_t)(pos0 + b) * m->rope_freq[i], &sc[2 * i], &sc[2 * i + 1]);
+    }
+}
+
+/*
+ * Layers [l0, l1) over the block's residual stream s->x ([B][dim], Q16), for positions
+ * pos0 .. pos0+B-1 (s->rope must hold their phases). Writes those layers' KV at those
+ * positions; attention reads the layers' KV at positions < pos0, which must be valid.
+ */
+static void layers_block(nn_session *s, uint32_t pos0, uint32_t B, uint32_t l0, uint32_t l1)
 {
     const nn_model *m = s->m;
     const nn_config *c = &m->cfg;
     uint32_t dim = c->dim, hd = c->head_dim, qd = m->q_dim, kvd = m->kv_dim, hid = c->hidden_dim;
     uint32_t stride = max3(dim, qd, hid);
-    uint32_t pos0 = s->n_pos;
     fwd_ctx fc = { .s = s, .pos0 = pos0, .n_tok = B };
 
-    for (uint32_t b = 0; b < B; b++) {
-        embed(&m->tok_emb, tokens[b], s->x + (size_t)b * dim);
-        int32_t *sc = s->rope + (size_t)b * hd;
-        for (uint32_t i = 0; i < hd / 2; i++)
-            nn_sincos_q30((uint64_t)(pos0 + b) * m->rope_freq[i], &sc[2 * i], &sc[2 * i + 1]);
-    }
-
-    for (uint32_t l = 0; l < c->n_layers; l++) {
+    for (uint32_t l = l0; l < l1; l++) {
         const nn_layer_w *L = &m->layers[l];
         fc.layer = l;
         size_t kvrow = (size_t)l * s->max_seq + pos0;
+        if (s->hook)
+            s->hook(s->hook_ctx, l, pos0, B, s->x);
 
         for (uint32_t b = 0; b < B; b++)
             s->xs[b] = rmsnorm(s->x + (size_t)b * dim, &L->att_norm, c->norm_eps_q32, s->xa + (size_t)b * stride);
@@ -494,6 +519,15 @@ static void forward_block(nn_session *s, const uint32_t *tokens, uint32_t B)
     }
 }
 
+static void forward_block(nn_session *s, const uint32_t *tokens, uint32_t B)
+{
+    const nn_model *m = s->m;
+    for (uint32_t b = 0; b < B; b++)
+        embed(&m->tok_emb, tokens[b], s->x + (size_t)b * m->cfg.dim);
+    rope_block(s, s->n_pos, B);
+    layers_block(s, s->n_pos, B, 0, m->cfg.n_layers);
+}
+
 /* Final norm and classifier for tokens [b0, B) of the block. */
 static void logits_block(nn_session *s, uint32_t b0, uint32_t B)
 {
@@ -506,6 +540,26 @@ static void logits_block(nn_session *s, uint32_t b0, uint32_t B)
     fwd_ctx fc = { .s = s };
     nn_mm_args cls = mm_args(s, &m->cls, n, s->logits, m->cfg.vocab_size);
     matmuls(s, &fc, &cls, 1);
+}
+
+nn_status nn_session_run_layers(nn_session *s, uint32_t pos0, const int32_t *x_in, uint32_t n, uint32_t l0,
+                                uint32_t l1, int32_t *x_out)
+{
+    if (!s || !s->m || (!x_in && n) || l0 > l1 || l1 > s->m->cfg.n_layers)
+        return NN_E_ARG;
+    if (pos0 > s->max_seq || n > s->max_seq - pos0)
+        return NN_E_RANGE;
+    uint32_t dim = s->m->cfg.dim;
+    for (uint32_t done = 0; done < n;) {
+        uint32_t B = n - done < s->max_batch ? n - done : s->max_batch;
+        memmove(s->x, x_in + (size_t)done * dim, (size_t)B * dim * sizeof *s->x);
+        rope_block(s, pos0 + done, B);
+        layers_block(s, pos0 + done, B, l0, l1);
+        if (x_out)
+            memmove(x_out + (size_t)done * dim, s->x, (size_t)B * dim * sizeof *s->x);
+        done += B;
+    }
+    return NN_OK;
 }
 
 nn_status nn_session_forward(nn_session *s, const uint32_t *tokens, uint32_t n, const int32_t **logits)

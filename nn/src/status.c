@@ -44,5 +44,5 @@ void *nn_arena_alloc(nn_arena *a, size_t bytes, size_t align)
 
 size_t nn_arena_needed(const nn_arena *a)
 {
-    return a->used;
+    return (a->used + NN_ARENA_ALIGN - 1) & ~(size_t)(NN_ARENA_ALIGN - 1);
 }

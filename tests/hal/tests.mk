@@ -5,7 +5,7 @@
 # link time, so nothing reaches a real GPIO chip.
 HAL_TESTS := $(filter-out tests/hal/test_gpio_linux_v%.c,$(wildcard tests/hal/test_*.c)) \
              $(wildcard tests/hal/test_gpio_linux_v$(HAL_GPIOD_API).c)
-$(call add_cmocka_tests,hal,$(HAL_TESTS),$(HAL_LDLIBS),)
+$(call add_cmocka_tests,hal,$(HAL_TESTS),,)
 
 # Fixture trees are found by absolute path, so a test binary runs from anywhere
 # (and under qemu-user, which shares the host's file system).

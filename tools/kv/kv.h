@@ -1,5 +1,6 @@
 /* kvmesh-kv: shared declarations. main.c dispatches subcommands from a table; each
- * subcommand lives in its own file (net.c: pub, sub, fetch; bench.c: bench-seal) and has
+ * subcommand lives in its own file (net.c: pub, sub, fetch; bench.c: bench-seal; cache.c:
+ * inspect, verify, convert, quality) and has
  * the signature of kv_cmd_fn. Add a subcommand by adding a file and a table row. */
 #ifndef KV_TOOL_H
 #define KV_TOOL_H
@@ -57,5 +58,10 @@ int kv_cmd_pub(int argc, char **argv);
 int kv_cmd_sub(int argc, char **argv);
 int kv_cmd_fetch(int argc, char **argv);
 int kv_cmd_bench_seal(int argc, char **argv);
+/* cache.c: KV cache files against an image (need the engine) */
+int kv_cmd_inspect(int argc, char **argv);
+int kv_cmd_verify(int argc, char **argv);
+int kv_cmd_convert(int argc, char **argv);
+int kv_cmd_quality(int argc, char **argv);
 
 #endif

@@ -19,6 +19,10 @@ static const kv_cmd commands[] = {
     { "sub", kv_cmd_sub, "listen: print verified announcements and payloads, count drops" },
     { "fetch", kv_cmd_fetch, "find who holds a prefix and fetch it, verified, into a file" },
     { "bench-seal", kv_cmd_bench_seal, "measure sealing/opening throughput (JSON)" },
+    { "inspect", kv_cmd_inspect, "print a KV cache file's header, codec and bits per value (JSON)" },
+    { "verify", kv_cmd_verify, "check a KV cache file against a model image, decoding it fully" },
+    { "convert", kv_cmd_convert, "re-encode a KV cache file with another codec" },
+    { "quality", kv_cmd_quality, "measure codecs: size and continuation quality on a real model (JSON)" },
 };
 
 static void usage(FILE *f)
