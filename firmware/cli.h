@@ -20,6 +20,8 @@ int fw_parse_q16(const char *prog, const char *opt, const char *s, int32_t *out)
 
 /* KV codec names: raw, lossless, lossy (the default lossy mode), k<b>v<b>[g<n>][c<n>]. */
 int fw_parse_kv_codec(const char *prog, const char *s, nn_kv_opts *out);
+/* A comma-separated list of layer numbers (at most max). 0, or -1 (message printed). */
+int fw_parse_layers(const char *prog, const char *opt, const char *s, uint32_t *out, uint32_t max, uint32_t *n);
 /* Writes a file through a temporary file, fsync and rename. 0, or -1 with err set. */
 int fw_write_file_atomic(const char *path, const uint8_t *buf, size_t len, char *err, size_t errlen);
 

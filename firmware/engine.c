@@ -67,7 +67,7 @@ int fw_engine_open(fw_engine *e, const fw_engine_opts *o, char *err, size_t errl
         if (!st && o->kv) {
             nn_kv_range whole = { 0, e->m->cfg.n_layers, 0, ctx };
             e->log = nn_arena_alloc(&e->arena, (size_t)ctx * sizeof *e->log, 8);
-            e->kvbuf_bytes = nn_kv_export_bound(e->m, &whole, 0);
+            e->kvbuf_bytes = nn_kv_export_bound(e->m, &whole, o->kv_hidden);
             e->kvbuf = nn_arena_alloc(&e->arena, e->kvbuf_bytes, 64);
             st = nn_kv_work_init(&e->kvw, e->m, ctx, &e->arena);
             if (!st && (!e->log || !e->kvbuf))
@@ -82,7 +82,8 @@ int fw_engine_open(fw_engine *e, const fw_engine_opts *o, char *err, size_t errl
                 nn_sampler_arena_bytes(e->m->cfg.vocab_size);
         if (o->kv) {
             nn_kv_range whole = { 0, e->m->cfg.n_layers, 0, ctx };
-            need += (size_t)ctx * 4 + nn_kv_export_bound(e->m, &whole, 0) + nn_kv_work_bytes(e->m, ctx) + 256;
+            need += (size_t)ctx * 4 + nn_kv_export_bound(e->m, &whole, o->kv_hidden) + nn_kv_work_bytes(e->m, ctx) +
+                    nn_kv_hidden_bytes(e->m, o->kv_hidden, ctx) + 256;
         }
         snprintf(err, errlen, "model does not fit: context %u needs %zu bytes of arena, this build has %zu "
                  "(lower --ctx, or raise BOARD_ARENA_BYTES for board %s)", ctx, need, sizeof fw_arena,

@@ -19,6 +19,7 @@ typedef struct fw_engine_opts {
     uint64_t    seed;
     size_t      max_prompt_bytes;  /* longest prompt text to encode; 0: ctx */
     int         kv;                /* carve KV export/import buffers (work, token log, stream) */
+    uint32_t    kv_hidden;         /* hidden-state layers an export may carry */
 } fw_engine_opts;
 
 typedef struct fw_engine {

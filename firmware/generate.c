@@ -32,6 +32,11 @@ static void usage(FILE *f)
         "      --save-kv FILE  export the context's KV cache when done\n"
         "      --kv-codec C    codec for --save-kv: raw, lossless (default), lossy\n"
         "                      (= k3v2g128c128), or k<bits>v<bits>[g<n>][c<n>]\n"
+        "      --kv-recompute L  with --load-kv: accept a cache from another image of the same\n"
+        "                      architecture (a fine-tune) and recompute layers L (e.g. 1,3,\n"
+        "                      or none; see kvmesh-kv calibrate) from its hidden states\n"
+        "      --save-kv-hidden L  with --save-kv: carry the hidden states at the input of\n"
+        "                      layers L, for receivers that recompute them\n"
         "  -h, --help          this text\n",
         nn_kernels_available());
 }
@@ -51,6 +56,7 @@ int fw_cmd_generate(int argc, char **argv)
     const char *prog = "kvmesh generate";
     fw_engine_opts o = { .temp_q16 = 65536, .topp_q16 = 58982 };
     const char *prompt = NULL, *load_kv = NULL, *save_kv = NULL, *kv_codec = "lossless";
+    const char *kv_recompute = NULL, *kv_hidden = NULL;
     uint32_t n_new = 256;
     int have_seed = 0;
     static const struct option opts[] = {
@@ -60,7 +66,8 @@ int fw_cmd_generate(int argc, char **argv)
         { "ctx", required_argument, 0, 'c' }, { "threads", required_argument, 0, 'T' },
         { "batch", required_argument, 0, 'B' }, { "kernels", required_argument, 0, 'K' },
         { "load-kv", required_argument, 0, 'l' }, { "save-kv", required_argument, 0, 'S' },
-        { "kv-codec", required_argument, 0, 'C' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+        { "kv-codec", required_argument, 0, 'C' }, { "kv-recompute", required_argument, 0, 'R' },
+        { "save-kv-hidden", required_argument, 0, 'H' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     int c;
     optind = 1;
@@ -85,6 +92,8 @@ int fw_cmd_generate(int argc, char **argv)
         case 'l': load_kv = optarg; break;
         case 'S': save_kv = optarg; break;
         case 'C': kv_codec = optarg; break;
+        case 'R': kv_recompute = optarg; break;
+        case 'H': kv_hidden = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -105,6 +114,18 @@ int fw_cmd_generate(int argc, char **argv)
     if (!have_seed)
         o.seed = (uint64_t)time(NULL);
     o.kv = load_kv || save_kv;
+    uint32_t hid_layers[NN_KV_MAX_HIDDEN], n_hid = 0, rec_layers[NN_MAX_LAYERS], n_rec = 0;
+    if ((kv_recompute && !load_kv) || (kv_hidden && !save_kv)) {
+        fprintf(stderr, "%s: --kv-recompute needs --load-kv, --save-kv-hidden needs --save-kv\n", prog);
+        return 2;
+    }
+    int other_model = kv_recompute != NULL;
+    if (kv_recompute && strcmp(kv_recompute, "none") == 0)
+        kv_recompute = NULL;
+    if ((kv_recompute && fw_parse_layers(prog, "--kv-recompute", kv_recompute, rec_layers, NN_MAX_LAYERS, &n_rec)) ||
+        (kv_hidden && fw_parse_layers(prog, "--save-kv-hidden", kv_hidden, hid_layers, NN_KV_MAX_HIDDEN, &n_hid)))
+        return 2;
+    o.kv_hidden = n_hid;
 
     o.max_prompt_bytes = strlen(prompt);
     fw_engine e;
@@ -129,6 +150,24 @@ int fw_cmd_generate(int argc, char **argv)
     if (!have_seed && o.temp_q16)
         fprintf(stderr, "seed: %llu\n", (unsigned long long)o.seed);
 
+    uint8_t rec[NN_MAX_LAYERS] = { 0 };
+    for (uint32_t i = 0; i < n_rec; i++) {
+        if (rec_layers[i] >= m->cfg.n_layers) {
+            fprintf(stderr, "%s: --kv-recompute: the model has %u layers\n", prog, m->cfg.n_layers);
+            fw_engine_close(&e);
+            return 2;
+        }
+        rec[rec_layers[i]] = 1;
+    }
+    nn_kv_hidden hidden;
+    for (uint32_t i = 0; i < n_hid; i++)
+        if (hid_layers[i] >= m->cfg.n_layers)
+            n_hid = UINT32_MAX;
+    if (n_hid == UINT32_MAX || (n_hid && nn_kv_hidden_capture(&hidden, &e.s, hid_layers, n_hid, &e.arena))) {
+        fprintf(stderr, "%s: --save-kv-hidden: layers must be below %u and fit the arena\n", prog, m->cfg.n_layers);
+        fw_engine_close(&e);
+        return 2;
+    }
     uint8_t *kvin = NULL;
     size_t kvin_len = 0;
     if (load_kv && fw_engine_read_file(&e, load_kv, &kvin, &kvin_len, err, sizeof err)) {
@@ -143,13 +182,24 @@ int fw_cmd_generate(int argc, char **argv)
     uint64_t t0 = fw_now_ns();
     uint32_t reused = 0;
     if (kvin) {
-        st = nn_kv_import(&e.s, kvin, kvin_len, e.ids, n_prompt - 1, NULL, &e.kvw, &reused);
+        nn_kv_import_opts io = { .other_model = other_model, .recompute = n_rec ? rec : NULL, .pipeline = 1 };
+        st = nn_kv_import(&e.s, kvin, kvin_len, e.ids, n_prompt - 1, &io, &e.kvw, &reused);
+        if (st == NN_E_ARG && n_rec) {
+            fprintf(stderr, "%s: %s carries no hidden states at the input of a recomputed run of layers "
+                    "(other than one starting at 0); the sender needs --save-kv-hidden with that layer\n",
+                    prog, load_kv);
+            fw_engine_close(&e);
+            return 1;
+        }
         if (st) {
             fprintf(stderr, "%s: %s: cannot use this KV cache: %s\n", prog, load_kv, nn_strerror(st));
             fw_engine_close(&e);
             return 1;
         }
-        fprintf(stderr, "kv: reused %u of %u prompt tokens from %s\n", reused, n_prompt, load_kv);
+        fprintf(stderr, "kv: reused %u of %u prompt tokens from %s", reused, n_prompt, load_kv);
+        if (n_rec)
+            fprintf(stderr, " (%u layers recomputed)", n_rec);
+        fprintf(stderr, "\n");
     }
     if (e.log)
         memcpy(e.log, e.ids, (size_t)n_prompt * sizeof *e.log);
@@ -201,7 +251,7 @@ int fw_cmd_generate(int argc, char **argv)
     if (save_kv) {
         nn_kv_range whole = { 0, m->cfg.n_layers, 0, e.s.n_pos };
         size_t len;
-        st = nn_kv_export(&e.s, &whole, e.log, &kvo, NULL, &e.kvw, e.kvbuf, e.kvbuf_bytes, &len);
+        st = nn_kv_export(&e.s, &whole, e.log, &kvo, n_hid ? &hidden : NULL, &e.kvw, e.kvbuf, e.kvbuf_bytes, &len);
         if (st || fw_write_file_atomic(save_kv, e.kvbuf, len, err, sizeof err)) {
             fprintf(stderr, "%s: cannot save the KV cache: %s\n", prog, st ? nn_strerror(st) : err);
             fw_engine_close(&e);

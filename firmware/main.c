@@ -57,6 +57,28 @@ int fw_parse_kv_codec(const char *prog, const char *s, nn_kv_opts *out)
     return 0;
 }
 
+int fw_parse_layers(const char *prog, const char *opt, const char *s, uint32_t *out, uint32_t max, uint32_t *n)
+{
+    *n = 0;
+    for (const char *p = s; *p;) {
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(p, &end, 10);
+        if (errno || end == p || v >= NN_MAX_LAYERS || *n >= max || (*end && *end != ',')) {
+            fprintf(stderr, "%s: %s needs a comma-separated list of layer numbers (at most %u), not '%s'\n", prog,
+                    opt, max, s);
+            return -1;
+        }
+        out[(*n)++] = (uint32_t)v;
+        p = *end ? end + 1 : end;
+    }
+    if (*n == 0) {
+        fprintf(stderr, "%s: %s needs at least one layer\n", prog, opt);
+        return -1;
+    }
+    return 0;
+}
+
 int fw_write_file_atomic(const char *path, const uint8_t *buf, size_t len, char *err, size_t errlen)
 {
     char tmp[4096];

@@ -50,7 +50,7 @@
 #define NN_KV_VERSION      1u
 #define NN_KV_HEADER_BYTES 192u
 #define NN_KV_BLOCK        16u          /* default tokens per prefix block */
-#define NN_KV_MAX_HIDDEN   8u           /* hidden-state layers a stream may carry */
+#define NN_KV_MAX_HIDDEN   64u          /* hidden-state layers a stream may carry */
 
 typedef enum nn_kv_codec {
     NN_KV_RAW      = 0,  /* int16 values and int8 exponents as the session stores them */
@@ -171,8 +171,9 @@ typedef struct nn_kv_import_opts {
     /* Accept a stream from another image of the same architecture (a fine-tune of the
      * same base). Layers not in `recompute` are reused as they are. */
     int             other_model;
-    /* [n_layers] 1 = recompute this layer locally from the stream's hidden states (the
-     * first layer of each run of recomputed layers needs them); NULL = none. */
+    /* [n_layers] 1 = recompute this layer locally. A run of recomputed layers that starts
+     * at layer 0 starts from this model's own embeddings; any other run from the stream's
+     * hidden states at its first layer, which the stream must carry. NULL = none. */
     const uint8_t  *recompute;
     /* Decode while recomputing (one helper thread). Results are identical either way. */
     int             pipeline;

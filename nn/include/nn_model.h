@@ -172,6 +172,12 @@ nn_status nn_session_set_pos(nn_session *s, uint32_t n_pos);
 nn_status nn_session_run_layers(nn_session *s, uint32_t pos0, const int32_t *x_in, uint32_t n, uint32_t l0,
                                 uint32_t l1, int32_t *x_out);
 
+/*
+ * The residual stream at the input of layer 0 for n tokens: their embeddings, Q16,
+ * into x ([n][dim]). Returns NN_OK, NN_E_ARG or NN_E_RANGE (token >= vocab).
+ */
+nn_status nn_session_embed(const nn_session *s, const uint32_t *tokens, uint32_t n, int32_t *x);
+
 /* Installs (or, with fn NULL, removes) the per-layer hook. */
 void nn_session_set_hook(nn_session *s, nn_layer_hook fn, void *ctx);
 

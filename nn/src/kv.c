@@ -353,7 +353,11 @@ static void *decode_layers(void *arg)
     return NULL;
 }
 
-/* Recomputes each run of layers marked in rec from the stream's hidden states. */
+/*
+ * Recomputes each run of layers marked in rec: a run from layer 0 starts from this
+ * model's own embeddings of the tokens; any other run from the stream's hidden states
+ * at its first layer (the sender's, an approximation for another model).
+ */
 static nn_status recompute_runs(nn_session *s, const nn_kv_info *in, const uint8_t *rec, uint32_t take,
                                 int32_t *x)
 {
@@ -367,6 +371,12 @@ static nn_status recompute_runs(nn_session *s, const nn_kv_info *in, const uint8
         while (b < L && rec[b])
             b++;
         int found = 0;
+        for (uint32_t i = 0; a == 0 && i < take; i++) {
+            uint32_t t = nn_rd32(in->tokens + 4 * ((size_t)in->r.pos0 + i));
+            if (nn_session_embed(s, &t, 1, x + (size_t)i * dim))
+                return NN_E_CORRUPT;               /* a token outside this vocabulary */
+            found = 1;
+        }
         for (uint32_t i = 0; i < in->n_hidden && !found; i++)
             if (nn_rd32(in->hidden_layers + 4 * i) == a) {
                 const uint8_t *src = in->hidden + (size_t)i * npos * dim * 4;

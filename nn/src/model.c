@@ -542,6 +542,18 @@ static void logits_block(nn_session *s, uint32_t b0, uint32_t B)
     matmuls(s, &fc, &cls, 1);
 }
 
+nn_status nn_session_embed(const nn_session *s, const uint32_t *tokens, uint32_t n, int32_t *x)
+{
+    if (!s || !s->m || (!tokens && n) || (!x && n))
+        return NN_E_ARG;
+    for (uint32_t i = 0; i < n; i++)
+        if (tokens[i] >= s->m->cfg.vocab_size)
+            return NN_E_RANGE;
+    for (uint32_t i = 0; i < n; i++)
+        embed(&s->m->tok_emb, tokens[i], x + (size_t)i * s->m->cfg.dim);
+    return NN_OK;
+}
+
 nn_status nn_session_run_layers(nn_session *s, uint32_t pos0, const int32_t *x_in, uint32_t n, uint32_t l0,
                                 uint32_t l1, int32_t *x_out)
 {

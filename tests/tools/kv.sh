@@ -46,6 +46,36 @@ b=$(field k3v2g128c128 bits_per_value); t=$(field k3v2g128c128 same_top1)
 check "lossy k3v2g128c128: $b bits per value <= 3 (>= 5.3x smaller than fp16)" awk -v x="$b" 'BEGIN { exit !(x > 0 && x <= 3) }'
 check "lossy k3v2g128c128: same_top1 $t >= 0.98" awk -v x="$t" 'BEGIN { exit !(x >= 0.98) }'
 
+# Cross-model reuse: a reproducible "fine-tune" (every weight times 1 + 0.1 u) imports
+# the base's cache and recomputes chosen layers from the base's hidden states.
+run "$BIN/kvmesh-convert" -q --llama2c "$S/stories260K.bin" --tokenizer "$S/tok512.bin" -g 4 \
+    --perturb 0.1 --seed 7 -o "$TMPD/sib.kvm" || fail "make the fine-tune"
+run "$BIN/kvmesh-convert" -q --llama2c "$S/stories260K.bin" --tokenizer "$S/tok512.bin" -g 4 \
+    --perturb 0.1 --seed 7 -o "$TMPD/sib2.kvm"
+check "the fine-tune is reproducible" cmp -s "$TMPD/sib.kvm" "$TMPD/sib2.kvm"
+check "the fine-tune is another model" sh -c "! cmp -s '$TMPD/s.kvm' '$TMPD/sib.kvm'"
+KV calibrate -m "$TMPD/sib.kvm" --from "$TMPD/s.kvm" \
+    --tokens "$KVMESH_GOLDEN/stories260K/once_upon_a_time_256.tokens.txt" --continue 100 >"$TMPD/cal.json"
+sed 's/^/# /' "$TMPD/cal.json"
+for set in none best1 best2 all; do
+    check "calibrate reports the recompute set '$set'" grep -q "\"set\":\"$set\"" "$TMPD/cal.json"
+done
+check "recomputing every layer is exact (same_top1 1, kld 0)" \
+    grep -q '"set":"all".*"same_top1":1.0000,"mean_kld":0.000000' "$TMPD/cal.json"
+gen -p "$P1" -n 5 --save-kv "$TMPD/base.kv" --save-kv-hidden 3 >/dev/null 2>&1
+run "$BIN/kvmesh" generate -m "$TMPD/sib.kvm" -p "$P2" -n 30 --temp 0 --threads 1 >"$TMPD/sib.plain" 2>/dev/null
+run "$BIN/kvmesh" generate -m "$TMPD/sib.kvm" -p "$P2" -n 30 --temp 0 --threads 1 --load-kv "$TMPD/base.kv" \
+    --kv-recompute 0,1,2,3,4 >"$TMPD/sib.all" 2>"$TMPD/sib.all.err"
+check "the fine-tune recomputing all layers from the base's cache generates its own text" \
+    cmp -s "$TMPD/sib.plain" "$TMPD/sib.all"
+check "and reports the recompute" grep -q "5 layers recomputed" "$TMPD/sib.all.err"
+check "one recomputed layer from carried hidden states" run "$BIN/kvmesh" generate -m "$TMPD/sib.kvm" -p "$P2" -n 5 \
+    --temp 0 --load-kv "$TMPD/base.kv" --kv-recompute 3 >/dev/null 2>&1
+expect_fail "recompute needs hidden states the cache does not carry" 1 "no hidden states" \
+    run "$BIN/kvmesh" generate -m "$TMPD/sib.kvm" -p "$P2" -n 5 --load-kv "$TMPD/base.kv" --kv-recompute 2
+expect_fail "the fine-tune refuses the base's cache unless asked" 1 "another model" \
+    run "$BIN/kvmesh" generate -m "$TMPD/sib.kvm" -p "$P2" -n 5 --load-kv "$TMPD/base.kv"
+
 # Bad caches: a clear status, exit 1, the generation does not run on them.
 size=$(wc -c <"$TMPD/p1.kv")
 head -c $((size / 2)) "$TMPD/p1.kv" >"$TMPD/half.kv"

@@ -27,6 +27,12 @@ int kt_open_llama2c(kt_source *s, const char *ckpt, const char *tokenizer);
 /* Random weights with a real model's shape: a preset name or "D,H,L,NH,NKV,V,S[,tied]". */
 int kt_open_random(kt_source *s, const char *spec, uint64_t seed);
 
+/*
+ * Turns s into a "fine-tune" of itself: every weight-matrix entry times (1 + scale * u),
+ * u uniform in [-1, 1) seeded by (seed, tensor). Returns 0 or -1 with s->err set.
+ */
+int kt_wrap_perturb(kt_source *s, double scale, uint64_t seed);
+
 /* Names of the random presets, for --help. */
 const char *kt_random_presets(void);
 

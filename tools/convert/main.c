@@ -21,7 +21,11 @@ static void usage(FILE *f)
         "  --random SHAPE        random weights with a real shape, for speed work only:\n"
         "                        %s,\n"
         "                        or D,H,L,NH,NKV,V,S[,tied]\n"
-        "  --seed S              seed for --random (default 1)\n"
+        "  --seed S              seed for --random and --perturb (default 1)\n"
+        "  --perturb SCALE       make a reproducible \"fine-tune\" of the input: every weight\n"
+        "                        matrix entry times (1 + SCALE * u), u uniform in [-1, 1)\n"
+        "                        seeded per tensor; norm gains unchanged (cross-model KV\n"
+        "                        reuse experiments)\n"
         "\n"
         "Options:\n"
         "  -o, --output FILE     image to write (written to a temporary file, then renamed)\n"
@@ -49,13 +53,14 @@ int main(int argc, char **argv)
     const char *l2c = NULL, *tok = NULL, *rnd = NULL, *out = NULL;
     uint64_t seed = 1;
     long group = 32;
-    double theta = 0, eps = 0;
+    double theta = 0, eps = 0, perturb = 0;
     int quiet = 0;
     static const struct option opts[] = {
         { "llama2c", required_argument, 0, 'L' }, { "tokenizer", required_argument, 0, 'T' },
         { "random", required_argument, 0, 'R' },  { "seed", required_argument, 0, 'S' },
         { "output", required_argument, 0, 'o' },  { "group", required_argument, 0, 'g' },
         { "rope-theta", required_argument, 0, 'r' }, { "norm-eps", required_argument, 0, 'e' },
+        { "perturb", required_argument, 0, 'P' },
         { "quiet", no_argument, 0, 'q' },         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     int c;
@@ -93,6 +98,12 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'P':
+            if (parse_double(optarg, &perturb) || perturb <= 0 || perturb >= 1) {
+                fprintf(stderr, "kvmesh-convert: --perturb must be in (0, 1)\n");
+                return 2;
+            }
+            break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -106,6 +117,8 @@ int main(int argc, char **argv)
 
     kt_source src;
     int rc = l2c ? kt_open_llama2c(&src, l2c, tok) : kt_open_random(&src, rnd, seed);
+    if (!rc && perturb)
+        rc = kt_wrap_perturb(&src, perturb, seed);
     if (rc) {
         fprintf(stderr, "kvmesh-convert: %s\n", src.err);
         return 1;

@@ -433,3 +433,200 @@ int kv_cmd_quality(int argc, char **argv)
     engine_close(&ref);
     return rc;
 }
+
+/* ---- calibrate (cross-model reuse) ------------------------------------------------------ */
+
+typedef struct trial {
+    uint8_t  rec[NN_MAX_LAYERS];
+    double   same, kld, ms;
+} trial;
+
+/* Imports the base's stream into the sibling with a recompute set, continues, compares. */
+static int run_trial(engine *sib, const uint8_t *buf, size_t len, const uint32_t *tok, uint32_t prefix,
+                     uint32_t cont, const int32_t *lref, int pipeline, trial *t)
+{
+    uint32_t V = sib->m->cfg.vocab_size, reused;
+    nn_kv_import_opts io = { .other_model = 1, .recompute = t->rec, .pipeline = pipeline };
+    nn_session_truncate(&sib->s, 0);
+    double t0 = kv_now_s();
+    nn_status st = nn_kv_import(&sib->s, buf, len, tok, prefix, &io, &sib->w, &reused);
+    t->ms = (kv_now_s() - t0) * 1e3;
+    if (st || reused != prefix) {
+        fprintf(stderr, "kvmesh-kv calibrate: import: %s\n", st ? nn_strerror(st) : "partial");
+        return -1;
+    }
+    int same = 0, s1;
+    double sum = 0, kl;
+    const int32_t *lg;
+    for (uint32_t i = 0; i < cont; i++) {
+        if (nn_session_forward(&sib->s, &tok[prefix + i], 1, &lg))
+            return -1;
+        compare_rows(lref + (size_t)i * V, lg, V, &s1, &kl);
+        same += s1;
+        sum += kl;
+    }
+    t->same = (double)same / cont;
+    t->kld = sum / cont;
+    return 0;
+}
+
+static void print_trial(const char *label, const trial *t, uint32_t L, double full_ms)
+{
+    printf("{\"set\":\"%s\",\"layers\":[", label);
+    int first = 1;
+    for (uint32_t l = 0; l < L; l++)
+        if (t->rec[l]) {
+            printf("%s%u", first ? "" : ",", l);
+            first = 0;
+        }
+    printf("],\"same_top1\":%.4f,\"mean_kld\":%.6f,\"import_ms\":%.3f,\"own_prefill_ms\":%.3f,\"time_saved\":%.3f}\n",
+           t->same, t->kld, t->ms, full_ms, full_ms > 0 ? 1.0 - t->ms / full_ms : 0.0);
+    fflush(stdout);
+}
+
+int kv_cmd_calibrate(int argc, char **argv)
+{
+    const char *sib_path = NULL, *base_path = NULL, *tokfile = NULL, *codec = "lossless";
+    uint32_t prefix = 0, cont = 64, threads = 1;
+    static const struct option opts[] = {
+        { "model", required_argument, 0, 'm' }, { "from", required_argument, 0, 'f' },
+        { "tokens", required_argument, 0, 't' }, { "prefix", required_argument, 0, 'p' },
+        { "continue", required_argument, 0, 'n' }, { "codec", required_argument, 0, 'c' },
+        { "threads", required_argument, 0, 'T' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+    };
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:f:t:p:n:c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': sib_path = optarg; break;
+        case 'f': base_path = optarg; break;
+        case 't': tokfile = optarg; break;
+        case 'p': prefix = (uint32_t)strtoul(optarg, NULL, 10); break;
+        case 'n': cont = (uint32_t)strtoul(optarg, NULL, 10); break;
+        case 'c': codec = optarg; break;
+        case 'T': threads = (uint32_t)strtoul(optarg, NULL, 10); break;
+        default:
+            fprintf(c == 'h' ? stdout : stderr,
+                    "usage: kvmesh-kv calibrate -m SIBLING --from BASE --tokens FILE [--prefix N] [--continue M]\n"
+                    "                           [--codec C] [--threads N]\n\n"
+                    "Cross-model KV reuse: BASE computes the context (first N input tokens of FILE), SIBLING\n"
+                    "(a fine-tune of the same architecture) imports BASE's cache and recomputes a set of\n"
+                    "layers from BASE's hidden states. Measures each layer's effect on the sibling's\n"
+                    "continuation (M greedy tokens, against the sibling computing the context itself) and\n"
+                    "prints JSON lines for the recompute sets: none, each single layer, the best 1 and 2\n"
+                    "by effect, and all; with same_top1, mean KL, and import+recompute time against the\n"
+                    "sibling's own prefill.\n");
+            return c == 'h' ? 0 : 2;
+        }
+    }
+    nn_kv_opts ko;
+    if (!sib_path || !base_path || !tokfile || optind != argc) {
+        fprintf(stderr, "kvmesh-kv calibrate: -m SIBLING, --from BASE and --tokens FILE are required\n");
+        return 2;
+    }
+    if (parse_codec_opt(codec, &ko) || threads == 0 || threads > 64)
+        return 2;
+    FILE *f = fopen(tokfile, "r");
+    if (!f) {
+        fprintf(stderr, "kvmesh-kv calibrate: cannot read %s: %s\n", tokfile, strerror(errno));
+        return 1;
+    }
+    uint32_t n = 0, pos, tin, nx, *tok = malloc(65536 * sizeof *tok);
+    while (n < 65536 && fscanf(f, "%u %u %u", &pos, &tin, &nx) == 3)
+        tok[n++] = tin;
+    fclose(f);
+    engine base, sib;
+    if (engine_open(&base, base_path, 0, 32, 0, threads) || engine_open(&sib, sib_path, 0, 32, 0, threads))
+        return 1;
+    uint32_t L = sib.m->cfg.n_layers, V = sib.m->cfg.vocab_size;
+    if (base.m->cfg.n_layers != L || base.m->cfg.dim != sib.m->cfg.dim || base.m->kv_dim != sib.m->kv_dim) {
+        fprintf(stderr, "kvmesh-kv calibrate: %s and %s are not the same architecture\n", base_path, sib_path);
+        return 1;
+    }
+    if (L > NN_KV_MAX_HIDDEN) {
+        fprintf(stderr, "kvmesh-kv calibrate: %u layers; at most %u can carry hidden states\n", L, NN_KV_MAX_HIDDEN);
+        return 1;
+    }
+    if (prefix == 0 || prefix > n)
+        prefix = n;
+    if (prefix + cont + 1 > sib.s.max_seq)
+        cont = sib.s.max_seq - prefix - 1;
+    tok = realloc(tok, (size_t)(prefix + cont + 1) * sizeof *tok);
+    /* The sibling's own reference: its prefill time and its greedy continuation. */
+    int32_t *lref = malloc((size_t)cont * V * 4);
+    const int32_t *lg;
+    double t0 = kv_now_s();
+    nn_status st = nn_session_forward(&sib.s, tok, prefix, &lg);
+    double full_ms = (kv_now_s() - t0) * 1e3;
+    for (uint32_t i = 0; !st && i < cont; i++) {
+        tok[prefix + i] = nn_argmax_i32(lg, V);
+        if (!(st = nn_session_forward(&sib.s, &tok[prefix + i], 1, &lg)))
+            memcpy(lref + (size_t)i * V, lg, (size_t)V * 4);
+    }
+    /* The base computes the context, capturing every layer's input. */
+    uint32_t layers[NN_KV_MAX_HIDDEN];
+    for (uint32_t l = 0; l < L; l++)
+        layers[l] = l;
+    size_t hbytes = nn_kv_hidden_bytes(base.m, L, base.s.max_seq);
+    void *hmem = malloc(hbytes);
+    nn_arena ha;
+    nn_arena_init(&ha, hmem, hbytes);
+    nn_kv_hidden hid;
+    if (!st)
+        st = nn_kv_hidden_capture(&hid, &base.s, layers, L, &ha);
+    if (!st)
+        st = nn_session_forward(&base.s, tok, prefix, NULL);
+    nn_kv_range r = { 0, L, 0, prefix };
+    size_t cap = nn_kv_export_bound(base.m, &r, L), len;
+    uint8_t *buf = malloc(cap);
+    if (!st)
+        st = nn_kv_export(&base.s, &r, tok, &ko, &hid, &base.w, buf, cap, &len);
+    if (st) {
+        fprintf(stderr, "kvmesh-kv calibrate: %s\n", nn_strerror(st));
+        return 1;
+    }
+    /* None, then every single layer: its effect is how much recomputing it alone helps. */
+    trial none, one[NN_MAX_LAYERS], t;
+    memset(&none, 0, sizeof none);
+    if (run_trial(&sib, buf, len, tok, prefix, cont, lref, 1, &none))
+        return 1;
+    print_trial("none", &none, L, full_ms);
+    uint32_t order[NN_MAX_LAYERS];
+    for (uint32_t l = 0; l < L; l++) {
+        memset(&one[l], 0, sizeof one[l]);
+        one[l].rec[l] = 1;
+        if (run_trial(&sib, buf, len, tok, prefix, cont, lref, 1, &one[l]))
+            return 1;
+        char label[32];
+        snprintf(label, sizeof label, "single:%u", l);
+        print_trial(label, &one[l], L, full_ms);
+        order[l] = l;
+    }
+    for (uint32_t i = 0; i < L; i++)              /* by KL after recomputing that layer alone */
+        for (uint32_t j = i + 1; j < L; j++)
+            if (one[order[j]].kld < one[order[i]].kld) {
+                uint32_t x = order[i];
+                order[i] = order[j];
+                order[j] = x;
+            }
+    for (uint32_t k = 1; k <= 2 && k < L; k++) {
+        memset(&t, 0, sizeof t);
+        for (uint32_t i = 0; i < k; i++)
+            t.rec[order[i]] = 1;
+        if (run_trial(&sib, buf, len, tok, prefix, cont, lref, 1, &t))
+            return 1;
+        print_trial(k == 1 ? "best1" : "best2", &t, L, full_ms);
+    }
+    memset(&t, 0, sizeof t);
+    memset(t.rec, 1, L);
+    if (run_trial(&sib, buf, len, tok, prefix, cont, lref, 1, &t))
+        return 1;
+    print_trial("all", &t, L, full_ms);
+    free(buf);
+    free(hmem);
+    free(lref);
+    free(tok);
+    engine_close(&sib);
+    engine_close(&base);
+    return 0;
+}

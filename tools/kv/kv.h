@@ -63,5 +63,6 @@ int kv_cmd_inspect(int argc, char **argv);
 int kv_cmd_verify(int argc, char **argv);
 int kv_cmd_convert(int argc, char **argv);
 int kv_cmd_quality(int argc, char **argv);
+int kv_cmd_calibrate(int argc, char **argv);
 
 #endif

@@ -23,6 +23,7 @@ static const kv_cmd commands[] = {
     { "verify", kv_cmd_verify, "check a KV cache file against a model image, decoding it fully" },
     { "convert", kv_cmd_convert, "re-encode a KV cache file with another codec" },
     { "quality", kv_cmd_quality, "measure codecs: size and continuation quality on a real model (JSON)" },
+    { "calibrate", kv_cmd_calibrate, "cross-model reuse: measure which layers a fine-tune must recompute (JSON)" },
 };
 
 static void usage(FILE *f)
