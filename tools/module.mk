@@ -19,3 +19,7 @@ PROGS += kvmesh-kv
 kvmesh-kv_SRCS   := $(wildcard tools/kv/*.c)
 kvmesh-kv_LIBS   := kvtools nn mqtt
 kvmesh-kv_LDLIBS := $(call pc_libs,libmosquitto libzstd) $(MBEDTLS_LIBS)
+
+PROGS += kvmesh-exit-train
+kvmesh-exit-train_SRCS := $(wildcard tools/exit/*.c)
+kvmesh-exit-train_LIBS := kvtools nn

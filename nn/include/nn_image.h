@@ -111,6 +111,9 @@ typedef enum nn_tensor_kind {
     NN_T_CLS        = 12,  /* Q8G [vocab][dim]; absent when the classifier is tied */
     NN_T_ROPE_FREQ  = 13,  /* U64 [1][head_dim/2]: phase advance per position, in turns */
     NN_T_TOKENIZER  = 14,  /* BYTES: see nn_tokenizer.h */
+    NN_T_EXIT_PROJ  = 15,  /* Q8G [dim][dim], optional, per exit layer e: the early-exit head
+                            * at the input of layer e is x + A x, then the final norm and
+                            * the classifier (a "tuned lens", trained by kvmesh-exit-train) */
 } nn_tensor_kind;
 
 typedef enum nn_dtype {

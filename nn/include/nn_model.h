@@ -57,6 +57,8 @@ typedef struct nn_vec_i32 {
 typedef struct nn_layer_w {
     nn_q8_mat  wq, wk, wv, wo, w1, w2, w3;
     nn_vec_i32 att_norm, ffn_norm;
+    nn_q8_mat  exit_proj;          /* early-exit head at this layer's input, if has_exit */
+    int        has_exit;
 } nn_layer_w;
 
 typedef struct nn_model {
@@ -94,7 +96,9 @@ struct nn_pool;
 /*
  * Called at the input of every layer with the block's residual stream: x is
  * [n][dim] Q16 for positions pos0 .. pos0+n-1, read-only and valid during the call.
- * Used to capture hidden states (cross-model KV reuse, split inference).
+ * After the last layer it is called once more with layer == n_layers (the input of the
+ * final norm). Used to capture hidden states (cross-model KV reuse, split inference,
+ * training exit heads).
  */
 typedef void (*nn_layer_hook)(void *ctx, uint32_t layer, uint32_t pos0, uint32_t n, const int32_t *x);
 
@@ -171,6 +175,27 @@ nn_status nn_session_set_pos(nn_session *s, uint32_t n_pos);
  */
 nn_status nn_session_run_layers(nn_session *s, uint32_t pos0, const int32_t *x_in, uint32_t n, uint32_t l0,
                                 uint32_t l1, int32_t *x_out);
+
+/*
+ * Logits (Q16, [n][vocab] into out) of n residual-stream rows x ([n][dim], Q16, the
+ * output of the last layer): the final norm and the classifier, as nn_session_forward
+ * ends. Returns NN_OK or NN_E_ARG.
+ */
+nn_status nn_session_logits(nn_session *s, const int32_t *x, uint32_t n, int32_t *out);
+
+/*
+ * Early-exit logits at the input of `layer` (1 <= layer <= n_layers): x + A x when the
+ * image has a trained head for that layer (NN_T_EXIT_PROJ), else x itself, then the
+ * final norm and the classifier. layer == n_layers gives the full model's logits.
+ * Returns NN_OK or NN_E_ARG.
+ */
+nn_status nn_session_exit_logits(nn_session *s, uint32_t layer, const int32_t *x, uint32_t n, int32_t *out);
+
+/*
+ * Confidence of a logits row: the top-1 probability in Q30 (softmax in fixed point) and
+ * the margin between the two largest logits in Q16. Returns the top-1 index.
+ */
+uint32_t nn_logits_confidence(const int32_t *logits, uint32_t vocab, int32_t *p1_q30, int32_t *margin_q16);
 
 /*
  * The residual stream at the input of layer 0 for n tokens: their embeddings, Q16,

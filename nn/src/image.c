@@ -107,7 +107,7 @@ static nn_status validate(nn_image *img)
         uint32_t rows = nn_rd32(e + 12), cols = nn_rd32(e + 16);
         uint64_t off = nn_rd64(e + 24), bytes = nn_rd64(e + 32), soff = nn_rd64(e + 40);
         uint64_t want, sbytes;
-        if (kind < NN_T_TOK_EMB || kind > NN_T_TOKENIZER || rows == 0 || cols == 0 ||
+        if (kind < NN_T_TOK_EMB || kind > NN_T_EXIT_PROJ || rows == 0 || cols == 0 ||
             (layer != NN_LAYER_NONE && layer >= img->cfg.n_layers) ||
             !tensor_sizes(dtype, rows, cols, img->cfg.group_size, &want, &sbytes) || bytes != want ||
             off % NN_IMAGE_ALIGN || off > img->size || bytes > img->size - off)

@@ -6,6 +6,7 @@
 
 #include "nn_fixed.h"
 #include "nn_model.h"
+#include "nn_sampler.h"
 #include "pool.h"
 
 typedef __int128 i128;
@@ -91,6 +92,14 @@ nn_status nn_model_init(nn_model *m, const nn_image *img)
             (st = view_q8(img, NN_T_W2, l, c->dim, c->hidden_dim, &L->w2)) ||
             (st = view_q8(img, NN_T_W3, l, c->hidden_dim, c->dim, &L->w3)))
             return st;
+        nn_tensor ex;
+        if (nn_image_tensor(img, NN_T_EXIT_PROJ, l, &ex) == NN_OK) {
+            if ((st = view_q8(img, NN_T_EXIT_PROJ, l, c->dim, c->dim, &L->exit_proj)))
+                return st;
+            L->has_exit = l > 0;
+            if (l == 0)
+                return NN_E_SHAPE;         /* an exit before any layer makes no sense */
+        }
     }
     nn_tensor t;
     if (nn_image_tensor(img, NN_T_ROPE_FREQ, NN_LAYER_NONE, &t) != NN_OK || t.dtype != NN_DT_U64 ||
@@ -252,6 +261,8 @@ void nn_session_set_hook(nn_session *s, nn_layer_hook fn, void *ctx)
 }
 
 /* ---- per-token operations ----------------------------------------------------------- */
+
+
 
 /* x[i] = token embedding row, dequantised to Q16. */
 static void embed(const nn_q8_mat *e, uint32_t token, int32_t *x)
@@ -517,6 +528,8 @@ static void layers_block(nn_session *s, uint32_t pos0, uint32_t B, uint32_t l0, 
         for (uint32_t i = 0; i < B * dim; i++)
             s->x[i] = nn_sat32((int64_t)s->x[i] + s->o[i]);
     }
+    if (s->hook && l1 == c->n_layers)
+        s->hook(s->hook_ctx, l1, pos0, B, s->x);
 }
 
 static void forward_block(nn_session *s, const uint32_t *tokens, uint32_t B)
@@ -594,4 +607,57 @@ nn_status nn_session_forward(nn_session *s, const uint32_t *tokens, uint32_t n, 
     if (logits)
         *logits = s->logits;
     return NN_OK;
+}
+
+/* ---- heads on given hidden states ----------------------------------------------------- */
+
+nn_status nn_session_logits(nn_session *s, const int32_t *x, uint32_t n, int32_t *out)
+{
+    return nn_session_exit_logits(s, s && s->m ? s->m->cfg.n_layers : 0, x, n, out);
+}
+
+nn_status nn_session_exit_logits(nn_session *s, uint32_t layer, const int32_t *x, uint32_t n, int32_t *out)
+{
+    if (!s || !s->m || layer == 0 || layer > s->m->cfg.n_layers || (n && (!x || !out)))
+        return NN_E_ARG;
+    const nn_model *m = s->m;
+    uint32_t dim = m->cfg.dim, V = m->cfg.vocab_size, stride = max3(dim, m->q_dim, m->cfg.hidden_dim);
+    const nn_layer_w *L = layer < m->cfg.n_layers ? &m->layers[layer] : NULL;
+    fwd_ctx fc = { .s = s };
+    for (uint32_t done = 0; done < n;) {
+        uint32_t B = n - done < s->max_batch ? n - done : s->max_batch;
+        memmove(s->x, x + (size_t)done * dim, (size_t)B * dim * sizeof *s->x);
+        if (L && L->has_exit) {
+            /* x + A x: A takes x as int16 with a power-of-two scale. */
+            for (uint32_t b = 0; b < B; b++)
+                s->xs[b] = nn_scale_pow2(nn_quant_i32_i16(s->x + (size_t)b * dim, dim, s->xa + (size_t)b * stride) - 16);
+            nn_mm_args a = mm_args(s, &L->exit_proj, B, s->o, dim);
+            matmuls(s, &fc, &a, 1);
+            for (uint32_t i = 0; i < B * dim; i++)
+                s->x[i] = nn_sat32((int64_t)s->x[i] + s->o[i]);
+        }
+        for (uint32_t b = 0; b < B; b++)
+            s->xs[b] = rmsnorm(s->x + (size_t)b * dim, &m->final_norm, m->cfg.norm_eps_q32, s->xa + (size_t)b * stride);
+        nn_mm_args cls = mm_args(s, &m->cls, B, out + (size_t)done * V, V);
+        matmuls(s, &fc, &cls, 1);
+        done += B;
+    }
+    return NN_OK;
+}
+
+uint32_t nn_logits_confidence(const int32_t *logits, uint32_t vocab, int32_t *p1_q30, int32_t *margin_q16)
+{
+    uint32_t best = nn_argmax_i32(logits, vocab);
+    int64_t second = INT64_MIN, sum = 0;
+    for (uint32_t i = 0; i < vocab; i++) {
+        if (i != best && logits[i] > second)
+            second = logits[i];
+        sum += nn_exp_q16_q30((int64_t)logits[i] - logits[best]);
+    }
+    /* p1 = e^0 / sum = 2^30 / sum in Q30 (sum >= 2^30). */
+    if (p1_q30)
+        *p1_q30 = (int32_t)(((int64_t)1 << 60) / sum);
+    if (margin_q16)
+        *margin_q16 = second == INT64_MIN ? INT32_MAX : nn_sat32((int64_t)logits[best] - second);
+    return best;
 }

@@ -104,6 +104,17 @@ int kt_img_add_q8_raw(kt_img *w, uint32_t kind, uint32_t layer, const int8_t *q,
     return add_entry(w, kind, layer, NN_DT_Q8G, rows, cols, exp, off, n, soff);
 }
 
+int kt_img_add_tensor(kt_img *w, const nn_tensor *t)
+{
+    if (t->dtype == NN_DT_Q8G)
+        return kt_img_add_q8_raw(w, t->kind, t->layer, t->data, t->scales, t->exp, t->rows, t->cols);
+    size_t off = reserve(w, t->data_bytes);
+    if (off == SIZE_MAX)
+        return -1;
+    memcpy(w->buf + off, t->data, t->data_bytes);
+    return add_entry(w, t->kind, t->layer, t->dtype, t->rows, t->cols, t->exp, off, t->data_bytes, 0);
+}
+
 /* Squared error of quantising x[0..n) with scale s (values clamped to +-127). */
 static double group_error(const float *x, uint32_t n, double s)
 {

@@ -47,6 +47,9 @@ int kt_img_add_q8(kt_img *w, uint32_t kind, uint32_t layer, const float *v, uint
 int kt_img_add_q8_raw(kt_img *w, uint32_t kind, uint32_t layer, const int8_t *q, const uint16_t *m,
                       int32_t exp, uint32_t rows, uint32_t cols);
 
+/* Copies a tensor of another image as it is (data, scales, exponent). Returns 0 or -1. */
+int kt_img_add_tensor(kt_img *w, const nn_tensor *t);
+
 /* A norm-gain vector as NN_DT_I32 with |v| < 2^30. Returns 0 or -1. */
 int kt_img_add_norm(kt_img *w, uint32_t kind, uint32_t layer, const float *v, uint32_t n);
 

@@ -25,6 +25,12 @@ static void usage(FILE *f)
         "      --threads N       worker threads (default 1)\n"
         "      --batch N         tokens per forward block (default 16)\n"
         "      --kernels NAME    kernel path (default: best; available: %s)\n"
+        "      --exit-layer E    also score the early-exit head at the input of layer E against\n"
+        "                        the full model: one JSON line per confidence threshold with the\n"
+        "                        fraction of positions confident enough to exit (coverage) and\n"
+        "                        the top-1 agreement among them and overall\n"
+        "      --thresholds L    top-1 probabilities for --exit-layer (default\n"
+        "                        0.3,0.4,0.5,0.6,0.7,0.8,0.9,0.95)\n"
         "  -h, --help            this text\n"
         "\n"
         "Exit status: 0 ok, 1 bad input or failure, 2 bad usage.\n",
@@ -81,6 +87,65 @@ static long read_tokens(const char *path, uint32_t vocab, uint32_t **out)
     return (long)n;
 }
 
+static uint32_t argmax_f(const float *x, uint32_t n)
+{
+    uint32_t b = 0;
+    for (uint32_t i = 1; i < n; i++)
+        if (x[i] > x[b])
+            b = i;
+    return b;
+}
+
+/* The residual stream at one layer's input, for every position. */
+typedef struct capture {
+    uint32_t layer, dim;
+    int32_t *x;                 /* [positions][dim] */
+} capture;
+
+static void capture_hook(void *ctx, uint32_t layer, uint32_t pos0, uint32_t n, const int32_t *x)
+{
+    capture *c = ctx;
+    if (layer == c->layer)
+        memcpy(c->x + (size_t)pos0 * c->dim, x, (size_t)n * c->dim * 4);
+}
+
+/* Scores the exit head at c->layer against the full logits, per threshold. */
+static int exit_report(nn_session *s, const capture *c, const float *full, long n, const char *thresholds)
+{
+    uint32_t V = s->m->cfg.vocab_size;
+    int32_t *lg = malloc((size_t)V * 4), *p1 = malloc((size_t)n * 4);
+    uint8_t *agree = malloc((size_t)n);
+    if (!lg || !p1 || !agree)
+        return -1;
+    long all = 0;
+    for (long p = 0; p < n; p++) {
+        if (nn_session_exit_logits(s, c->layer, c->x + (size_t)p * c->dim, 1, lg))
+            return -1;
+        uint32_t e = nn_logits_confidence(lg, V, &p1[p], NULL);
+        agree[p] = e == argmax_f(full + (size_t)p * V, V);
+        all += agree[p];
+    }
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", thresholds);
+    for (char *save, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        double th = atof(t);
+        long covered = 0, ok = 0;
+        for (long p = 0; p < n; p++)
+            if (p1[p] / 1073741824.0 >= th) {
+                covered++;
+                ok += agree[p];
+            }
+        printf("{\"exit_layer\":%u,\"trained_head\":%s,\"threshold\":%.3f,\"positions\":%ld,\"coverage\":%.4f,"
+               "\"agreement_covered\":%.4f,\"agreement_all\":%.4f}\n",
+               c->layer, c->layer < s->m->cfg.n_layers && s->m->layers[c->layer].has_exit ? "true" : "false", th, n,
+               (double)covered / n, covered ? (double)ok / covered : 1.0, (double)all / n);
+    }
+    free(lg);
+    free(p1);
+    free(agree);
+    return 0;
+}
+
 /* log-softmax of a row, in double. */
 static void log_softmax(const float *x, uint32_t n, double *out)
 {
@@ -95,24 +160,18 @@ static void log_softmax(const float *x, uint32_t n, double *out)
         out[i] = x[i] - ls;
 }
 
-static uint32_t argmax_f(const float *x, uint32_t n)
-{
-    uint32_t b = 0;
-    for (uint32_t i = 1; i < n; i++)
-        if (x[i] > x[b])
-            b = i;
-    return b;
-}
 
 int main(int argc, char **argv)
 {
     const char *model = NULL, *tokens = NULL, *lout = NULL, *ref = NULL, *kernels = NULL;
-    long threads = 1, batch = 16;
+    long threads = 1, batch = 16, exit_layer = 0;
+    const char *thresholds = "0.3,0.4,0.5,0.6,0.7,0.8,0.9,0.95";
     static const struct option opts[] = {
         { "model", required_argument, 0, 'm' }, { "tokens", required_argument, 0, 't' },
         { "logits-out", required_argument, 0, 'L' }, { "ref", required_argument, 0, 'R' },
         { "threads", required_argument, 0, 'T' }, { "batch", required_argument, 0, 'B' },
-        { "kernels", required_argument, 0, 'K' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+        { "kernels", required_argument, 0, 'K' }, { "exit-layer", required_argument, 0, 'E' },
+        { "thresholds", required_argument, 0, 'H' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     int c;
     while ((c = getopt_long(argc, argv, "m:t:h", opts, NULL)) != -1) {
@@ -137,6 +196,14 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'E':
+            exit_layer = strtol(optarg, &end, 10);
+            if (*end || exit_layer < 1) {
+                fprintf(stderr, "kvmesh-eval: --exit-layer must be a layer number >= 1\n");
+                return 2;
+            }
+            break;
+        case 'H': thresholds = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -186,6 +253,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "kvmesh-eval: %s\n", nn_strerror(st));
         return 1;
     }
+    if (exit_layer && (uint32_t)exit_layer > m.cfg.n_layers) {
+        fprintf(stderr, "kvmesh-eval: --exit-layer %ld: the model has %u layers\n", exit_layer, m.cfg.n_layers);
+        return 2;
+    }
+    capture cap = { (uint32_t)exit_layer, m.cfg.dim, exit_layer ? malloc((size_t)n * m.cfg.dim * 4) : NULL };
+    if (exit_layer)
+        nn_session_set_hook(&s, capture_hook, &cap);
     for (long p = 0; p < n; p += batch) {
         uint32_t b = (uint32_t)(n - p < batch ? n - p : batch);
         const int32_t *lq;
@@ -196,9 +270,11 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < (size_t)b * V; i++)
             logits[(size_t)p * V + i] = (float)(lq[i] / 65536.0);
     }
+    int rc = 0;
+    if (exit_layer && exit_report(&s, &cap, logits, n, thresholds))
+        rc = 1;
     nn_session_deinit(&s);
 
-    int rc = 0;
     if (lout) {
         FILE *f = fopen(lout, "wb");
         if (!f || fwrite(logits, sizeof *logits, (size_t)n * V, f) != (size_t)n * V || fclose(f)) {
