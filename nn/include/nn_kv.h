@@ -195,6 +195,32 @@ typedef struct nn_kv_import_opts {
 nn_status nn_kv_import(nn_session *s, const uint8_t *buf, size_t len, const uint32_t *tokens, uint32_t n_tokens,
                        const nn_kv_import_opts *o, nn_kv_work *w, uint32_t *reused);
 
+/* ---- hidden states on the wire (split and early-exit inference) ------------------------- */
+
+/*
+ * A block of residual-stream rows (int32 Q16 [n][dim]) between boards:
+ *   NN_HIDDEN_EXACT  lossless: four byte planes, then zstd. What the peer computes from
+ *                    it is bit-identical to running the model in one place.
+ *   NN_HIDDEN_INT8   one power-of-two exponent and dim int8 values per row (round to
+ *                    nearest), then zstd: about a quarter of the exact size, and no
+ *                    longer bit-identical (measured in README).
+ * Encoding: u8 mode, 3 zero bytes, u32 n, u32 dim, u32 zstd length, zstd frame.
+ */
+typedef enum nn_hidden_mode { NN_HIDDEN_EXACT = 0, NN_HIDDEN_INT8 = 1 } nn_hidden_mode;
+
+/* Upper bound of an encoded block; the work area must have scratch for n*dim*4 bytes. */
+size_t nn_hidden_bound(uint32_t n, uint32_t dim);
+
+/* Returns NN_OK, NN_E_ARG, NN_E_NOMEM (out or the work scratch too small) or NN_E_CODEC. */
+nn_status nn_hidden_encode(const int32_t *x, uint32_t n, uint32_t dim, uint32_t mode, nn_kv_work *w, uint8_t *out,
+                           size_t cap, size_t *len);
+
+/*
+ * Decodes into x ([n][dim]); n and dim must be what the sender encoded (checked).
+ * Returns NN_OK, NN_E_ARG, NN_E_NOMEM, NN_E_TRUNCATED or NN_E_CODEC.
+ */
+nn_status nn_hidden_decode(const uint8_t *in, size_t len, uint32_t n, uint32_t dim, nn_kv_work *w, int32_t *x);
+
 /* Bits per K or V value of a stream: 8 * total bytes / (layers * positions * kv_dim * 2). */
 uint32_t nn_kv_bits_per_value_x1000(const nn_kv_info *info);
 

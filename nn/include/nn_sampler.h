@@ -26,6 +26,7 @@ typedef struct nn_sampler {
     int32_t  topp_q16;    /* <= 0 or >= 65536: no nucleus cut */
     uint64_t rng;
     int32_t       *probs; /* [vocab] Q30 */
+    int32_t       *probs2;/* [vocab] Q30: the draft distribution when verifying */
     nn_prob_index *cand;  /* [vocab] top-p candidates */
 } nn_sampler;
 
@@ -38,6 +39,18 @@ size_t nn_sampler_arena_bytes(uint32_t vocab);
 
 /* Picks the next token from Q16 logits [vocab]. */
 uint32_t nn_sampler_sample(nn_sampler *s, const int32_t *logits);
+
+/*
+ * Speculative decoding's accept/reject step for one drafted token. target and draft are
+ * the full model's and the drafter's Q16 logits at the same position. Greedy sampler:
+ * accepted iff the target's argmax is the draft. Otherwise, with P and Q the softmaxes at
+ * the sampler's temperature (no top-p): accepted with probability min(1, P(draft) /
+ * Q(draft)); on rejection *correction is drawn from max(0, P - Q), renormalised, which
+ * keeps the output distributed exactly as the target's. Returns 1 if accepted, else 0
+ * (and *correction is set; on acceptance it is the draft).
+ */
+int nn_sampler_verify(nn_sampler *s, const int32_t *target, const int32_t *draft, uint32_t token,
+                      uint32_t *correction);
 
 /* Index of the largest value; the lowest index wins ties. n > 0. */
 uint32_t nn_argmax_i32(const int32_t *v, uint32_t n);

@@ -29,6 +29,7 @@ size_t nn_sampler_arena_bytes(uint32_t vocab)
     nn_arena a;
     nn_arena_init(&a, NULL, 0);
     nn_arena_alloc(&a, (size_t)vocab * sizeof(int32_t), 64);
+    nn_arena_alloc(&a, (size_t)vocab * sizeof(int32_t), 64);
     nn_arena_alloc(&a, (size_t)vocab * sizeof(nn_prob_index), 64);
     return nn_arena_needed(&a);
 }
@@ -44,8 +45,9 @@ nn_status nn_sampler_init(nn_sampler *s, uint32_t vocab, int32_t temp_q16, int32
     s->topp_q16 = topp_q16;
     s->rng = seed ? seed : 0x9E3779B97F4A7C15ull;   /* xorshift must not start at 0 */
     s->probs = nn_arena_alloc(a, (size_t)vocab * sizeof(int32_t), 64);
+    s->probs2 = nn_arena_alloc(a, (size_t)vocab * sizeof(int32_t), 64);
     s->cand = nn_arena_alloc(a, (size_t)vocab * sizeof(nn_prob_index), 64);
-    if (!s->probs || !s->cand)
+    if (!s->probs || !s->probs2 || !s->cand)
         return NN_E_NOMEM;
     return NN_OK;
 }
@@ -90,18 +92,70 @@ static void sort_desc(nn_prob_index *v, uint32_t n)
     }
 }
 
+/* Unnormalised softmax numerators of logits / temperature into p (Q30); returns the sum. */
+static int64_t softmax_num(const nn_sampler *s, const int32_t *logits, int32_t *p)
+{
+    uint32_t n = s->vocab;
+    int32_t lmax = logits[nn_argmax_i32(logits, n)];
+    int64_t sum = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        int64_t z = ((int64_t)logits[i] - lmax) * 65536 / s->temp_q16;   /* Q16, <= 0 */
+        p[i] = nn_exp_q16_q30(z);
+        sum += p[i];
+    }
+    return sum;
+}
+
+int nn_sampler_verify(nn_sampler *s, const int32_t *target, const int32_t *draft, uint32_t token,
+                      uint32_t *correction)
+{
+    uint32_t n = s->vocab;
+    if (s->temp_q16 == 0 || token >= n) {
+        *correction = nn_argmax_i32(target, n);
+        return *correction == token;
+    }
+    int64_t sp = softmax_num(s, target, s->probs), sq = softmax_num(s, draft, s->probs2);
+    /* Accept when u < P(x) / Q(x), with P = probs / sp and Q = probs2 / sq; u in [0, 1)
+     * from 32 random bits: u * Q(x) < P(x)  <=>  r * probs2[x] * sp < probs[x] * sq * 2^32. */
+    unsigned __int128 lhs = (unsigned __int128)nn_rng_u32(&s->rng) * (uint64_t)s->probs2[token] * (uint64_t)sp;
+    unsigned __int128 rhs = ((unsigned __int128)(uint64_t)s->probs[token] * (uint64_t)sq) << 32;
+    if (lhs < rhs) {
+        *correction = token;
+        return 1;
+    }
+    /* Residual max(0, P - Q) on a common denominator sp * sq: probs * sq - probs2 * sp. */
+    unsigned __int128 total = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        __int128 d = (__int128)s->probs[i] * sq - (__int128)s->probs2[i] * sp;
+        total += d > 0 ? (unsigned __int128)d : 0;
+    }
+    if (total == 0) {                  /* P == Q exactly: any sample of P will do */
+        *correction = nn_argmax_i32(target, n);
+        return 0;
+    }
+    /* total < 2^100 (vocab <= 2^20): multiply by 32 random bits in two halves. */
+    uint64_t r = nn_rng_u32(&s->rng);
+    unsigned __int128 target_mass = (total >> 32) * r + (((total & 0xffffffffu) * r) >> 32), cdf = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        __int128 d = (__int128)s->probs[i] * sq - (__int128)s->probs2[i] * sp;
+        if (d <= 0)
+            continue;
+        cdf += (unsigned __int128)d;
+        if (cdf > target_mass) {
+            *correction = i;
+            return 0;
+        }
+    }
+    *correction = nn_argmax_i32(target, n);
+    return 0;
+}
+
 uint32_t nn_sampler_sample(nn_sampler *s, const int32_t *logits)
 {
     uint32_t n = s->vocab;
     if (s->temp_q16 == 0)
         return nn_argmax_i32(logits, n);
-    int32_t lmax = logits[nn_argmax_i32(logits, n)];
-    int64_t sum = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        int64_t z = ((int64_t)logits[i] - lmax) * 65536 / s->temp_q16;   /* Q16, <= 0 */
-        s->probs[i] = nn_exp_q16_q30(z);
-        sum += s->probs[i];
-    }
+    int64_t sum = softmax_num(s, logits, s->probs);
     uint64_t r = nn_rng_u32(&s->rng);
     if (s->topp_q16 <= 0 || s->topp_q16 >= 65536) {
         uint64_t target = (r * (uint64_t)sum) >> 32;

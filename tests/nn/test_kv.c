@@ -296,6 +296,60 @@ static void bad_streams_are_rejected_whole(void **st)
     close_sess(&b);
 }
 
+/*
+ * U-shaped split across two sessions: the device embeds and runs layers [0, 2), the peer
+ * runs [2, 4) from the device's hidden states (exact wire codec), the device runs [4, 5)
+ * and the head. Every token's logits equal one session running the whole model.
+ */
+static void split_inference_is_bit_identical(void **st)
+{
+    (void)st;
+    sess whole, dev, peer;
+    open_sess(&whole, 256, 1);
+    open_sess(&dev, 256, 1);
+    open_sess(&peer, 256, 2);
+    uint32_t dim = model.cfg.dim, V = model.cfg.vocab_size, L = model.cfg.n_layers;
+    int32_t x[16 * 64], y[16 * 64], lg[16 * 512];
+    uint8_t wire[16384];
+    size_t len, exact_bytes = 0, int8_bytes = 0;
+    uint32_t pos = 0;
+    /* a 16-token prompt chunk, then one token at a time */
+    uint32_t steps[4] = { 16, 1, 1, 1 };
+    for (int k = 0; k < 4; k++) {
+        uint32_t n = steps[k];
+        const int32_t *lw;
+        assert_int_equal(nn_session_forward(&whole.s, toks + pos, n, &lw), NN_OK);
+        assert_int_equal(nn_session_embed(&dev.s, toks + pos, n, x), NN_OK);
+        assert_int_equal(nn_session_run_layers(&dev.s, pos, x, n, 0, 2, x), NN_OK);
+        assert_int_equal(nn_hidden_encode(x, n, dim, NN_HIDDEN_EXACT, &dev.w, wire, sizeof wire, &len), NN_OK);
+        exact_bytes += len;
+        assert_int_equal(nn_hidden_decode(wire, len, n, dim, &peer.w, y), NN_OK);
+        assert_memory_equal(x, y, (size_t)n * dim * 4);
+        assert_int_equal(nn_session_run_layers(&peer.s, pos, y, n, 2, 4, y), NN_OK);
+        assert_int_equal(nn_hidden_encode(y, n, dim, NN_HIDDEN_EXACT, &peer.w, wire, sizeof wire, &len), NN_OK);
+        assert_int_equal(nn_hidden_decode(wire, len, n, dim, &dev.w, x), NN_OK);
+        assert_int_equal(nn_session_run_layers(&dev.s, pos, x, n, 4, L, x), NN_OK);
+        assert_int_equal(nn_session_logits(&dev.s, x + (size_t)(n - 1) * dim, 1, lg), NN_OK);
+        assert_memory_equal(lg, lw, V * 4);
+        assert_int_equal(nn_hidden_encode(x, n, dim, NN_HIDDEN_INT8, &dev.w, wire, sizeof wire, &len), NN_OK);
+        int8_bytes += len;
+        assert_int_equal(nn_hidden_decode(wire, len, n, dim, &dev.w, y), NN_OK);
+        for (size_t i = 0; i < (size_t)n * dim; i++)        /* int8: within half a step of the row's scale */
+            assert_true(llabs((long long)y[i] - x[i]) <= (1ll << 24));
+        pos += n;
+    }
+    assert_true(int8_bytes < exact_bytes);
+    /* Bad blocks: the wrong shape, truncation, a corrupted mode. */
+    assert_int_equal(nn_hidden_encode(x, 1, dim, NN_HIDDEN_EXACT, &dev.w, wire, sizeof wire, &len), NN_OK);
+    assert_int_equal(nn_hidden_decode(wire, len, 2, dim, &dev.w, y), NN_E_CODEC);
+    assert_int_equal(nn_hidden_decode(wire, len - 1, 1, dim, &dev.w, y), NN_E_TRUNCATED);
+    wire[0] = 7;
+    assert_int_equal(nn_hidden_decode(wire, len, 1, dim, &dev.w, y), NN_E_CODEC);
+    close_sess(&whole);
+    close_sess(&dev);
+    close_sess(&peer);
+}
+
 static void codec_names(void **st)
 {
     (void)st;
@@ -323,6 +377,7 @@ int main(void)
         cmocka_unit_test(import_stops_where_tokens_differ),
         cmocka_unit_test(lossy_import_stays_close),
         cmocka_unit_test(bad_streams_are_rejected_whole),
+        cmocka_unit_test(split_inference_is_bit_identical),
         cmocka_unit_test(codec_names),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

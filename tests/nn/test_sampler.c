@@ -90,6 +90,43 @@ static void same_seed_same_sequence(void **st)
         assert_int_equal(nn_sampler_sample(&s1, lg), nn_sampler_sample(&s2, lg));
 }
 
+/* Drafting from Q and verifying against P yields tokens distributed as P. */
+static void speculative_verify_keeps_the_target_distribution(void **st)
+{
+    (void)st;
+    nn_arena a;
+    nn_arena_init(&a, mem, sizeof mem);
+    nn_sampler s, drafter;
+    assert_int_equal(nn_sampler_init(&s, 4, 65536, 0, 11, &a), NN_OK);
+    assert_int_equal(nn_sampler_init(&drafter, 4, 65536, 0, 12, &a), NN_OK);
+    double P[4] = { 0.1, 0.2, 0.3, 0.4 }, Q[4] = { 0.4, 0.3, 0.2, 0.1 };
+    int32_t lp[4], lq[4];
+    for (int i = 0; i < 4; i++) {
+        lp[i] = (int32_t)lround(log(P[i]) * 65536);
+        lq[i] = (int32_t)lround(log(Q[i]) * 65536);
+    }
+    int count[4] = { 0 }, accepted = 0;
+    const int N = 200000;
+    for (int i = 0; i < N; i++) {
+        uint32_t x = nn_sampler_sample(&drafter, lq), out;
+        int ok = nn_sampler_verify(&s, lp, lq, x, &out);
+        accepted += ok;
+        assert_true(!ok || out == x);
+        count[out]++;
+    }
+    for (int i = 0; i < 4; i++)
+        assert_true(fabs(count[i] / (double)N - P[i]) < 0.006);
+    /* Acceptance rate is sum min(P, Q) = 0.1 + 0.2 + 0.2 + 0.1 = 0.6. */
+    assert_true(fabs(accepted / (double)N - 0.6) < 0.006);
+    /* Greedy: accepted iff the target's argmax, else that argmax as the correction. */
+    nn_sampler g;
+    assert_int_equal(nn_sampler_init(&g, 4, 0, 0, 1, &a), NN_OK);
+    uint32_t c;
+    assert_int_equal(nn_sampler_verify(&g, lp, lq, 3, &c), 1);
+    assert_int_equal(nn_sampler_verify(&g, lp, lq, 0, &c), 0);
+    assert_int_equal(c, 3);
+}
+
 static void parse_q16(void **st)
 {
     (void)st;
@@ -128,6 +165,7 @@ int main(void)
         cmocka_unit_test(frequencies_follow_softmax),
         cmocka_unit_test(top_p_cuts_the_tail),
         cmocka_unit_test(same_seed_same_sequence),
+        cmocka_unit_test(speculative_verify_keeps_the_target_distribution),
         cmocka_unit_test(parse_q16),
         cmocka_unit_test(arena_too_small),
     };
