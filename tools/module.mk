@@ -23,3 +23,6 @@ kvmesh-kv_LDLIBS := $(call pc_libs,libmosquitto libzstd) $(MBEDTLS_LIBS)
 PROGS += kvmesh-exit-train
 kvmesh-exit-train_SRCS := $(wildcard tools/exit/*.c)
 kvmesh-exit-train_LIBS := kvtools nn
+
+PROGS += kvmesh-linksim
+kvmesh-linksim_SRCS := $(wildcard tools/linksim/*.c)
