@@ -28,5 +28,8 @@ void nn_sha256_update(nn_sha256 *s, const void *data, size_t len);
 void nn_sha256_final(nn_sha256 *s, uint8_t out[NN_SHA256_BYTES]);
 /* One-shot convenience. */
 void nn_sha256_buf(const void *data, size_t len, uint8_t out[NN_SHA256_BYTES]);
+/* SHA-256 of data[0, len) with the 32 bytes at off read as zeros (a digest over a
+ * record that holds its own digest). off + 32 <= len. */
+void nn_sha256_zeroed(const uint8_t *data, size_t len, size_t off, uint8_t out[NN_SHA256_BYTES]);
 
 #endif

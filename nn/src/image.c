@@ -200,13 +200,7 @@ void nn_image_close(nn_image *img)
 
 void nn_image_fingerprint(const uint8_t *data, size_t size, uint8_t out[32])
 {
-    static const uint8_t zero[32];
-    nn_sha256 s;
-    nn_sha256_init(&s);
-    nn_sha256_update(&s, data, NN_IMG_OFF_FINGERPRINT);
-    nn_sha256_update(&s, zero, 32);
-    nn_sha256_update(&s, data + NN_IMG_OFF_FINGERPRINT + 32, size - NN_IMG_OFF_FINGERPRINT - 32);
-    nn_sha256_final(&s, out);
+    nn_sha256_zeroed(data, size, NN_IMG_OFF_FINGERPRINT, out);
 }
 
 nn_status nn_image_verify(const nn_image *img)

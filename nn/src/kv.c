@@ -140,16 +140,6 @@ nn_status nn_kv_hidden_capture(nn_kv_hidden *h, nn_session *s, const uint32_t *l
 #define OFF_PREFIX    120
 #define OFF_DIGEST    152
 
-static void stream_digest(const uint8_t *buf, size_t len, uint8_t out[32])
-{
-    static const uint8_t zero[32];
-    nn_sha256 h;
-    nn_sha256_init(&h);
-    nn_sha256_update(&h, buf, OFF_DIGEST);
-    nn_sha256_update(&h, zero, 32);
-    nn_sha256_update(&h, buf + OFF_DIGEST + 32, len - OFF_DIGEST - 32);
-    nn_sha256_final(&h, out);
-}
 
 size_t nn_kv_export_bound(const nn_model *m, const nn_kv_range *r, uint32_t n_hidden)
 {
@@ -238,7 +228,7 @@ nn_status nn_kv_export(const nn_session *s, const nn_kv_range *r, const uint32_t
     if (r->pos1 >= NN_KV_BLOCK)
         prefix_chain(&m->img->id, NN_KV_BLOCK, tokens, r->pos1 / NN_KV_BLOCK, NULL, 0, h + OFF_PREFIX);
     uint8_t d[32];
-    stream_digest(out, off, d);
+    nn_sha256_zeroed(out, off, OFF_DIGEST, d);
     memcpy(h + OFF_DIGEST, d, 32);
     *len = off;
     return NN_OK;
@@ -303,7 +293,7 @@ nn_status nn_kv_parse(const uint8_t *buf, size_t len, nn_kv_info *in)
         if (nn_rd32(in->hidden_layers + 4 * i) >= in->n_layers)
             return NN_E_CORRUPT;
     uint8_t d[32];
-    stream_digest(buf, len, d);
+    nn_sha256_zeroed(buf, len, OFF_DIGEST, d);
     if (memcmp(d, buf + OFF_DIGEST, 32) != 0)
         return NN_E_CORRUPT;
     return NN_OK;

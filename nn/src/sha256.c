@@ -87,3 +87,14 @@ void nn_sha256_buf(const void *data, size_t len, uint8_t out[NN_SHA256_BYTES])
     nn_sha256_update(&s, data, len);
     nn_sha256_final(&s, out);
 }
+
+void nn_sha256_zeroed(const uint8_t *data, size_t len, size_t off, uint8_t out[NN_SHA256_BYTES])
+{
+    static const uint8_t zero[32];
+    nn_sha256 s;
+    nn_sha256_init(&s);
+    nn_sha256_update(&s, data, off);
+    nn_sha256_update(&s, zero, 32);
+    nn_sha256_update(&s, data + off + 32, len - off - 32);
+    nn_sha256_final(&s, out);
+}

@@ -119,4 +119,46 @@ float kt_bf16_to_f32(uint16_t h);
 uint16_t kt_f32_to_f16(float f);
 uint16_t kt_f32_to_bf16(float f);
 
+
+/* ---- engine set-up for host tools ----------------------------------------------------- */
+
+/*
+ * One image, its model views, a session and (optionally) a KV work area and a sampler,
+ * in one heap block: host tools allocate once at start-up.
+ */
+typedef struct kt_engine_opts {
+    uint32_t    ctx;          /* 0: the model's max_seq */
+    uint32_t    batch;        /* 0: 32 */
+    uint32_t    threads;      /* 0: 1 */
+    const char *kernels;      /* NULL: best */
+    int         all_logits;
+    int         kv_work;      /* carve an nn_kv_work for ctx positions */
+    int         sampler;      /* carve a sampler with temp/top-p/seed below */
+    int32_t     temp_q16, topp_q16;
+    uint64_t    seed;
+} kt_engine_opts;
+
+typedef struct kt_engine {
+    nn_image   img;
+    nn_model  *m;
+    nn_session s;
+    nn_kv_work w;
+    nn_sampler sp;
+    void      *mem;
+} kt_engine;
+
+/* Returns 0, or -1 with a message "<prog>: ..." on stderr. */
+int kt_engine_open(kt_engine *e, const char *prog, const char *path, const kt_engine_opts *o);
+void kt_engine_close(kt_engine *e);
+
+/*
+ * Reads a golden tokens file (lines "pos input next", pos counting from 0, tokens below
+ * vocab): the input tokens into a malloc'd array. Returns the count, or -1 with a message
+ * "<prog>: <file>:<line>: ..." on stderr.
+ */
+long kt_read_tokens(const char *prog, const char *path, uint32_t vocab, uint32_t **out);
+
+/* Writes a file through a temporary file beside it, fsync and rename. 0, or -1 with err. */
+int kt_write_file_atomic(const char *path, const void *buf, size_t len, char *err, size_t errlen);
+
 #endif

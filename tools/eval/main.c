@@ -37,56 +37,6 @@ static void usage(FILE *f)
         nn_kernels_available());
 }
 
-/* Reads the golden tokens file. Returns the count, or -1 with a message on stderr. */
-static long read_tokens(const char *path, uint32_t vocab, uint32_t **out)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "kvmesh-eval: cannot read %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    size_t cap = 256, n = 0;
-    uint32_t *v = malloc(cap * sizeof *v);
-    char line[256];
-    long lineno = 0;
-    while (v && fgets(line, sizeof line, f)) {
-        lineno++;
-        unsigned long pos, in, next;
-        char extra;
-        if (line[0] == '\n' || line[0] == '#')
-            continue;
-        if (sscanf(line, "%lu %lu %lu %c", &pos, &in, &next, &extra) != 3 || pos != n || in >= vocab) {
-            fprintf(stderr, "kvmesh-eval: %s:%ld: expected 'pos input next' with pos %zu and tokens < %u\n",
-                    path, lineno, n, vocab);
-            free(v);
-            fclose(f);
-            return -1;
-        }
-        if (n == cap) {
-            uint32_t *w = realloc(v, (cap *= 2) * sizeof *v);
-            if (!w) {
-                free(v);
-                v = NULL;
-                break;
-            }
-            v = w;
-        }
-        v[n++] = (uint32_t)in;
-    }
-    fclose(f);
-    if (!v) {
-        fprintf(stderr, "kvmesh-eval: out of memory\n");
-        return -1;
-    }
-    if (n == 0) {
-        fprintf(stderr, "kvmesh-eval: %s has no tokens\n", path);
-        free(v);
-        return -1;
-    }
-    *out = v;
-    return (long)n;
-}
-
 static uint32_t argmax_f(const float *x, uint32_t n)
 {
     uint32_t b = 0;
@@ -218,52 +168,39 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    nn_image img;
-    static nn_model m;
-    nn_status st = nn_image_open(&img, model);
-    if (!st)
-        st = nn_model_init(&m, &img);
-    if (st) {
-        fprintf(stderr, "kvmesh-eval: %s: %s\n", model, nn_strerror(st));
+    kt_engine e;
+    kt_engine_opts eo = { .batch = (uint32_t)batch, .threads = (uint32_t)threads, .kernels = kernels,
+                          .all_logits = 1 };
+    if (kt_engine_open(&e, "kvmesh-eval", model, &eo))
         return 1;
-    }
-    uint32_t V = m.cfg.vocab_size;
+    nn_session *sp = &e.s;
+    const nn_model *mp = e.m;
+    uint32_t V = mp->cfg.vocab_size;
     uint32_t *tok;
-    long n = read_tokens(tokens, V, &tok);
+    long n = kt_read_tokens("kvmesh-eval", tokens, V, &tok);
     if (n < 0)
         return 1;
-    if ((uint64_t)n > m.cfg.max_seq) {
-        fprintf(stderr, "kvmesh-eval: %ld positions exceed the model's context (%u)\n", n, m.cfg.max_seq);
+    if ((uint64_t)n > sp->max_seq) {
+        fprintf(stderr, "kvmesh-eval: %ld positions exceed the model's context (%u)\n", n, sp->max_seq);
         return 1;
     }
-    nn_session_opts o = { .max_seq = (uint32_t)n, .max_batch = (uint32_t)batch, .threads = (uint32_t)threads,
-                          .kernels = kernels, .all_logits = 1 };
-    size_t need;
-    nn_session_arena_bytes(&m, &o, &need);
-    void *mem = aligned_alloc(64, (need + 63) & ~(size_t)63);
     float *logits = malloc((size_t)n * V * sizeof *logits);
-    if (!mem || !logits) {
-        fprintf(stderr, "kvmesh-eval: out of memory (%zu bytes of arena)\n", need);
+    if (!logits) {
+        fprintf(stderr, "kvmesh-eval: out of memory\n");
         return 1;
     }
-    nn_arena a;
-    nn_arena_init(&a, mem, need);
-    nn_session s;
-    if ((st = nn_session_init(&s, &m, &o, &a))) {
-        fprintf(stderr, "kvmesh-eval: %s\n", nn_strerror(st));
-        return 1;
-    }
-    if (exit_layer && (uint32_t)exit_layer > m.cfg.n_layers) {
-        fprintf(stderr, "kvmesh-eval: --exit-layer %ld: the model has %u layers\n", exit_layer, m.cfg.n_layers);
+    nn_status st;
+    if (exit_layer && (uint32_t)exit_layer > mp->cfg.n_layers) {
+        fprintf(stderr, "kvmesh-eval: --exit-layer %ld: the model has %u layers\n", exit_layer, mp->cfg.n_layers);
         return 2;
     }
-    capture cap = { (uint32_t)exit_layer, m.cfg.dim, exit_layer ? malloc((size_t)n * m.cfg.dim * 4) : NULL };
+    capture cap = { (uint32_t)exit_layer, mp->cfg.dim, exit_layer ? malloc((size_t)n * mp->cfg.dim * 4) : NULL };
     if (exit_layer)
-        nn_session_set_hook(&s, capture_hook, &cap);
+        nn_session_set_hook(sp, capture_hook, &cap);
     for (long p = 0; p < n; p += batch) {
         uint32_t b = (uint32_t)(n - p < batch ? n - p : batch);
         const int32_t *lq;
-        if ((st = nn_session_forward(&s, tok + p, b, &lq))) {
+        if ((st = nn_session_forward(sp, tok + p, b, &lq))) {
             fprintf(stderr, "kvmesh-eval: forward at %ld: %s\n", p, nn_strerror(st));
             return 1;
         }
@@ -271,9 +208,8 @@ int main(int argc, char **argv)
             logits[(size_t)p * V + i] = (float)(lq[i] / 65536.0);
     }
     int rc = 0;
-    if (exit_layer && exit_report(&s, &cap, logits, n, thresholds))
+    if (exit_layer && exit_report(sp, &cap, logits, n, thresholds))
         rc = 1;
-    nn_session_deinit(&s);
 
     if (lout) {
         FILE *f = fopen(lout, "wb");
@@ -322,8 +258,8 @@ int main(int argc, char **argv)
         kt_unmap(rd, rsize);
     }
     free(logits);
-    free(mem);
+    free(cap.x);
     free(tok);
-    nn_image_close(&img);
+    kt_engine_close(&e);
     return rc;
 }

@@ -288,16 +288,14 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    nn_image img;
-    static nn_model m;
-    nn_status st = nn_image_open(&img, model);
-    if (!st)
-        st = nn_model_init(&m, &img);
-    if (st) {
-        fprintf(stderr, "kvmesh-exit-train: %s: %s\n", model, nn_strerror(st));
+    kt_engine e;
+    kt_engine_opts eo = { .batch = 1, .threads = (uint32_t)threads, .sampler = 1, .temp_q16 = 65536,
+                          .topp_q16 = 62259, .seed = seed };
+    if (kt_engine_open(&e, "kvmesh-exit-train", model, &eo))
         return 1;
-    }
-    uint32_t L = m.cfg.n_layers, d = m.cfg.dim;
+    const nn_model *mp = e.m;
+    nn_status st;
+    uint32_t L = mp->cfg.n_layers, d = mp->cfg.dim;
     static trainer t;
     t.dim = d;
     t.last = L;
@@ -313,20 +311,7 @@ int main(int argc, char **argv)
         t.n++;
         p = *end ? end + 1 : end;
     }
-    uint32_t ctx = m.cfg.max_seq;
-    nn_session_opts o = { .max_seq = ctx, .max_batch = 1, .threads = (uint32_t)threads };
-    size_t need;
-    nn_session_arena_bytes(&m, &o, &need);
-    need += nn_sampler_arena_bytes(m.cfg.vocab_size);
-    void *mem = aligned_alloc(64, (need + 63) & ~(size_t)63);
-    nn_arena a;
-    nn_arena_init(&a, mem, need);
-    nn_session s;
-    nn_sampler sp;
-    if (!mem || nn_session_init(&s, &m, &o, &a) || nn_sampler_init(&sp, m.cfg.vocab_size, 65536, 62259, seed, &a)) {
-        fprintf(stderr, "kvmesh-exit-train: out of memory\n");
-        return 1;
-    }
+    uint32_t ctx = e.s.max_seq;
     t.cap = want;
     t.xl = malloc((size_t)want * d * sizeof *t.xl);
     for (uint32_t i = 0; i < t.n; i++) {
@@ -339,38 +324,38 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    nn_session_set_hook(&s, hook, &t);
+    nn_session_set_hook(&e.s, hook, &t);
     /* Generate from BOS until the context ends or the model ends the text. */
     uint32_t seqs = 0;
     while (t.rows < want) {
-        nn_session_truncate(&s, 0);
-        uint32_t tok = m.tok.bos_id;
+        nn_session_truncate(&e.s, 0);
+        uint32_t tok = mp->tok.bos_id;
         const int32_t *lg;
-        while (t.rows < want && s.n_pos < ctx) {
-            if ((st = nn_session_forward(&s, &tok, 1, &lg))) {
+        while (t.rows < want && e.s.n_pos < ctx) {
+            if ((st = nn_session_forward(&e.s, &tok, 1, &lg))) {
                 fprintf(stderr, "kvmesh-exit-train: %s\n", nn_strerror(st));
                 return 1;
             }
-            tok = nn_sampler_sample(&sp, lg);
-            if (tok == m.tok.bos_id || tok == m.tok.eos_id)
+            tok = nn_sampler_sample(&e.sp, lg);
+            if (tok == mp->tok.bos_id || tok == mp->tok.eos_id)
                 break;
         }
         seqs++;
         if (!quiet)
             kt_progress("kvmesh-exit-train: positions", t.rows < want ? t.rows : want, want);
     }
-    nn_session_deinit(&s);
+    nn_session_set_hook(&e.s, NULL, NULL);
     if (!quiet)
         fprintf(stderr, "kvmesh-exit-train: %llu positions from %u generated texts\n", (unsigned long long)t.rows, seqs);
 
     /* Fit, then write the image with the heads. */
     kt_img w;
-    kt_img_init(&w, &img.cfg);
+    kt_img_init(&w, &e.img.cfg);
     int rc = 0;
-    for (uint32_t i = 0; i < img.n_tensors && !rc; i++) {
+    for (uint32_t i = 0; i < e.img.n_tensors && !rc; i++) {
         nn_tensor tt;
-        const uint8_t *e = img.dir + (size_t)i * NN_IMAGE_DIR_ENTRY_BYTES;
-        nn_image_tensor(&img, nn_rd32(e), nn_rd32(e + 4), &tt);
+        const uint8_t *de = e.img.dir + (size_t)i * NN_IMAGE_DIR_ENTRY_BYTES;
+        nn_image_tensor(&e.img, nn_rd32(de), nn_rd32(de + 4), &tt);
         int replaced = 0;
         for (uint32_t k = 0; k < t.n; k++)
             replaced |= tt.kind == NN_T_EXIT_PROJ && tt.layer == t.f[k].layer;
@@ -379,10 +364,10 @@ int main(int argc, char **argv)
     }
     float *af = malloc((size_t)d * d * sizeof *af);
     double *A = malloc((size_t)d * d * sizeof *A);
-    head_ref hr = { d, m.cfg.vocab_size, (double)m.cfg.norm_eps_q32 / 4294967296.0, malloc(d * sizeof(float)),
-                    dequant(&m.cls) };
+    head_ref hr = { d, mp->cfg.vocab_size, (double)mp->cfg.norm_eps_q32 / 4294967296.0, malloc(d * sizeof(float)),
+                    dequant(&mp->cls) };
     for (uint32_t i = 0; i < d; i++)
-        hr.gain[i] = (float)ldexp((double)m.final_norm.v[i], -m.final_norm.exp);
+        hr.gain[i] = (float)ldexp((double)mp->final_norm.v[i], -mp->final_norm.exp);
     for (uint32_t k = 0; k < t.n && !rc; k++) {
         fit *f = &t.f[k];
         if (ridge_solve(f->g, f->c, d)) {
@@ -414,6 +399,6 @@ int main(int argc, char **argv)
     }
     free(af);
     kt_img_free(&w);
-    nn_image_close(&img);
+    kt_engine_close(&e);
     return rc ? 1 : 0;
 }

@@ -15,51 +15,10 @@
 
 /* ---- shared set-up ------------------------------------------------------------------------ */
 
-/* An image, its model views, one session and a KV work area, on the heap (host tool). */
-typedef struct engine {
-    nn_image    img;
-    nn_model   *m;
-    nn_session  s;
-    nn_kv_work  w;
-    void       *mem;
-} engine;
-
-static int engine_open(engine *e, const char *path, uint32_t ctx, uint32_t batch, int all_logits, uint32_t threads)
+static int engine_open(kt_engine *e, const char *path, uint32_t ctx, uint32_t threads)
 {
-    memset(e, 0, sizeof *e);
-    e->m = calloc(1, sizeof *e->m);
-    nn_status st = e->m ? nn_image_open(&e->img, path) : NN_E_NOMEM;
-    if (!st)
-        st = nn_model_init(e->m, &e->img);
-    if (st) {
-        fprintf(stderr, "kvmesh-kv: %s: %s\n", path, nn_strerror(st));
-        return -1;
-    }
-    if (ctx == 0 || ctx > e->m->cfg.max_seq)
-        ctx = e->m->cfg.max_seq;
-    nn_session_opts o = { .max_seq = ctx, .max_batch = batch, .threads = threads, .all_logits = all_logits };
-    size_t need;
-    nn_session_arena_bytes(e->m, &o, &need);
-    need += nn_kv_work_bytes(e->m, ctx);
-    e->mem = aligned_alloc(64, (need + 63) & ~(size_t)63);
-    nn_arena a;
-    nn_arena_init(&a, e->mem, need);
-    st = e->mem ? nn_session_init(&e->s, e->m, &o, &a) : NN_E_NOMEM;
-    if (!st)
-        st = nn_kv_work_init(&e->w, e->m, ctx, &a);
-    if (st) {
-        fprintf(stderr, "kvmesh-kv: %s\n", nn_strerror(st));
-        return -1;
-    }
-    return 0;
-}
-
-static void engine_close(engine *e)
-{
-    nn_session_deinit(&e->s);
-    nn_image_close(&e->img);
-    free(e->mem);
-    free(e->m);
+    kt_engine_opts o = { .ctx = ctx, .threads = threads, .kv_work = 1 };
+    return kt_engine_open(e, "kvmesh-kv", path, &o);
 }
 
 static int read_file(const char *path, uint8_t **buf, size_t *len)
@@ -155,8 +114,8 @@ int kv_cmd_verify(int argc, char **argv)
     nn_kv_info in;
     if (read_file(path, &buf, &len) || parse_stream(path, buf, len, &in))
         return 1;
-    engine e;
-    if (engine_open(&e, model, in.r.pos1, 32, 0, 1))
+    kt_engine e;
+    if (engine_open(&e, model, in.r.pos1, 1))
         return 1;
     int rc = 1;
     uint32_t *tok = malloc((size_t)in.r.pos1 * sizeof *tok);
@@ -191,7 +150,7 @@ int kv_cmd_verify(int argc, char **argv)
     free(ids);
     free(tok);
     free(buf);
-    engine_close(&e);
+    kt_engine_close(&e);
     return rc;
 }
 
@@ -209,13 +168,9 @@ static int parse_codec_opt(const char *s, nn_kv_opts *o)
 
 static int write_file(const char *path, const uint8_t *buf, size_t len)
 {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f || fwrite(buf, 1, len, f) != len || fflush(f) || fsync(fileno(f)) || fclose(f) || rename(tmp, path)) {
-        fprintf(stderr, "kvmesh-kv: cannot write %s: %s\n", path, strerror(errno));
-        if (f)
-            unlink(tmp);
+    char err[512];
+    if (kt_write_file_atomic(path, buf, len, err, sizeof err)) {
+        fprintf(stderr, "kvmesh-kv: %s\n", err);
         return -1;
     }
     return 0;
@@ -252,8 +207,8 @@ int kv_cmd_convert(int argc, char **argv)
     nn_kv_info in;
     if (read_file(argv[optind], &buf, &len) || parse_stream(argv[optind], buf, len, &in))
         return 1;
-    engine e;
-    if (engine_open(&e, model, in.r.pos1, 32, 0, 1))
+    kt_engine e;
+    if (engine_open(&e, model, in.r.pos1, 1))
         return 1;
     uint32_t *tok = malloc((size_t)in.r.pos1 * sizeof *tok);
     for (uint32_t i = 0; tok && i < in.r.pos1; i++)
@@ -279,7 +234,7 @@ int kv_cmd_convert(int argc, char **argv)
     }
     free(tok);
     free(buf);
-    engine_close(&e);
+    kt_engine_close(&e);
     return rc;
 }
 
@@ -350,21 +305,16 @@ int kv_cmd_quality(int argc, char **argv)
         fprintf(stderr, "kvmesh-kv quality: -m IMAGE, --tokens FILE and at least one --codec are required\n");
         return 2;
     }
-    FILE *f = fopen(tokfile, "r");
-    if (!f) {
-        fprintf(stderr, "kvmesh-kv quality: cannot read %s: %s\n", tokfile, strerror(errno));
+    kt_engine ref, imp;
+    if (engine_open(&ref, model, 0, 1))
         return 1;
-    }
-    uint32_t cap = 1 << 16, n = 0, pos, tin, nx;
-    uint32_t *tok = malloc(cap * sizeof *tok);
-    while (n < cap && fscanf(f, "%u %u %u", &pos, &tin, &nx) == 3)
-        tok[n++] = tin;
-    fclose(f);
+    uint32_t *tok;
+    long nt = kt_read_tokens("kvmesh-kv quality", tokfile, ref.m->cfg.vocab_size, &tok);
+    if (nt < 0)
+        return 1;
+    uint32_t n = (uint32_t)nt;
     if (prefix == 0 || prefix > n)
         prefix = n;
-    engine ref, imp;
-    if (engine_open(&ref, model, 0, 32, 0, 1))
-        return 1;
     uint32_t V = ref.m->cfg.vocab_size;
     if (prefix + cont + 1 > ref.s.max_seq)
         cont = ref.s.max_seq - prefix - 1;
@@ -385,7 +335,7 @@ int kv_cmd_quality(int argc, char **argv)
         return 1;
     }
     /* Export [0, prefix) of the reference, import it into a fresh session, continue. */
-    if (engine_open(&imp, model, 0, 32, 0, 1))
+    if (engine_open(&imp, model, 0, 1))
         return 1;
     nn_kv_range r = { 0, ref.m->cfg.n_layers, 0, prefix };
     size_t bound = nn_kv_export_bound(ref.m, &r, 0);
@@ -429,8 +379,8 @@ int kv_cmd_quality(int argc, char **argv)
     free(buf);
     free(lref);
     free(tok);
-    engine_close(&imp);
-    engine_close(&ref);
+    kt_engine_close(&imp);
+    kt_engine_close(&ref);
     return rc;
 }
 
@@ -442,7 +392,7 @@ typedef struct trial {
 } trial;
 
 /* Imports the base's stream into the sibling with a recompute set, continues, compares. */
-static int run_trial(engine *sib, const uint8_t *buf, size_t len, const uint32_t *tok, uint32_t prefix,
+static int run_trial(kt_engine *sib, const uint8_t *buf, size_t len, const uint32_t *tok, uint32_t prefix,
                      uint32_t cont, const int32_t *lref, int pipeline, trial *t)
 {
     uint32_t V = sib->m->cfg.vocab_size, reused;
@@ -526,18 +476,14 @@ int kv_cmd_calibrate(int argc, char **argv)
     }
     if (parse_codec_opt(codec, &ko) || threads == 0 || threads > 64)
         return 2;
-    FILE *f = fopen(tokfile, "r");
-    if (!f) {
-        fprintf(stderr, "kvmesh-kv calibrate: cannot read %s: %s\n", tokfile, strerror(errno));
+    kt_engine base, sib;
+    if (engine_open(&base, base_path, 0, threads) || engine_open(&sib, sib_path, 0, threads))
         return 1;
-    }
-    uint32_t n = 0, pos, tin, nx, *tok = malloc(65536 * sizeof *tok);
-    while (n < 65536 && fscanf(f, "%u %u %u", &pos, &tin, &nx) == 3)
-        tok[n++] = tin;
-    fclose(f);
-    engine base, sib;
-    if (engine_open(&base, base_path, 0, 32, 0, threads) || engine_open(&sib, sib_path, 0, 32, 0, threads))
+    uint32_t *tok;
+    long nt = kt_read_tokens("kvmesh-kv calibrate", tokfile, sib.m->cfg.vocab_size, &tok);
+    if (nt < 0)
         return 1;
+    uint32_t n = (uint32_t)nt;
     uint32_t L = sib.m->cfg.n_layers, V = sib.m->cfg.vocab_size;
     if (base.m->cfg.n_layers != L || base.m->cfg.dim != sib.m->cfg.dim || base.m->kv_dim != sib.m->kv_dim) {
         fprintf(stderr, "kvmesh-kv calibrate: %s and %s are not the same architecture\n", base_path, sib_path);
@@ -626,7 +572,7 @@ int kv_cmd_calibrate(int argc, char **argv)
     free(hmem);
     free(lref);
     free(tok);
-    engine_close(&sib);
-    engine_close(&base);
+    kt_engine_close(&sib);
+    kt_engine_close(&base);
     return 0;
 }
