@@ -14,6 +14,7 @@ int kt_engine_open(kt_engine *e, const char *prog, const char *path, const kt_en
         st = nn_model_init(e->m, &e->img);
     if (st) {
         fprintf(stderr, "%s: %s: %s\n", prog, path, nn_strerror(st));
+        kt_engine_close(e);
         return -1;
     }
     uint32_t ctx = o->ctx && o->ctx <= e->m->cfg.max_seq ? o->ctx : e->m->cfg.max_seq;
@@ -22,6 +23,7 @@ int kt_engine_open(kt_engine *e, const char *prog, const char *path, const kt_en
     size_t need;
     if ((st = nn_session_arena_bytes(e->m, &so, &need))) {
         fprintf(stderr, "%s: %s\n", prog, nn_strerror(st));
+        kt_engine_close(e);
         return -1;
     }
     if (o->kv_work)
@@ -38,6 +40,7 @@ int kt_engine_open(kt_engine *e, const char *prog, const char *path, const kt_en
         st = nn_sampler_init(&e->sp, e->m->cfg.vocab_size, o->temp_q16, o->topp_q16, o->seed, &a);
     if (st) {
         fprintf(stderr, "%s: %s (%zu bytes of arena)\n", prog, nn_strerror(st), need);
+        kt_engine_close(e);
         return -1;
     }
     return 0;

@@ -173,28 +173,36 @@ int main(int argc, char **argv)
                           .all_logits = 1 };
     if (kt_engine_open(&e, "kvmesh-eval", model, &eo))
         return 1;
+    int rc = 1;
+    uint32_t *tok = NULL;
+    float *logits = NULL;
+    capture cap = { 0 };
     nn_session *sp = &e.s;
     const nn_model *mp = e.m;
     uint32_t V = mp->cfg.vocab_size;
-    uint32_t *tok;
     long n = kt_read_tokens("kvmesh-eval", tokens, V, &tok);
     if (n < 0)
-        return 1;
+        goto out;
     if ((uint64_t)n > sp->max_seq) {
         fprintf(stderr, "kvmesh-eval: %ld positions exceed the model's context (%u)\n", n, sp->max_seq);
-        return 1;
+        goto out;
     }
-    float *logits = malloc((size_t)n * V * sizeof *logits);
+    logits = malloc((size_t)n * V * sizeof *logits);
     if (!logits) {
         fprintf(stderr, "kvmesh-eval: out of memory\n");
-        return 1;
+        goto out;
     }
     nn_status st;
     if (exit_layer && (uint32_t)exit_layer > mp->cfg.n_layers) {
         fprintf(stderr, "kvmesh-eval: --exit-layer %ld: the model has %u layers\n", exit_layer, mp->cfg.n_layers);
-        return 2;
+        rc = 2;
+        goto out;
     }
-    capture cap = { (uint32_t)exit_layer, mp->cfg.dim, exit_layer ? malloc((size_t)n * mp->cfg.dim * 4) : NULL };
+    cap = (capture){ (uint32_t)exit_layer, mp->cfg.dim, exit_layer ? malloc((size_t)n * mp->cfg.dim * 4) : NULL };
+    if (exit_layer && !cap.x) {
+        fprintf(stderr, "kvmesh-eval: out of memory\n");
+        goto out;
+    }
     if (exit_layer)
         nn_session_set_hook(sp, capture_hook, &cap);
     for (long p = 0; p < n; p += batch) {
@@ -202,12 +210,12 @@ int main(int argc, char **argv)
         const int32_t *lq;
         if ((st = nn_session_forward(sp, tok + p, b, &lq))) {
             fprintf(stderr, "kvmesh-eval: forward at %ld: %s\n", p, nn_strerror(st));
-            return 1;
+            goto out;
         }
         for (size_t i = 0; i < (size_t)b * V; i++)
             logits[(size_t)p * V + i] = (float)(lq[i] / 65536.0);
     }
-    int rc = 0;
+    rc = 0;
     if (exit_layer && exit_report(sp, &cap, logits, n, thresholds))
         rc = 1;
 
@@ -223,17 +231,27 @@ int main(int argc, char **argv)
         size_t rsize;
         if (kt_map(ref, &rd, &rsize)) {
             fprintf(stderr, "kvmesh-eval: cannot read %s: %s\n", ref, strerror(errno));
-            return 1;
+            rc = 1;
+            goto out;
         }
         if (rsize != (size_t)n * V * 4) {
             fprintf(stderr, "kvmesh-eval: %s has %zu bytes; %ld positions x %u vocab x 4 = %zu expected\n", ref,
                     rsize, n, V, (size_t)n * V * 4);
-            return 1;
+            kt_unmap(rd, rsize);
+            rc = 1;
+            goto out;
         }
         double *lp = malloc(V * sizeof *lp), *lq = malloc(V * sizeof *lq);
         float *rrow = malloc(V * sizeof *rrow);
-        if (!lp || !lq || !rrow)
-            return 1;
+        if (!lp || !lq || !rrow) {
+            fprintf(stderr, "kvmesh-eval: out of memory\n");
+            free(lp);
+            free(lq);
+            free(rrow);
+            kt_unmap(rd, rsize);
+            rc = 1;
+            goto out;
+        }
         long same = 0;
         double sum_kld = 0, max_kld = 0, max_diff = 0;
         for (long p = 0; p < n; p++) {
@@ -257,6 +275,7 @@ int main(int argc, char **argv)
         free(rrow);
         kt_unmap(rd, rsize);
     }
+out:
     free(logits);
     free(cap.x);
     free(tok);

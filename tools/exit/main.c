@@ -295,6 +295,7 @@ int main(int argc, char **argv)
         return 1;
     const nn_model *mp = e.m;
     nn_status st;
+    int rc = 1;
     uint32_t L = mp->cfg.n_layers, d = mp->cfg.dim;
     static trainer t;
     t.dim = d;
@@ -304,7 +305,8 @@ int main(int argc, char **argv)
         unsigned long v = strtoul(p, &end, 10);
         if (end == p || v == 0 || v >= L || t.n >= NN_MAX_LAYERS || (*end && *end != ',')) {
             fprintf(stderr, "kvmesh-exit-train: --layers needs layer numbers in 1..%u, not '%s'\n", L - 1, layers);
-            return 2;
+            rc = 2;
+            goto out;
         }
         t.f[t.n].layer = (uint32_t)v;
         t.f[t.n].dim = d;
@@ -321,7 +323,7 @@ int main(int argc, char **argv)
         t.f[i].xe = malloc((size_t)want * d * sizeof *t.f[i].xe);
         if (!t.f[i].g || !t.f[i].c || !t.f[i].pending || !t.f[i].xe || !t.xl) {
             fprintf(stderr, "kvmesh-exit-train: out of memory\n");
-            return 1;
+            goto out;
         }
     }
     nn_session_set_hook(&e.s, hook, &t);
@@ -334,7 +336,7 @@ int main(int argc, char **argv)
         while (t.rows < want && e.s.n_pos < ctx) {
             if ((st = nn_session_forward(&e.s, &tok, 1, &lg))) {
                 fprintf(stderr, "kvmesh-exit-train: %s\n", nn_strerror(st));
-                return 1;
+                goto out;
             }
             tok = nn_sampler_sample(&e.sp, lg);
             if (tok == mp->tok.bos_id || tok == mp->tok.eos_id)
@@ -351,7 +353,7 @@ int main(int argc, char **argv)
     /* Fit, then write the image with the heads. */
     kt_img w;
     kt_img_init(&w, &e.img.cfg);
-    int rc = 0;
+    rc = 0;
     for (uint32_t i = 0; i < e.img.n_tensors && !rc; i++) {
         nn_tensor tt;
         const uint8_t *de = e.img.dir + (size_t)i * NN_IMAGE_DIR_ENTRY_BYTES;
@@ -399,6 +401,14 @@ int main(int argc, char **argv)
     }
     free(af);
     kt_img_free(&w);
+out:
+    for (uint32_t i = 0; i < t.n; i++) {
+        free(t.f[i].g);
+        free(t.f[i].c);
+        free(t.f[i].pending);
+        free(t.f[i].xe);
+    }
+    free(t.xl);
     kt_engine_close(&e);
-    return rc ? 1 : 0;
+    return rc == 2 ? 2 : rc ? 1 : 0;
 }
