@@ -3,23 +3,14 @@
  * bump NN_NUMERICS_VERSION (nn_image.h) so that old KV caches are refused.
  */
 #include "nn_fixed.h"
+#include "fixed_inline.h"
 
 typedef __int128 i128;
 typedef unsigned __int128 u128;
 
 int64_t nn_rshift_round_i64(int64_t v, int s)
 {
-    if (s > 0) {
-        if (s > 100)
-            return 0;
-        return (int64_t)(((i128)v + ((i128)1 << (s - 1))) >> s);
-    }
-    if (s == 0 || v == 0)
-        return v;
-    if (s < -62)
-        return v > 0 ? INT64_MAX : INT64_MIN;
-    i128 r = (i128)v * ((i128)1 << -s);         /* a multiply: shifting a negative is UB */
-    return r > INT64_MAX ? INT64_MAX : r < INT64_MIN ? INT64_MIN : (int64_t)r;
+    return nn_rshift_round_i64_inl(v, s);
 }
 
 uint64_t nn_isqrt_u64(uint64_t x)
@@ -41,19 +32,7 @@ uint64_t nn_isqrt_u64(uint64_t x)
 
 int32_t nn_mulshift_sat32(int64_t acc, uint32_t m, int shift)
 {
-    i128 p = (i128)acc * m;
-    if (shift > 0) {
-        if (shift > 120)
-            return 0;
-        p = (p + ((i128)1 << (shift - 1))) >> shift;
-    } else if (shift < 0) {
-        if (p == 0)
-            return 0;
-        if (shift < -40 || p > INT32_MAX || p < INT32_MIN)
-            return p > 0 ? INT32_MAX : INT32_MIN;
-        p *= (i128)1 << -shift;
-    }
-    return p > INT32_MAX ? INT32_MAX : p < INT32_MIN ? INT32_MIN : (int32_t)p;
+    return nn_mulshift_sat32_inl(acc, m, shift);
 }
 
 /* log2(e) in Q32. */

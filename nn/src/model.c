@@ -6,6 +6,7 @@
 
 #include "nn_fixed.h"
 #include "nn_model.h"
+#include "fixed_inline.h"
 #include "pool.h"
 
 typedef __int128 i128;
@@ -119,16 +120,17 @@ static uint32_t max3(uint32_t a, uint32_t b, uint32_t c)
 
 /*
  * Per-thread scratch, one region per worker:
- *   score int32[max_seq] | prob int32[max_seq] | acc int64[head_dim] | q16 int16[head_dim]
- *   (padded to 8) | hh int64[hidden] (SwiGLU product; used by worker 0 only)
+ *   score int32[max_seq] | prob int32[max_seq] | dots int64[max_seq] | acc int64[head_dim]
+ *   | q16 int16[head_dim] (padded to 8) | hh int64[hidden] (SwiGLU product)
  */
-typedef struct scratch_layout { size_t prob, acc, q16, hh, bytes; } scratch_layout;
+typedef struct scratch_layout { size_t prob, dots, acc, q16, hh, bytes; } scratch_layout;
 
 static scratch_layout scratch_of(const nn_model *m, uint32_t max_seq)
 {
     scratch_layout l;
     l.prob = (size_t)max_seq * 4;
-    l.acc = l.prob + (size_t)max_seq * 4;
+    l.dots = l.prob + (size_t)max_seq * 4;
+    l.acc = l.dots + (size_t)max_seq * 8;
     l.q16 = l.acc + (size_t)m->cfg.head_dim * 8;
     l.hh = l.q16 + (((size_t)m->cfg.head_dim * 2 + 7) & ~(size_t)7);
     l.bytes = (l.hh + (size_t)m->cfg.hidden_dim * 8 + 63) & ~(size_t)63;
@@ -330,11 +332,12 @@ static void attend_head(const nn_session *s, uint32_t layer, uint32_t pos, uint3
                         const int32_t *q, int32_t *out, uint8_t *scratch)
 {
     const nn_model *m = s->m;
-    uint32_t hd = m->cfg.head_dim, nkv = m->cfg.n_kv_heads;
+    uint32_t hd = m->cfg.head_dim, nkv = m->cfg.n_kv_heads, n = pos + 1;
     uint32_t kvh = h / (m->cfg.n_heads / nkv);
     scratch_layout sl = scratch_of(m, s->max_seq);
     int32_t *score = (int32_t *)(void *)scratch;
     int32_t *prob = (int32_t *)(void *)(scratch + sl.prob);
+    int64_t *dots = (int64_t *)(void *)(scratch + sl.dots);
     int64_t *acc = (int64_t *)(void *)(scratch + sl.acc);
     int16_t *q16 = (int16_t *)(void *)(scratch + sl.q16);
     int tq = nn_quant_i32_i16(q, hd, q16);
@@ -342,39 +345,34 @@ static void attend_head(const nn_session *s, uint32_t layer, uint32_t pos, uint3
     size_t base = (size_t)layer * s->max_seq;
     const int16_t *kc = s->kc + base * m->kv_dim + (size_t)kvh * hd;
     const int8_t *kt = s->kt + base * nkv + kvh;
+    s->kern->dot_rows_i16(q16, kc, m->kv_dim, hd, n, dots);
     int32_t smax = INT32_MIN;
-    for (uint32_t j = 0; j <= pos; j++) {
-        int64_t d = s->kern->dot_i16(q16, kc + (size_t)j * m->kv_dim, hd);
-        int32_t sc = nn_sat32(nn_rshift_round_i64(d * m->inv_sqrt_hd_q24, 40 - tq - kt[(size_t)j * nkv]));
+    for (uint32_t j = 0; j < n; j++) {
+        int32_t sc = nn_sat32(nn_rshift_round_i64_inl(dots[j] * m->inv_sqrt_hd_q24, 40 - tq - kt[(size_t)j * nkv]));
         score[j] = sc;
         if (sc > smax)
             smax = sc;
     }
     int64_t sum = 0;
-    for (uint32_t j = 0; j <= pos; j++) {
+    for (uint32_t j = 0; j < n; j++) {
         prob[j] = nn_exp_q16_q30((int64_t)score[j] - smax);
         sum += prob[j];
     }
     uint64_t inv = (1ull << 62) / (uint64_t)sum;      /* sum >= 2^30: the max term is 1.0 */
     const int8_t *vt = s->vt + base * nkv + kvh;
     int tmax = 0;
-    for (uint32_t j = 0; j <= pos; j++) {
+    for (uint32_t j = 0; j < n; j++) {
         prob[j] = (int32_t)(((uint64_t)prob[j] * inv + (1ull << 31)) >> 32);
         if (vt[(size_t)j * nkv] > tmax)
             tmax = vt[(size_t)j * nkv];
     }
+    /* p_j aligned to the largest V exponent: in [0, 2^30], so it fits int32 again. */
+    for (uint32_t j = 0; j < n; j++)
+        prob[j] = (int32_t)nn_rshift_round_i64_inl(prob[j], tmax - vt[(size_t)j * nkv]);
     memset(acc, 0, hd * sizeof *acc);
-    const int16_t *vc = s->vc + base * m->kv_dim + (size_t)kvh * hd;
-    for (uint32_t j = 0; j <= pos; j++) {
-        int64_t p = nn_rshift_round_i64(prob[j], tmax - vt[(size_t)j * nkv]);
-        if (p == 0)
-            continue;
-        const int16_t *vj = vc + (size_t)j * m->kv_dim;
-        for (uint32_t d = 0; d < hd; d++)
-            acc[d] += p * vj[d];
-    }
+    s->kern->axpy_rows_i16(prob, s->vc + base * m->kv_dim + (size_t)kvh * hd, m->kv_dim, hd, n, acc);
     for (uint32_t d = 0; d < hd; d++)
-        out[d] = nn_sat32(nn_rshift_round_i64(acc[d], 30 - tmax));
+        out[d] = nn_sat32(nn_rshift_round_i64_inl(acc[d], 30 - tmax));
 }
 
 static void attention_job(void *arg, uint32_t w, uint32_t nw)

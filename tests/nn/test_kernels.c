@@ -107,6 +107,48 @@ static void ref_matches_brute_force(void **st)
     run_case(ref, 3, 4096, 256, 2, 1, 1);      /* largest group at full range: int32 group sums */
 }
 
+/*
+ * The attention kernels over ragged head sizes and row counts, with strided rows, full
+ * range values, and probabilities up to 2^31 - 1 (the contract's bound, above what
+ * attention produces).
+ */
+static void attention_rows(const nn_kernels *k)
+{
+    static const uint32_t dims[] = { 1, 3, 4, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 128, 256 };
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+        uint32_t n = dims[di], rows = 1 + rndn(300), stride = n + rndn(40);
+        int extreme = di % 3 == 0;
+        int16_t *q = malloc(n * 2), *kv = malloc(((size_t)rows * stride + 1) * 2);
+        int32_t *p = malloc(rows * 4);
+        int64_t *want = malloc(rows * 8 > n * 8 ? rows * 8 : n * 8), *got = malloc(rows * 8 > n * 8 ? rows * 8 : n * 8);
+        for (uint32_t i = 0; i < n; i++)
+            q[i] = extreme ? (i & 1 ? 32767 : -32767) : (int16_t)(rndn(65535) - 32767);
+        for (size_t i = 0; i < (size_t)rows * stride; i++)
+            kv[i] = extreme ? (i % 3 ? -32767 : 32767) : (int16_t)(rndn(65535) - 32767);
+        for (uint32_t j = 0; j < rows; j++)
+            p[j] = extreme ? 0x7fffffff : (int32_t)(rnd() & (j % 4 ? 0x3fffffff : 0x7fffffff));
+        nn_dot_rows_i16_ref(q, kv, stride, n, rows, want);
+        k->dot_rows_i16(q, kv, stride, n, rows, got);
+        if (memcmp(want, got, rows * 8)) {
+            print_error("kernel %s dot_rows differs: n %u rows %u\n", k->name, n, rows);
+            fail();
+        }
+        for (uint32_t i = 0; i < n; i++)
+            want[i] = got[i] = (int64_t)(rnd() % 2000001) - 1000000;
+        nn_axpy_rows_i16_ref(p, kv, stride, n, rows, want);
+        k->axpy_rows_i16(p, kv, stride, n, rows, got);
+        if (memcmp(want, got, n * 8)) {
+            print_error("kernel %s axpy_rows differs: n %u rows %u\n", k->name, n, rows);
+            fail();
+        }
+        free(q);
+        free(kv);
+        free(p);
+        free(want);
+        free(got);
+    }
+}
+
 static void every_path_matches_ref(void **st)
 {
     (void)st;
@@ -123,6 +165,14 @@ static void every_path_matches_ref(void **st)
                 run_case(k, 1 + rndn(19), cols[c], groups[g], 1 + rndn(9), (g + c) % 5 == 0, 0);
         for (int i = 0; i < 40; i++)
             run_case(k, 1 + rndn(70), 1 + rndn(1100), 1 + rndn(256), 1 + rndn(17), i % 4 == 0, 0);
+        /* Real widths: past a fast path's row chunk (tens of KiB of weights), more than
+         * eight tokens with a remainder, whole and ragged groups of the usual sizes. */
+        run_case(k, 100, 4096, 64, 11, 0, 0);
+        run_case(k, 61, 2048 + 17, 32, 9, 1, 0);
+        run_case(k, 37, 5632, 256, 17, 0, 0);
+        run_case(k, 45, 3000, 48, 8, 0, 0);
+        run_case(k, 70, 576, 32, 1, 0, 0);
+        run_case(k, 33, 1536 + 8, 128, 5, 0, 0);
         /* dot_i16 over ragged lengths, including the full range. */
         for (uint32_t n = 0; n < 300; n += 1 + n / 16) {
             int16_t a[300], b[300];
@@ -132,6 +182,7 @@ static void every_path_matches_ref(void **st)
             }
             assert_true(k->dot_i16(a, b, n) == nn_dot_i16_ref(a, b, n));
         }
+        attention_rows(k);
     }
 }
 

@@ -1,0 +1,344 @@
+/*
+ * x86-64 AVX2 kernels, bit-exact with kernels_ref.c. Compiled for AVX2 with a target
+ * pragma (the rest of the build stays baseline x86-64), and offered by kernels.c only
+ * when the CPU reports AVX2, so one host binary runs everywhere.
+ *
+ * Products: vpmovsxbw widens 16 int8 weights, vpmaddwd multiplies them by 16 int16
+ * activations and adds pairs into 8 int32 lanes. Every int32 lane (and every sum of
+ * lanes made while reducing) is a sum over a subset of one group's products, so its
+ * magnitude is at most 256 * 127 * 32767 < 2^31: exact. Lanes are reduced to one int32
+ * group sum per (row, token) before the 64-bit multiply by the group mantissa
+ * (vpmuldq), so the 64-bit work is once per group, not once per product.
+ *
+ * Fast path: group % 16 == 0 (a group is whole 16-wide chunks; the last group of a row
+ * may be short and end in a scalar tail). Other group sizes use the reference.
+ */
+#include "nn_kernels_impl.h"
+
+#if NN_HAVE_X86_KERNELS
+
+#pragma GCC push_options
+#pragma GCC target("avx2")
+#include <immintrin.h>
+
+#include "fixed_inline.h"
+
+/*
+ * Software prefetch distance for weight streams, in bytes ahead of the reads. The
+ * hardware prefetcher alone left decode at a quarter of the memory bandwidth here.
+ */
+#define PF_DIST 1024
+
+/* v in lane 0, zeros elsewhere. */
+static inline __m256i lane0(int32_t v)
+{
+    return _mm256_zextsi128_si256(_mm_cvtsi32_si128(v));
+}
+
+static inline __m256i widen16(const int8_t *q)
+{
+    return _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)q));
+}
+
+static inline __m256i load16(const int16_t *a)
+{
+    return _mm256_loadu_si256((const __m256i *)(const void *)a);
+}
+
+/* sum q[i] * a[i] for a short tail (n < 16), exact. */
+static inline int32_t tail_dot(const int8_t *q, const int16_t *a, uint32_t n)
+{
+    int32_t s = 0;
+    for (uint32_t i = 0; i < n; i++)
+        s += q[i] * a[i];
+    return s;
+}
+
+/* One group's products (len <= 256 values) as 8 int32 lanes; the tail goes to lane 0. */
+static inline __attribute__((always_inline)) __m256i group_vec(const int8_t *q, const int16_t *a, uint32_t len)
+{
+    __m256i c = _mm256_setzero_si256();
+    uint32_t i = 0;
+    for (; i + 16 <= len; i += 16)
+        c = _mm256_add_epi32(c, _mm256_madd_epi16(widen16(q + i), load16(a + i)));
+    if (i < len)
+        c = _mm256_add_epi32(c, lane0(tail_dot(q + i, a + i, len - i)));
+    return c;
+}
+
+/* Four vectors of 8 lanes -> [sum c0 .. sum c3] in each 128-bit half (halves not yet added). */
+static inline __m256i hsum4(__m256i c0, __m256i c1, __m256i c2, __m256i c3)
+{
+    return _mm256_hadd_epi32(_mm256_hadd_epi32(c0, c1), _mm256_hadd_epi32(c2, c3));
+}
+
+/* Pairs: 64-bit element k of the result holds (part of c0, part of c1). */
+static inline __m256i zip_add(__m256i c0, __m256i c1)
+{
+    return _mm256_add_epi32(_mm256_unpacklo_epi32(c0, c1), _mm256_unpackhi_epi32(c0, c1));
+}
+
+static inline __m256i zip_add64(__m256i p, __m256i q)
+{
+    return _mm256_add_epi32(_mm256_unpacklo_epi64(p, q), _mm256_unpackhi_epi64(p, q));
+}
+
+/* Eight vectors of 8 lanes -> [sum c0, ..., sum c7] (single-uop shuffles and adds). */
+static inline __m256i hsum8(__m256i c0, __m256i c1, __m256i c2, __m256i c3, __m256i c4, __m256i c5, __m256i c6,
+                            __m256i c7)
+{
+    __m256i a = zip_add64(zip_add(c0, c1), zip_add(c2, c3)), b = zip_add64(zip_add(c4, c5), zip_add(c6, c7));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
+}
+
+static inline int32_t hsum1(__m256i c)
+{
+    __m128i x = _mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+    x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0x4e));
+    x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0xb1));
+    return _mm_cvtsi128_si32(x);
+}
+
+static inline int64_t hsum_i64(__m256i v)
+{
+    __m128i x = _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    return _mm_cvtsi128_si64(x) + _mm_extract_epi64(x, 1);
+}
+
+/*
+ * Decode: one row times one token. Eight whole groups at a time reduce to one vector of
+ * eight group sums, multiplied by eight contiguous mantissas (one load); the remaining
+ * groups (fewer than eight, and a short last group) go one by one.
+ */
+static inline __attribute__((always_inline)) int64_t row_x1(const int8_t *q, const uint16_t *m, const int16_t *a,
+                                                            uint32_t cols, uint32_t G, uint32_t ng)
+{
+    __m256i e = _mm256_setzero_si256(), o = e;
+    uint32_t full = cols / G, g = 0;
+    for (; g + 8 <= full; g += 8) {
+        const int8_t *qg = q + (size_t)g * G;
+        const int16_t *ag = a + (size_t)g * G;
+        for (uint32_t p = 0; p < 8 * G; p += 64)
+            _mm_prefetch((const char *)qg + PF_DIST + p, _MM_HINT_T0);
+        __m256i s = hsum8(group_vec(qg, ag, G), group_vec(qg + G, ag + G, G), group_vec(qg + 2 * G, ag + 2 * G, G),
+                          group_vec(qg + 3 * G, ag + 3 * G, G), group_vec(qg + 4 * G, ag + 4 * G, G),
+                          group_vec(qg + 5 * G, ag + 5 * G, G), group_vec(qg + 6 * G, ag + 6 * G, G),
+                          group_vec(qg + 7 * G, ag + 7 * G, G));
+        __m256i mz = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(m + g)));
+        e = _mm256_add_epi64(e, _mm256_mul_epi32(s, mz));
+        o = _mm256_add_epi64(o, _mm256_mul_epi32(_mm256_srli_epi64(s, 32), _mm256_srli_epi64(mz, 32)));
+    }
+    int64_t acc = hsum_i64(_mm256_add_epi64(e, o));
+    for (; g < ng; g++) {
+        uint32_t i0 = g * G, len = cols - i0 < G ? cols - i0 : G;
+        _mm_prefetch((const char *)(q + i0) + PF_DIST, _MM_HINT_T0);
+        acc += (int64_t)hsum1(group_vec(q + i0, a + i0, len)) * m[g];
+    }
+    return acc;
+}
+
+/* One group (len values from i0) of one row times eight tokens -> eight group sums. */
+static inline __attribute__((always_inline)) __m256i group_x8(const int8_t *q, const int16_t *const a[8],
+                                                              uint32_t i0, uint32_t len)
+{
+    uint32_t i1 = i0 + (len & ~15u);
+    __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
+#pragma GCC unroll 16
+    for (uint32_t i = i0; i < i1; i += 16) {
+        __m256i wv = widen16(q + i);
+        c0 = _mm256_add_epi32(c0, _mm256_madd_epi16(wv, load16(a[0] + i)));
+        c1 = _mm256_add_epi32(c1, _mm256_madd_epi16(wv, load16(a[1] + i)));
+        c2 = _mm256_add_epi32(c2, _mm256_madd_epi16(wv, load16(a[2] + i)));
+        c3 = _mm256_add_epi32(c3, _mm256_madd_epi16(wv, load16(a[3] + i)));
+        c4 = _mm256_add_epi32(c4, _mm256_madd_epi16(wv, load16(a[4] + i)));
+        c5 = _mm256_add_epi32(c5, _mm256_madd_epi16(wv, load16(a[5] + i)));
+        c6 = _mm256_add_epi32(c6, _mm256_madd_epi16(wv, load16(a[6] + i)));
+        c7 = _mm256_add_epi32(c7, _mm256_madd_epi16(wv, load16(a[7] + i)));
+    }
+    if (i1 < i0 + len) {                 /* the short end of a row's last group */
+        uint32_t n = i0 + len - i1;
+        c0 = _mm256_add_epi32(c0, lane0(tail_dot(q + i1, a[0] + i1, n)));
+        c1 = _mm256_add_epi32(c1, lane0(tail_dot(q + i1, a[1] + i1, n)));
+        c2 = _mm256_add_epi32(c2, lane0(tail_dot(q + i1, a[2] + i1, n)));
+        c3 = _mm256_add_epi32(c3, lane0(tail_dot(q + i1, a[3] + i1, n)));
+        c4 = _mm256_add_epi32(c4, lane0(tail_dot(q + i1, a[4] + i1, n)));
+        c5 = _mm256_add_epi32(c5, lane0(tail_dot(q + i1, a[5] + i1, n)));
+        c6 = _mm256_add_epi32(c6, lane0(tail_dot(q + i1, a[6] + i1, n)));
+        c7 = _mm256_add_epi32(c7, lane0(tail_dot(q + i1, a[7] + i1, n)));
+    }
+    return hsum8(c0, c1, c2, c3, c4, c5, c6, c7);
+}
+
+/*
+ * Prefill: one row times tokens a[0..7]; each widened weight chunk serves eight
+ * tokens. Per group the eight accumulators reduce to one vector of group sums times
+ * the row's one mantissa: e = [t0, t2, t4, t6], o = [t1, t3, t5, t7]. Whole groups
+ * have a constant length G, so their chunk loop unrolls; a short last group follows.
+ */
+static inline __attribute__((always_inline)) void row_x8(const int8_t *q, const uint16_t *m,
+                                                         const int16_t *const a[8], uint32_t cols, uint32_t G,
+                                                         uint32_t ng, int64_t out[8])
+{
+    __m256i e = _mm256_setzero_si256(), o = e;
+    uint32_t full = cols / G, g = 0;
+    for (; g < full; g++) {
+        __m256i s = group_x8(q, a, g * G, G), mv = _mm256_set1_epi64x(m[g]);
+        e = _mm256_add_epi64(e, _mm256_mul_epi32(s, mv));
+        o = _mm256_add_epi64(o, _mm256_mul_epi32(_mm256_srli_epi64(s, 32), mv));
+    }
+    if (g < ng) {
+        __m256i s = group_x8(q, a, g * G, cols - g * G), mv = _mm256_set1_epi64x(m[g]);
+        e = _mm256_add_epi64(e, _mm256_mul_epi32(s, mv));
+        o = _mm256_add_epi64(o, _mm256_mul_epi32(_mm256_srli_epi64(s, 32), mv));
+    }
+    int64_t ev[4], ov[4];
+    _mm256_storeu_si256((__m256i *)(void *)ev, e);
+    _mm256_storeu_si256((__m256i *)(void *)ov, o);
+    for (int k = 0; k < 4; k++) {
+        out[2 * k] = ev[k];
+        out[2 * k + 1] = ov[k];
+    }
+}
+
+/* The kernels specialised for common group sizes, so the group loops unroll. */
+static void rows_x1(const nn_mm_args *A, uint32_t r0, uint32_t r1, uint32_t G)
+{
+    const nn_q8_mat *w = A->w;
+    int shift = A->as[0].e + w->exp - 16;
+    for (uint32_t r = r0; r < r1; r++) {
+        const int8_t *q = w->q + (size_t)r * w->cols;
+        const uint16_t *m = w->m + (size_t)r * w->ngroups;
+        int64_t acc;
+        switch (G) {
+        case 32: acc = row_x1(q, m, A->a, w->cols, 32, w->ngroups); break;
+        case 64: acc = row_x1(q, m, A->a, w->cols, 64, w->ngroups); break;
+        default: acc = row_x1(q, m, A->a, w->cols, G, w->ngroups); break;
+        }
+        A->out[r] = nn_mulshift_sat32_inl(acc, A->as[0].m, shift);
+    }
+}
+
+/* Rows handled per L2-resident chunk in prefill: about 96 KiB of weights. */
+static uint32_t chunk_rows(uint32_t cols)
+{
+    uint32_t n = (96u << 10) / cols;
+    return n < 1 ? 1 : n;
+}
+
+static void mm_avx2(const nn_mm_args *A, uint32_t r0, uint32_t r1)
+{
+    const nn_q8_mat *w = A->w;
+    if (w->group % 16 || r0 >= r1) {
+        nn_matmul_q8_q16_ref(A, r0, r1);
+        return;
+    }
+    const uint32_t T = A->n_tok, G = w->group;
+    if (T == 1) {
+        rows_x1(A, r0, r1, G);
+        return;
+    }
+    /*
+     * Prefill: a chunk of rows stays in L2 while every token of the block passes over
+     * it, so each weight comes from memory once per block; within the chunk each row
+     * meets eight tokens at a time, whose activations stay in L1. A last, short set of
+     * tokens repeats its last token and drops those results.
+     */
+    const uint32_t CR = chunk_rows(w->cols);
+    for (uint32_t c0 = r0; c0 < r1; c0 += CR) {
+        uint32_t c1 = c0 + CR < r1 ? c0 + CR : r1;
+        for (uint32_t t = 0; t < T; t += 8) {
+            const int16_t *a[8];
+            for (uint32_t k = 0; k < 8; k++)
+                a[k] = A->a + (size_t)(t + k < T ? t + k : T - 1) * A->a_stride;
+            for (uint32_t r = c0; r < c1; r++) {
+                const int8_t *q = w->q + (size_t)r * w->cols;
+                const uint16_t *m = w->m + (size_t)r * w->ngroups;
+                int64_t acc[8];
+                switch (G) {
+                case 32: row_x8(q, m, a, w->cols, 32, w->ngroups, acc); break;
+                case 64: row_x8(q, m, a, w->cols, 64, w->ngroups, acc); break;
+                default: row_x8(q, m, a, w->cols, G, w->ngroups, acc); break;
+                }
+                for (uint32_t k = 0; k < 8 && t + k < T; k++)
+                    A->out[(size_t)(t + k) * A->out_stride + r] =
+                        nn_mulshift_sat32_inl(acc[k], A->as[t + k].m, A->as[t + k].e + w->exp - 16);
+            }
+        }
+    }
+}
+
+/*
+ * sum a[i] * b[i]: a pair of int16 products is at most 2 * 32767^2 < 2^31, so each
+ * vpmaddwd lane is exact, and is widened to int64 before it is added to anything.
+ */
+static int64_t dot_avx2(const int16_t *a, const int16_t *b, uint32_t n)
+{
+    __m256i acc = _mm256_setzero_si256();
+    uint32_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i p = _mm256_madd_epi16(load16(a + i), load16(b + i));
+        acc = _mm256_add_epi64(acc, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(p)));
+        acc = _mm256_add_epi64(acc, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(p, 1)));
+    }
+    int64_t v[4];
+    _mm256_storeu_si256((__m256i *)(void *)v, acc);
+    int64_t s = v[0] + v[1] + v[2] + v[3];
+    for (; i < n; i++)
+        s += (int32_t)a[i] * b[i];
+    return s;
+}
+
+static void dot_rows_avx2(const int16_t *q, const int16_t *k, size_t k_stride, uint32_t n, uint32_t n_rows,
+                          int64_t *out)
+{
+    for (uint32_t j = 0; j < n_rows; j++)
+        out[j] = dot_avx2(q, k + j * k_stride, n);
+}
+
+/*
+ * acc[i] += sum_j p[j] * v[j][i]: vpmuldq multiplies p (< 2^31) by sign-extended v in
+ * 64-bit lanes. 32 outputs (eight int64 vectors) stay in registers while the rows go by.
+ */
+static void axpy_rows_avx2(const int32_t *p, const int16_t *v, size_t v_stride, uint32_t n, uint32_t n_rows,
+                           int64_t *acc)
+{
+    uint32_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i s[8];
+        for (int k = 0; k < 8; k++)
+            s[k] = _mm256_loadu_si256((const __m256i *)(const void *)(acc + i + 4 * k));
+        for (uint32_t j = 0; j < n_rows; j++) {
+            const int16_t *vj = v + j * v_stride + i;
+            __m256i pj = _mm256_set1_epi64x(p[j]);
+            for (int k = 0; k < 8; k++) {
+                __m256i x = _mm256_cvtepi16_epi64(_mm_loadl_epi64((const __m128i *)(const void *)(vj + 4 * k)));
+                s[k] = _mm256_add_epi64(s[k], _mm256_mul_epi32(x, pj));
+            }
+        }
+        for (int k = 0; k < 8; k++)
+            _mm256_storeu_si256((__m256i *)(void *)(acc + i + 4 * k), s[k]);
+    }
+    for (; i + 4 <= n; i += 4) {
+        __m256i s = _mm256_loadu_si256((const __m256i *)(const void *)(acc + i));
+        for (uint32_t j = 0; j < n_rows; j++) {
+            __m256i x = _mm256_cvtepi16_epi64(_mm_loadl_epi64((const __m128i *)(const void *)(v + j * v_stride + i)));
+            s = _mm256_add_epi64(s, _mm256_mul_epi32(x, _mm256_set1_epi64x(p[j])));
+        }
+        _mm256_storeu_si256((__m256i *)(void *)(acc + i), s);
+    }
+    for (; i < n; i++)
+        for (uint32_t j = 0; j < n_rows; j++)
+            acc[i] += (int64_t)p[j] * v[j * v_stride + i];
+}
+
+const nn_kernels nn_kernels_avx2 = {
+    .name = "avx2",
+    .matmul_q8_q16 = mm_avx2,
+    .dot_i16 = dot_avx2,
+    .dot_rows_i16 = dot_rows_avx2,
+    .axpy_rows_i16 = axpy_rows_avx2,
+};
+
+#pragma GCC pop_options
+
+#endif
