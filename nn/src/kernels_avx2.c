@@ -66,28 +66,25 @@ static inline __attribute__((always_inline)) __m256i group_vec(const int8_t *q, 
     return c;
 }
 
-/* Four vectors of 8 lanes -> [sum c0 .. sum c3] in each 128-bit half (halves not yet added). */
-static inline __m256i hsum4(__m256i c0, __m256i c1, __m256i c2, __m256i c3)
-{
-    return _mm256_hadd_epi32(_mm256_hadd_epi32(c0, c1), _mm256_hadd_epi32(c2, c3));
-}
-
-/* Pairs: 64-bit element k of the result holds (part of c0, part of c1). */
-static inline __m256i zip_add(__m256i c0, __m256i c1)
+/* c0, c1 -> per 64-bit element, (part of sum c0, part of sum c1). */
+static inline __m256i zip32_add(__m256i c0, __m256i c1)
 {
     return _mm256_add_epi32(_mm256_unpacklo_epi32(c0, c1), _mm256_unpackhi_epi32(c0, c1));
 }
 
-static inline __m256i zip_add64(__m256i p, __m256i q)
+/* Four vectors of 8 lanes -> [sum c0 .. sum c3] in each 128-bit half (halves not yet
+ * added). Unpacks and adds: single-uop instructions, where vphaddd costs several. */
+static inline __m256i hsum4(__m256i c0, __m256i c1, __m256i c2, __m256i c3)
 {
+    __m256i p = zip32_add(c0, c1), q = zip32_add(c2, c3);
     return _mm256_add_epi32(_mm256_unpacklo_epi64(p, q), _mm256_unpackhi_epi64(p, q));
 }
 
-/* Eight vectors of 8 lanes -> [sum c0, ..., sum c7] (single-uop shuffles and adds). */
+/* Eight vectors of 8 lanes -> [sum c0, ..., sum c7]. */
 static inline __m256i hsum8(__m256i c0, __m256i c1, __m256i c2, __m256i c3, __m256i c4, __m256i c5, __m256i c6,
                             __m256i c7)
 {
-    __m256i a = zip_add64(zip_add(c0, c1), zip_add(c2, c3)), b = zip_add64(zip_add(c4, c5), zip_add(c6, c7));
+    __m256i a = hsum4(c0, c1, c2, c3), b = hsum4(c4, c5, c6, c7);
     return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
 }
 
@@ -200,6 +197,72 @@ static inline __attribute__((always_inline)) void row_x8(const int8_t *q, const 
     }
 }
 
+/* One group of rows qa, qb times four tokens -> [qa t0..t3, qb t0..t3] group sums. Each
+ * activation chunk is loaded once for two rows, each weight chunk widened once for four
+ * tokens: six loads per 128 products, where one row times eight tokens needs nine. */
+static inline __attribute__((always_inline)) __m256i group_2x4(const int8_t *qa, const int8_t *qb,
+                                                               const int16_t *const a[4], uint32_t i0, uint32_t len)
+{
+    uint32_t i1 = i0 + (len & ~15u);
+    __m256i c00 = _mm256_setzero_si256(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00,
+            c13 = c00;
+#pragma GCC unroll 16
+    for (uint32_t i = i0; i < i1; i += 16) {
+        __m256i wa = widen16(qa + i), wb = widen16(qb + i), x;
+        x = load16(a[0] + i);
+        c00 = _mm256_add_epi32(c00, _mm256_madd_epi16(wa, x));
+        c10 = _mm256_add_epi32(c10, _mm256_madd_epi16(wb, x));
+        x = load16(a[1] + i);
+        c01 = _mm256_add_epi32(c01, _mm256_madd_epi16(wa, x));
+        c11 = _mm256_add_epi32(c11, _mm256_madd_epi16(wb, x));
+        x = load16(a[2] + i);
+        c02 = _mm256_add_epi32(c02, _mm256_madd_epi16(wa, x));
+        c12 = _mm256_add_epi32(c12, _mm256_madd_epi16(wb, x));
+        x = load16(a[3] + i);
+        c03 = _mm256_add_epi32(c03, _mm256_madd_epi16(wa, x));
+        c13 = _mm256_add_epi32(c13, _mm256_madd_epi16(wb, x));
+    }
+    if (i1 < i0 + len) {
+        uint32_t n = i0 + len - i1;
+        c00 = _mm256_add_epi32(c00, lane0(tail_dot(qa + i1, a[0] + i1, n)));
+        c01 = _mm256_add_epi32(c01, lane0(tail_dot(qa + i1, a[1] + i1, n)));
+        c02 = _mm256_add_epi32(c02, lane0(tail_dot(qa + i1, a[2] + i1, n)));
+        c03 = _mm256_add_epi32(c03, lane0(tail_dot(qa + i1, a[3] + i1, n)));
+        c10 = _mm256_add_epi32(c10, lane0(tail_dot(qb + i1, a[0] + i1, n)));
+        c11 = _mm256_add_epi32(c11, lane0(tail_dot(qb + i1, a[1] + i1, n)));
+        c12 = _mm256_add_epi32(c12, lane0(tail_dot(qb + i1, a[2] + i1, n)));
+        c13 = _mm256_add_epi32(c13, lane0(tail_dot(qb + i1, a[3] + i1, n)));
+    }
+    return hsum8(c00, c01, c02, c03, c10, c11, c12, c13);
+}
+
+/*
+ * Prefill: rows ra, rb times tokens a[0..3]. Per group the eight sums meet the two
+ * rows' mantissas [ma, ma, mb, mb] in 64-bit lanes:
+ *   e = [ra t0, ra t2, rb t0, rb t2],  o = [ra t1, ra t3, rb t1, rb t3].
+ */
+static inline __attribute__((always_inline)) void rows_2x4(const int8_t *qa, const int8_t *qb, const uint16_t *ma,
+                                                           const uint16_t *mb, const int16_t *const a[4],
+                                                           uint32_t cols, uint32_t G, uint32_t ng, int64_t out[2][4])
+{
+    __m256i e = _mm256_setzero_si256(), o = e;
+    uint32_t full = cols / G, g = 0;
+    for (; g <= full; g++) {
+        uint32_t len = g < full ? G : cols - g * G;
+        if (g == full && (g == ng || len == 0))
+            break;
+        __m256i s = group_2x4(qa, qb, a, g * G, g < full ? G : len);
+        __m256i mv = _mm256_set_epi64x(mb[g], mb[g], ma[g], ma[g]);
+        e = _mm256_add_epi64(e, _mm256_mul_epi32(s, mv));
+        o = _mm256_add_epi64(o, _mm256_mul_epi32(_mm256_srli_epi64(s, 32), mv));
+    }
+    int64_t ev[4], ov[4];
+    _mm256_storeu_si256((__m256i *)(void *)ev, e);
+    _mm256_storeu_si256((__m256i *)(void *)ov, o);
+    out[0][0] = ev[0]; out[0][1] = ov[0]; out[0][2] = ev[1]; out[0][3] = ov[1];
+    out[1][0] = ev[2]; out[1][1] = ov[2]; out[1][2] = ev[3]; out[1][3] = ov[3];
+}
+
 /* The kernels specialised for common group sizes, so the group loops unroll. */
 static void rows_x1(const nn_mm_args *A, uint32_t r0, uint32_t r1, uint32_t G)
 {
@@ -246,22 +309,24 @@ static void mm_avx2(const nn_mm_args *A, uint32_t r0, uint32_t r1)
     const uint32_t CR = chunk_rows(w->cols);
     for (uint32_t c0 = r0; c0 < r1; c0 += CR) {
         uint32_t c1 = c0 + CR < r1 ? c0 + CR : r1;
-        for (uint32_t t = 0; t < T; t += 8) {
-            const int16_t *a[8];
-            for (uint32_t k = 0; k < 8; k++)
+        for (uint32_t t = 0; t < T; t += 4) {
+            const int16_t *a[4];
+            for (uint32_t k = 0; k < 4; k++)
                 a[k] = A->a + (size_t)(t + k < T ? t + k : T - 1) * A->a_stride;
-            for (uint32_t r = c0; r < c1; r++) {
-                const int8_t *q = w->q + (size_t)r * w->cols;
-                const uint16_t *m = w->m + (size_t)r * w->ngroups;
-                int64_t acc[8];
+            for (uint32_t r = c0; r < c1; r += 2) {
+                uint32_t rb = r + 1 < c1 ? r + 1 : r;
+                const int8_t *qa = w->q + (size_t)r * w->cols, *qb = w->q + (size_t)rb * w->cols;
+                const uint16_t *ma = w->m + (size_t)r * w->ngroups, *mb = w->m + (size_t)rb * w->ngroups;
+                int64_t acc[2][4];
                 switch (G) {
-                case 32: row_x8(q, m, a, w->cols, 32, w->ngroups, acc); break;
-                case 64: row_x8(q, m, a, w->cols, 64, w->ngroups, acc); break;
-                default: row_x8(q, m, a, w->cols, G, w->ngroups, acc); break;
+                case 32: rows_2x4(qa, qb, ma, mb, a, w->cols, 32, w->ngroups, acc); break;
+                case 64: rows_2x4(qa, qb, ma, mb, a, w->cols, 64, w->ngroups, acc); break;
+                default: rows_2x4(qa, qb, ma, mb, a, w->cols, G, w->ngroups, acc); break;
                 }
-                for (uint32_t k = 0; k < 8 && t + k < T; k++)
-                    A->out[(size_t)(t + k) * A->out_stride + r] =
-                        nn_mulshift_sat32_inl(acc[k], A->as[t + k].m, A->as[t + k].e + w->exp - 16);
+                for (uint32_t i = 0; i < 2 && r + i < c1; i++)
+                    for (uint32_t k = 0; k < 4 && t + k < T; k++)
+                        A->out[(size_t)(t + k) * A->out_stride + r + i] =
+                            nn_mulshift_sat32_inl(acc[i][k], A->as[t + k].m, A->as[t + k].e + w->exp - 16);
             }
         }
     }

@@ -320,6 +320,7 @@ typedef struct fwd_ctx {
     uint32_t layer, pos0, n_tok;
     const nn_mm_args *mm;
     uint32_t n_mm;
+    void (*tok_fn)(struct fwd_ctx *c, uint32_t b, uint8_t *scratch);   /* run_tokens */
 } fwd_ctx;
 
 /*
@@ -409,11 +410,43 @@ static void run(nn_session *s, nn_pool_fn fn, fwd_ctx *c)
         fn(c, 0, 1);
 }
 
+/*
+ * Below this many multiply-adds a matmul job stays on the calling thread: waking the
+ * workers costs about a microsecond, and at dim 64 that is more than the work.
+ */
+#define MIN_SPLIT_MACS 32768u
+
 static void matmuls(nn_session *s, fwd_ctx *c, const nn_mm_args *mm, uint32_t n)
 {
+    uint64_t macs = 0;
+    for (uint32_t i = 0; i < n; i++)
+        macs += (uint64_t)mm[i].w->rows * mm[i].w->cols * mm[i].n_tok;
     c->mm = mm;
     c->n_mm = n;
-    run(s, matmul_job, c);
+    if (macs < MIN_SPLIT_MACS)
+        matmul_job(c, 0, 1);
+    else
+        run(s, matmul_job, c);
+}
+
+static void tokens_job(void *arg, uint32_t w, uint32_t nw)
+{
+    fwd_ctx *c = arg;
+    uint32_t lo, hi;
+    nn_split(c->n_tok, w, nw, &lo, &hi);
+    for (uint32_t b = lo; b < hi; b++)
+        c->tok_fn(c, b, c->s->scratch + w * c->s->scratch_stride);
+}
+
+/* Runs fn for every token of the block, tokens split across the workers, each with its
+ * own scratch; a single token runs on the caller (nothing to split). */
+static void run_tokens(nn_session *s, fwd_ctx *c, void (*fn)(fwd_ctx *c, uint32_t b, uint8_t *scratch))
+{
+    c->tok_fn = fn;
+    if (c->n_tok == 1)
+        fn(c, 0, s->scratch);
+    else
+        run(s, tokens_job, c);
 }
 
 static nn_mm_args mm_args(const nn_session *s, const nn_q8_mat *w, uint32_t n_tok, int32_t *out,
@@ -427,6 +460,91 @@ static nn_mm_args mm_args(const nn_session *s, const nn_q8_mat *w, uint32_t n_to
     return a;
 }
 
+/* ---- per-token steps of a layer (run_tokens) ------------------------------------------ */
+
+static uint32_t xa_stride(const nn_model *m) { return max3(m->cfg.dim, m->q_dim, m->cfg.hidden_dim); }
+
+/* x += o (the previous sublayer's output; skipped before the first layer), then the
+ * attention RMSNorm into xa. */
+static void tok_attn_norm(fwd_ctx *c, uint32_t b, uint8_t *scratch)
+{
+    nn_session *s = c->s;
+    const nn_model *m = s->m;
+    uint32_t dim = m->cfg.dim;
+    int32_t *x = s->x + (size_t)b * dim;
+    (void)scratch;
+    if (c->layer > 0) {
+        const int32_t *o = s->o + (size_t)b * dim;
+        for (uint32_t i = 0; i < dim; i++)
+            x[i] = nn_sat32((int64_t)x[i] + o[i]);
+    }
+    s->xs[b] = rmsnorm(x, &m->layers[c->layer].att_norm, m->cfg.norm_eps_q32, s->xa + (size_t)b * xa_stride(m));
+}
+
+/* RoPE on q and k, then k and v into the cache at position pos0 + b. */
+static void tok_rope_store(fwd_ctx *c, uint32_t b, uint8_t *scratch)
+{
+    nn_session *s = c->s;
+    const nn_model *m = s->m;
+    uint32_t hd = m->cfg.head_dim, qd = m->q_dim, kvd = m->kv_dim, nkv = m->cfg.n_kv_heads;
+    size_t row = (size_t)c->layer * s->max_seq + c->pos0 + b;
+    const int32_t *sc = s->rope + (size_t)b * hd;
+    (void)scratch;
+    rope_apply(s->q + (size_t)b * qd, qd, hd, sc);
+    rope_apply(s->k + (size_t)b * kvd, kvd, hd, sc);
+    kv_store(s->k + (size_t)b * kvd, nkv, hd, s->kc + row * kvd, s->kt + row * nkv);
+    kv_store(s->v + (size_t)b * kvd, nkv, hd, s->vc + row * kvd, s->vt + row * nkv);
+}
+
+/* The attention output, quantised for the output projection. */
+static void tok_attn_quant(fwd_ctx *c, uint32_t b, uint8_t *scratch)
+{
+    nn_session *s = c->s;
+    const nn_model *m = s->m;
+    (void)scratch;
+    s->xs[b] = nn_scale_pow2(nn_quant_i32_i16(s->att + (size_t)b * m->q_dim, m->q_dim,
+                                              s->xa + (size_t)b * xa_stride(m)) - 16);
+}
+
+/* x += o, then the feed-forward RMSNorm into xa. */
+static void tok_ffn_norm(fwd_ctx *c, uint32_t b, uint8_t *scratch)
+{
+    nn_session *s = c->s;
+    const nn_model *m = s->m;
+    uint32_t dim = m->cfg.dim;
+    int32_t *x = s->x + (size_t)b * dim;
+    const int32_t *o = s->o + (size_t)b * dim;
+    (void)scratch;
+    for (uint32_t i = 0; i < dim; i++)
+        x[i] = nn_sat32((int64_t)x[i] + o[i]);
+    s->xs[b] = rmsnorm(x, &m->layers[c->layer].ffn_norm, m->cfg.norm_eps_q32, s->xa + (size_t)b * xa_stride(m));
+}
+
+/* silu(h1) in place over the whole block, elements split across the workers: with
+ * one token (decode) this is the only part of SwiGLU worth splitting. */
+static void silu_job(void *arg, uint32_t w, uint32_t nw)
+{
+    fwd_ctx *c = arg;
+    int32_t *h1 = c->s->h1;
+    uint32_t lo, hi;
+    nn_split(c->n_tok * c->s->m->cfg.hidden_dim, w, nw, &lo, &hi);
+    for (uint32_t i = lo; i < hi; i++)
+        h1[i] = nn_silu_q16(h1[i]);
+}
+
+/* silu(h1) * h3 in Q32, quantised for the down projection. */
+static void tok_swiglu_quant(fwd_ctx *c, uint32_t b, uint8_t *scratch)
+{
+    nn_session *s = c->s;
+    const nn_model *m = s->m;
+    uint32_t hid = m->cfg.hidden_dim;
+    int64_t *hh = (int64_t *)(void *)(scratch + scratch_of(m, s->max_seq).hh);
+    const int32_t *h1 = s->h1 + (size_t)b * hid, *h3 = s->h3 + (size_t)b * hid;
+    for (uint32_t i = 0; i < hid; i++)
+        hh[i] = (int64_t)h1[i] * h3[i];                                /* Q32 */
+    s->xs[b] = nn_scale_pow2(nn_quant_i64_i16(hh, hid, s->xa + (size_t)b * xa_stride(m)) - 32);
+}
+
 /* ---- the block forward pass ---------------------------------------------------------- */
 
 static void forward_block(nn_session *s, const uint32_t *tokens, uint32_t B)
@@ -434,7 +552,6 @@ static void forward_block(nn_session *s, const uint32_t *tokens, uint32_t B)
     const nn_model *m = s->m;
     const nn_config *c = &m->cfg;
     uint32_t dim = c->dim, hd = c->head_dim, qd = m->q_dim, kvd = m->kv_dim, hid = c->hidden_dim;
-    uint32_t stride = max3(dim, qd, hid);
     uint32_t pos0 = s->n_pos;
     fwd_ctx fc = { .s = s, .pos0 = pos0, .n_tok = B };
 
@@ -448,48 +565,34 @@ static void forward_block(nn_session *s, const uint32_t *tokens, uint32_t B)
     for (uint32_t l = 0; l < c->n_layers; l++) {
         const nn_layer_w *L = &m->layers[l];
         fc.layer = l;
-        size_t kvrow = (size_t)l * s->max_seq + pos0;
 
-        for (uint32_t b = 0; b < B; b++)
-            s->xs[b] = rmsnorm(s->x + (size_t)b * dim, &L->att_norm, c->norm_eps_q32, s->xa + (size_t)b * stride);
+        run_tokens(s, &fc, tok_attn_norm);
         nn_mm_args qkv[3] = {
             mm_args(s, &L->wq, B, s->q, qd), mm_args(s, &L->wk, B, s->k, kvd), mm_args(s, &L->wv, B, s->v, kvd),
         };
         matmuls(s, &fc, qkv, 3);
-        for (uint32_t b = 0; b < B; b++) {
-            const int32_t *sc = s->rope + (size_t)b * hd;
-            rope_apply(s->q + (size_t)b * qd, qd, hd, sc);
-            rope_apply(s->k + (size_t)b * kvd, kvd, hd, sc);
-            kv_store(s->k + (size_t)b * kvd, c->n_kv_heads, hd, s->kc + (kvrow + b) * kvd,
-                     s->kt + (kvrow + b) * c->n_kv_heads);
-            kv_store(s->v + (size_t)b * kvd, c->n_kv_heads, hd, s->vc + (kvrow + b) * kvd,
-                     s->vt + (kvrow + b) * c->n_kv_heads);
-        }
-        run(s, attention_job, &fc);
-
-        for (uint32_t b = 0; b < B; b++)
-            s->xs[b] = nn_scale_pow2(nn_quant_i32_i16(s->att + (size_t)b * qd, qd, s->xa + (size_t)b * stride) - 16);
+        run_tokens(s, &fc, tok_rope_store);
+        if ((uint64_t)B * c->n_heads * (pos0 + B) * hd < MIN_SPLIT_MACS)
+            attention_job(&fc, 0, 1);
+        else
+            run(s, attention_job, &fc);
+        run_tokens(s, &fc, tok_attn_quant);
         nn_mm_args wo = mm_args(s, &L->wo, B, s->o, dim);
         matmuls(s, &fc, &wo, 1);
-        for (uint32_t i = 0; i < B * dim; i++)
-            s->x[i] = nn_sat32((int64_t)s->x[i] + s->o[i]);
 
-        for (uint32_t b = 0; b < B; b++)
-            s->xs[b] = rmsnorm(s->x + (size_t)b * dim, &L->ffn_norm, c->norm_eps_q32, s->xa + (size_t)b * stride);
+        run_tokens(s, &fc, tok_ffn_norm);
         nn_mm_args up[2] = { mm_args(s, &L->w1, B, s->h1, hid), mm_args(s, &L->w3, B, s->h3, hid) };
         matmuls(s, &fc, up, 2);
-        int64_t *hh = (int64_t *)(void *)(s->scratch + scratch_of(m, s->max_seq).hh);
-        for (uint32_t b = 0; b < B; b++) {
-            const int32_t *h1 = s->h1 + (size_t)b * hid, *h3 = s->h3 + (size_t)b * hid;
-            for (uint32_t i = 0; i < hid; i++)
-                hh[i] = (int64_t)nn_silu_q16(h1[i]) * h3[i];          /* Q32 */
-            s->xs[b] = nn_scale_pow2(nn_quant_i64_i16(hh, hid, s->xa + (size_t)b * stride) - 32);
-        }
+        if ((uint64_t)B * hid < 4096)
+            silu_job(&fc, 0, 1);
+        else
+            run(s, silu_job, &fc);
+        run_tokens(s, &fc, tok_swiglu_quant);
         nn_mm_args down = mm_args(s, &L->w2, B, s->o, dim);
         matmuls(s, &fc, &down, 1);
-        for (uint32_t i = 0; i < B * dim; i++)
-            s->x[i] = nn_sat32((int64_t)s->x[i] + s->o[i]);
     }
+    for (uint32_t i = 0; i < B * dim; i++)
+        s->x[i] = nn_sat32((int64_t)s->x[i] + s->o[i]);
 }
 
 /* Final norm and classifier for tokens [b0, B) of the block. */
