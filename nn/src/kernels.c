@@ -26,6 +26,7 @@ static const nn_kernels *const k_all[] = {
     &k_ref,
 #if NN_HAVE_X86_KERNELS
     &nn_kernels_avx2,
+    &nn_kernels_avx512vnni,
 #endif
 #if NN_HAVE_NEON_KERNELS
     &nn_kernels_neon,
@@ -40,6 +41,9 @@ static int supported(const nn_kernels *k)
 #if NN_HAVE_X86_KERNELS
     if (k == &nn_kernels_avx2)
         return __builtin_cpu_supports("avx2");
+    if (k == &nn_kernels_avx512vnni)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
 #endif
 #if NN_HAVE_DOTPROD_KERNELS
     /* The build targets a dotprod CPU; the check keeps a misplaced binary from dying

@@ -336,7 +336,7 @@ static void mm_avx2(const nn_mm_args *A, uint32_t r0, uint32_t r1)
  * sum a[i] * b[i]: a pair of int16 products is at most 2 * 32767^2 < 2^31, so each
  * vpmaddwd lane is exact, and is widened to int64 before it is added to anything.
  */
-static int64_t dot_avx2(const int16_t *a, const int16_t *b, uint32_t n)
+int64_t nn_dot_i16_avx2(const int16_t *a, const int16_t *b, uint32_t n)
 {
     __m256i acc = _mm256_setzero_si256();
     uint32_t i = 0;
@@ -353,18 +353,18 @@ static int64_t dot_avx2(const int16_t *a, const int16_t *b, uint32_t n)
     return s;
 }
 
-static void dot_rows_avx2(const int16_t *q, const int16_t *k, size_t k_stride, uint32_t n, uint32_t n_rows,
+void nn_dot_rows_i16_avx2(const int16_t *q, const int16_t *k, size_t k_stride, uint32_t n, uint32_t n_rows,
                           int64_t *out)
 {
     for (uint32_t j = 0; j < n_rows; j++)
-        out[j] = dot_avx2(q, k + j * k_stride, n);
+        out[j] = nn_dot_i16_avx2(q, k + j * k_stride, n);
 }
 
 /*
  * acc[i] += sum_j p[j] * v[j][i]: vpmuldq multiplies p (< 2^31) by sign-extended v in
  * 64-bit lanes. 32 outputs (eight int64 vectors) stay in registers while the rows go by.
  */
-static void axpy_rows_avx2(const int32_t *p, const int16_t *v, size_t v_stride, uint32_t n, uint32_t n_rows,
+void nn_axpy_rows_i16_avx2(const int32_t *p, const int16_t *v, size_t v_stride, uint32_t n, uint32_t n_rows,
                            int64_t *acc)
 {
     uint32_t i = 0;
@@ -399,9 +399,9 @@ static void axpy_rows_avx2(const int32_t *p, const int16_t *v, size_t v_stride, 
 const nn_kernels nn_kernels_avx2 = {
     .name = "avx2",
     .matmul_q8_q16 = mm_avx2,
-    .dot_i16 = dot_avx2,
-    .dot_rows_i16 = dot_rows_avx2,
-    .axpy_rows_i16 = axpy_rows_avx2,
+    .dot_i16 = nn_dot_i16_avx2,
+    .dot_rows_i16 = nn_dot_rows_i16_avx2,
+    .axpy_rows_i16 = nn_axpy_rows_i16_avx2,
 };
 
 #pragma GCC pop_options

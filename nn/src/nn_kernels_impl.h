@@ -32,6 +32,12 @@
 #if NN_HAVE_X86_KERNELS
 extern const nn_kernels nn_kernels_avx2;
 extern const nn_kernels nn_kernels_avx512vnni;
+/* The AVX2 attention kernels, shared by the AVX-512 path (its CPUs have AVX2). */
+int64_t nn_dot_i16_avx2(const int16_t *a, const int16_t *b, uint32_t n);
+void    nn_dot_rows_i16_avx2(const int16_t *q, const int16_t *k, size_t k_stride, uint32_t n, uint32_t n_rows,
+                             int64_t *out);
+void    nn_axpy_rows_i16_avx2(const int32_t *p, const int16_t *v, size_t v_stride, uint32_t n, uint32_t n_rows,
+                              int64_t *acc);
 #endif
 #if NN_HAVE_NEON_KERNELS
 extern const nn_kernels nn_kernels_neon;
