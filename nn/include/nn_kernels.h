@@ -63,6 +63,9 @@ typedef struct nn_kernels {
      * probabilities sum to about 2^30, so |acc| stays below 2^46). */
     void (*axpy_rows_i16)(const int32_t *p, const int16_t *v, size_t v_stride, uint32_t n, uint32_t n_rows,
                           int64_t *acc);
+    /* Softmax numerators: out[j] = nn_exp_q16_q30((int64_t)x[j] - xmax) (Q30) for j < n;
+     * returns their sum. */
+    int64_t (*softmax_exp_q30)(const int32_t *x, int32_t xmax, uint32_t n, int32_t *out);
 } nn_kernels;
 
 /* The portable reference twins. */
@@ -72,6 +75,7 @@ void    nn_dot_rows_i16_ref(const int16_t *q, const int16_t *k, size_t k_stride,
                             int64_t *out);
 void    nn_axpy_rows_i16_ref(const int32_t *p, const int16_t *v, size_t v_stride, uint32_t n, uint32_t n_rows,
                              int64_t *acc);
+int64_t nn_softmax_exp_q30_ref(const int32_t *x, int32_t xmax, uint32_t n, int32_t *out);
 
 /*
  * Returns the kernel path named name ("ref" always exists), or the best path this

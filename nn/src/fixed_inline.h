@@ -8,6 +8,19 @@
 
 #include <stdint.h>
 
+/* log2(e) in Q32. */
+#define NN_LOG2E_Q32 6196328019ll
+
+/*
+ * 2^-f for f in [0, 1): least-squares fit of degree 8 on Chebyshev nodes, coefficients
+ * in Q31 (c0 = 1.0). Horner in Q31 stays within 1.6e-9 of the true value. Used by
+ * nn_exp_q16_q30() and by the SIMD softmax kernels, which must give the same bits.
+ */
+static const int64_t nn_exp2_neg_poly_q31[9] = {
+    2147483648ll, -1488522236ll, 515882490ll, -119194112ll, 20654494ll,
+    -2862538ll, 329366ll, -31303ll, 2014ll,
+};
+
 /* round(v / 2^s) for s > 0; v * 2^-s saturating for s <= 0. */
 static inline int64_t nn_rshift_round_i64_inl(int64_t v, int s)
 {

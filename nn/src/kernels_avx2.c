@@ -22,6 +22,7 @@
 #include <immintrin.h>
 
 #include "fixed_inline.h"
+#include "nn_fixed.h"
 
 /*
  * Software prefetch distance for weight streams, in bytes ahead of the reads. The
@@ -396,12 +397,63 @@ void nn_axpy_rows_i16_avx2(const int32_t *p, const int16_t *v, size_t v_stride, 
             acc[i] += (int64_t)p[j] * v[j * v_stride + i];
 }
 
+/*
+ * nn_exp_q16_q30(x[j] - xmax), four lanes of int64 at a time, step for step the scalar
+ * algorithm: y = -d * log2(e) in Q31 (log2(e) = 2^32 + 1901360723 in Q32, so the
+ * product is a shift plus one 32x32 multiply), 2^-frac(y) by Horner in Q31 with
+ * vpmuldq (every intermediate fits a signed 32-bit lane, the final one excepted, which
+ * is not multiplied again), then the rounding shift by 1 + int(y). AVX2 has no 64-bit
+ * arithmetic shift, so floor((p + 2^30) / 2^31) is computed as a logical shift of
+ * p + 2^30 + 2^62 minus 2^31.
+ */
+int64_t nn_softmax_exp_q30_avx2(const int32_t *x, int32_t xmax, uint32_t n, int32_t *out)
+{
+    const __m256i vmax = _mm256_set1_epi64x(xmax), lim = _mm256_set1_epi64x((int64_t)64 << 16);
+    const __m256i one = _mm256_set1_epi64x(1), zero = _mm256_setzero_si256();
+    const __m256i l2lo = _mm256_set1_epi64x(NN_LOG2E_Q32 - (1ll << 32));
+    const __m256i bias = _mm256_set1_epi64x((1ll << 30) + (1ll << 62)), mask31 = _mm256_set1_epi64x(0x7fffffff);
+    const __m256i sel = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    __m256i sum = zero;
+    uint32_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        __m256i d = _mm256_sub_epi64(_mm256_cvtepi32_epi64(_mm_loadu_si128((const __m128i *)(const void *)(x + j))),
+                                     vmax);
+        __m256i pos = _mm256_cmpgt_epi64(d, _mm256_set1_epi64x(-1));             /* d >= 0 */
+        __m256i nd = _mm256_sub_epi64(zero, d);
+        __m256i big = _mm256_cmpgt_epi64(nd, lim);                               /* d < -64 */
+        nd = _mm256_blendv_epi8(nd, zero, _mm256_or_si256(pos, big));
+        __m256i y = _mm256_add_epi64(_mm256_slli_epi64(nd, 32), _mm256_mul_epu32(nd, l2lo));
+        y = _mm256_srli_epi64(_mm256_add_epi64(y, _mm256_set1_epi64x(1ll << 16)), 17);
+        __m256i ni = _mm256_srli_epi64(y, 31), f = _mm256_and_si256(y, mask31);
+        __m256i acc = _mm256_set1_epi64x(nn_exp2_neg_poly_q31[8]);
+        for (int k = 7; k >= 0; k--) {
+            __m256i p = _mm256_add_epi64(_mm256_mul_epi32(acc, f), bias);
+            acc = _mm256_add_epi64(_mm256_srli_epi64(p, 31),
+                                   _mm256_set1_epi64x(nn_exp2_neg_poly_q31[k] - (1ll << 31)));
+        }
+        __m256i sh = _mm256_add_epi64(ni, one);                                   /* 1 + n, >= 1 */
+        __m256i r = _mm256_srlv_epi64(_mm256_add_epi64(acc, _mm256_sllv_epi64(one, _mm256_sub_epi64(sh, one))), sh);
+        r = _mm256_blendv_epi8(r, zero, big);
+        r = _mm256_blendv_epi8(r, _mm256_set1_epi64x(1ll << 30), pos);
+        sum = _mm256_add_epi64(sum, r);
+        _mm_storeu_si128((__m128i *)(void *)(out + j),
+                         _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(r, sel)));
+    }
+    int64_t s = hsum_i64(sum);
+    for (; j < n; j++) {
+        out[j] = nn_exp_q16_q30((int64_t)x[j] - xmax);
+        s += out[j];
+    }
+    return s;
+}
+
 const nn_kernels nn_kernels_avx2 = {
     .name = "avx2",
     .matmul_q8_q16 = mm_avx2,
     .dot_i16 = nn_dot_i16_avx2,
     .dot_rows_i16 = nn_dot_rows_i16_avx2,
     .axpy_rows_i16 = nn_axpy_rows_i16_avx2,
+    .softmax_exp_q30 = nn_softmax_exp_q30_avx2,
 };
 
 #pragma GCC pop_options

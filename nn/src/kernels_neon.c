@@ -266,6 +266,7 @@ const nn_kernels nn_kernels_neon = {
     .dot_i16 = dot_neon,
     .dot_rows_i16 = dot_rows_neon,
     .axpy_rows_i16 = axpy_rows_neon,
+    .softmax_exp_q30 = nn_softmax_exp_q30_ref,
 };
 
 /* ---- dotprod matmul ---------------------------------------------------------------- */
@@ -394,6 +395,7 @@ const nn_kernels nn_kernels_dotprod = {
     .dot_i16 = dot_neon,
     .dot_rows_i16 = dot_rows_neon,
     .axpy_rows_i16 = axpy_rows_neon,
+    .softmax_exp_q30 = nn_softmax_exp_q30_ref,
 };
 
 #endif /* NN_HAVE_DOTPROD_KERNELS */

@@ -49,3 +49,13 @@ void nn_axpy_rows_i16_ref(const int32_t *p, const int16_t *v, size_t v_stride, u
             acc[i] += (int64_t)p[j] * vj[i];
     }
 }
+
+int64_t nn_softmax_exp_q30_ref(const int32_t *x, int32_t xmax, uint32_t n, int32_t *out)
+{
+    int64_t sum = 0;
+    for (uint32_t j = 0; j < n; j++) {
+        out[j] = nn_exp_q16_q30((int64_t)x[j] - xmax);
+        sum += out[j];
+    }
+    return sum;
+}

@@ -354,11 +354,7 @@ static void attend_head(const nn_session *s, uint32_t layer, uint32_t pos, uint3
         if (sc > smax)
             smax = sc;
     }
-    int64_t sum = 0;
-    for (uint32_t j = 0; j < n; j++) {
-        prob[j] = nn_exp_q16_q30((int64_t)score[j] - smax);
-        sum += prob[j];
-    }
+    int64_t sum = s->kern->softmax_exp_q30(score, smax, n, prob);
     uint64_t inv = (1ull << 62) / (uint64_t)sum;      /* sum >= 2^30: the max term is 1.0 */
     const int8_t *vt = s->vt + base * nkv + kvh;
     int tmax = 0;

@@ -149,6 +149,39 @@ static void attention_rows(const nn_kernels *k)
     }
 }
 
+/*
+ * Softmax numerators over every branch of nn_exp_q16_q30: x above xmax (1.0), the
+ * whole polynomial range in small steps, just past e^-64 (0), and the int32 extremes.
+ */
+static void softmax_exp(const nn_kernels *k)
+{
+    enum { N = 4099 };
+    static int32_t x[N], want[N], got[N];
+    const int64_t span = (int64_t)64 << 16;
+    for (int pass = 0; pass < 24; pass++) {
+        int32_t xmax = pass == 0 ? INT32_MAX : pass == 1 ? INT32_MIN + 1 : (int32_t)rnd();
+        for (uint32_t j = 0; j < N; j++) {
+            int64_t d;
+            if (j < 8)
+                d = (int64_t)j - 3;                                     /* around 0 */
+            else if (j < 16)
+                d = span - 4 + (int64_t)(j - 8);                         /* around e^-64 */
+            else if (j % 97 == 0)
+                d = (int64_t)xmax - INT32_MIN;                           /* farthest */
+            else
+                d = (int64_t)((uint64_t)pass * N + j) * 257 % (span + 1);
+            int64_t v = (int64_t)xmax - d;
+            x[j] = (int32_t)(v > INT32_MAX ? INT32_MAX : v < INT32_MIN ? INT32_MIN : v);
+        }
+        uint32_t n = pass < 20 ? N - (uint32_t)pass : 1 + rndn(7);
+        int64_t sw = nn_softmax_exp_q30_ref(x, xmax, n, want), sg = k->softmax_exp_q30(x, xmax, n, got);
+        if (sw != sg || memcmp(want, got, n * 4)) {
+            print_error("kernel %s softmax_exp_q30 differs: pass %d n %u\n", k->name, pass, n);
+            fail();
+        }
+    }
+}
+
 static void every_path_matches_ref(void **st)
 {
     (void)st;
@@ -183,6 +216,7 @@ static void every_path_matches_ref(void **st)
             assert_true(k->dot_i16(a, b, n) == nn_dot_i16_ref(a, b, n));
         }
         attention_rows(k);
+        softmax_exp(k);
     }
 }
 
