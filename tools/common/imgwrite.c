@@ -119,11 +119,16 @@ static inline double round_even(double y)
     return (y + 0x1.8p52) - 0x1.8p52;
 }
 
-/* Squared error of quantising x[0..n) with scale s (values clamped to +-127). */
-static double group_error(const float *x, uint32_t n, double s)
+/*
+ * Squared error of quantising x[0..n) with scale s (values clamped to +-127), or any
+ * value >= limit once the running sum reaches limit: the terms are non-negative, so the
+ * sum can only grow, and a candidate that reaches the best error so far cannot win
+ * (the search keeps strictly smaller errors). The choice is the same as summing all.
+ */
+static double group_error(const float *x, uint32_t n, double s, double limit)
 {
     double e = 0;
-    for (uint32_t i = 0; i < n; i++) {
+    for (uint32_t i = 0; i < n && e < limit; i++) {
         double q = round_even(x[i] / s);
         q = q > 127 ? 127 : q < -127 ? -127 : q;
         double d = x[i] - q * s;
@@ -162,7 +167,7 @@ static void *quantise_rows(void *arg)
                 for (int k = -1; k <= 20; k++) {
                     long mc = k < 0 ? (long)ceil(ideal) : lround(ideal * (1.0 - 0.01 * k));
                     mc = mc < 1 ? 1 : mc > 65535 ? 65535 : mc;
-                    double err = group_error(x, n, ldexp((double)mc, -e));
+                    double err = group_error(x, n, ldexp((double)mc, -e), best_err);
                     if (err < best_err) {
                         best_err = err;
                         best_m = mc;
