@@ -315,13 +315,33 @@ static void kv_store(const int32_t *src, uint32_t n_kv, uint32_t hd, int16_t *ds
 
 /* ---- attention ---------------------------------------------------------------------- */
 
+/*
+ * A job's items (rows, (token, head) pairs, tokens, elements) are claimed in chunks
+ * from an atomic counter rather than split evenly up front: a worker that the OS
+ * preempts (a shared machine, a thermally throttled core) then delays one chunk, not
+ * its whole share. Every item is computed the same way whoever claims it, so results
+ * do not depend on the schedule.
+ */
 typedef struct fwd_ctx {
     nn_session *s;
     uint32_t layer, pos0, n_tok;
     const nn_mm_args *mm;
     uint32_t n_mm;
     void (*tok_fn)(struct fwd_ctx *c, uint32_t b, uint8_t *scratch);   /* run_tokens */
+    atomic_uint next;                   /* first unclaimed item */
+    uint32_t chunk;                     /* items per claim */
 } fwd_ctx;
+
+/* Claims the next chunk of [0, n) as [*lo, *hi); returns 0 when none is left. */
+static int claim(fwd_ctx *c, uint32_t n, uint32_t *lo, uint32_t *hi)
+{
+    uint32_t k = atomic_fetch_add_explicit(&c->next, c->chunk, memory_order_relaxed);
+    if (k >= n)
+        return 0;
+    *lo = k;
+    *hi = n - k < c->chunk ? n : k + c->chunk;
+    return 1;
+}
 
 /*
  * One head of one token at position pos:
@@ -376,31 +396,43 @@ static void attention_job(void *arg, uint32_t w, uint32_t nw)
 {
     fwd_ctx *c = arg;
     nn_session *s = c->s;
-    uint32_t H = s->m->cfg.n_heads, hd = s->m->cfg.head_dim;
-    uint32_t lo, hi;
-    nn_split(c->n_tok * H, w, nw, &lo, &hi);
-    for (uint32_t i = lo; i < hi; i++) {
-        uint32_t b = i / H, h = i % H;
-        attend_head(s, c->layer, c->pos0 + b, h, s->q + (size_t)b * s->m->q_dim + h * hd,
-                    s->att + (size_t)b * s->m->q_dim + h * hd, s->scratch + w * s->scratch_stride);
-    }
+    uint32_t H = s->m->cfg.n_heads, hd = s->m->cfg.head_dim, lo, hi;
+    (void)nw;
+    while (claim(c, c->n_tok * H, &lo, &hi))
+        for (uint32_t i = lo; i < hi; i++) {
+            uint32_t b = i / H, h = i % H;
+            attend_head(s, c->layer, c->pos0 + b, h, s->q + (size_t)b * s->m->q_dim + h * hd,
+                        s->att + (size_t)b * s->m->q_dim + h * hd, s->scratch + w * s->scratch_stride);
+        }
 }
 
-/* Runs up to three matmuls over the same activations, rows split across workers. */
+/* Runs up to three matmuls over the same activations; their rows, laid end to end,
+ * are claimed in chunks. */
 static void matmul_job(void *arg, uint32_t w, uint32_t nw)
 {
     fwd_ctx *c = arg;
-    for (uint32_t i = 0; i < c->n_mm; i++) {
-        uint32_t lo, hi;
-        nn_split(c->mm[i].w->rows, w, nw, &lo, &hi);
-        if (lo < hi)
-            c->s->kern->matmul_q8_q16(&c->mm[i], lo, hi);
-    }
+    uint32_t total = 0, lo, hi;
+    (void)w;
+    (void)nw;
+    for (uint32_t i = 0; i < c->n_mm; i++)
+        total += c->mm[i].w->rows;
+    while (claim(c, total, &lo, &hi))
+        for (uint32_t i = 0, base = 0; i < c->n_mm && base < hi; base += c->mm[i].w->rows, i++) {
+            uint32_t r0 = lo > base ? lo - base : 0, r1 = hi - base;
+            if (r1 > c->mm[i].w->rows)
+                r1 = c->mm[i].w->rows;
+            if (r0 < r1)
+                c->s->kern->matmul_q8_q16(&c->mm[i], r0, r1);
+        }
 }
 
-static void run(nn_session *s, nn_pool_fn fn, fwd_ctx *c)
+/* Runs fn with items claimed `chunk` at a time: on every worker, or (split == 0, or no
+ * pool) on the calling thread alone. */
+static void run(nn_session *s, nn_pool_fn fn, fwd_ctx *c, uint32_t chunk, int split)
 {
-    if (s->pool)
+    atomic_store_explicit(&c->next, 0, memory_order_relaxed);
+    c->chunk = chunk ? chunk : 1;
+    if (s->pool && split)
         nn_pool_run(s->pool, fn, c);
     else
         fn(c, 0, 1);
@@ -415,34 +447,34 @@ static void run(nn_session *s, nn_pool_fn fn, fwd_ctx *c)
 static void matmuls(nn_session *s, fwd_ctx *c, const nn_mm_args *mm, uint32_t n)
 {
     uint64_t macs = 0;
-    for (uint32_t i = 0; i < n; i++)
+    uint32_t rows = 0;
+    for (uint32_t i = 0; i < n; i++) {
         macs += (uint64_t)mm[i].w->rows * mm[i].w->cols * mm[i].n_tok;
+        rows += mm[i].w->rows;
+    }
     c->mm = mm;
     c->n_mm = n;
-    if (macs < MIN_SPLIT_MACS)
-        matmul_job(c, 0, 1);
-    else
-        run(s, matmul_job, c);
+    /* About eight chunks per worker, in multiples of 16 rows (whole SIMD row blocks). */
+    uint32_t chunk = (rows / (s->threads * 8) + 15) & ~15u;
+    run(s, matmul_job, c, chunk < 16 ? 16 : chunk, macs >= MIN_SPLIT_MACS);
 }
 
 static void tokens_job(void *arg, uint32_t w, uint32_t nw)
 {
     fwd_ctx *c = arg;
     uint32_t lo, hi;
-    nn_split(c->n_tok, w, nw, &lo, &hi);
-    for (uint32_t b = lo; b < hi; b++)
-        c->tok_fn(c, b, c->s->scratch + w * c->s->scratch_stride);
+    (void)nw;
+    while (claim(c, c->n_tok, &lo, &hi))
+        for (uint32_t b = lo; b < hi; b++)
+            c->tok_fn(c, b, c->s->scratch + w * c->s->scratch_stride);
 }
 
-/* Runs fn for every token of the block, tokens split across the workers, each with its
- * own scratch; a single token runs on the caller (nothing to split). */
+/* Runs fn for every token of the block on the workers, each with its own scratch; a
+ * single token runs on the caller (nothing to split). */
 static void run_tokens(nn_session *s, fwd_ctx *c, void (*fn)(fwd_ctx *c, uint32_t b, uint8_t *scratch))
 {
     c->tok_fn = fn;
-    if (c->n_tok == 1)
-        fn(c, 0, s->scratch);
-    else
-        run(s, tokens_job, c);
+    run(s, tokens_job, c, 1, c->n_tok > 1);
 }
 
 static nn_mm_args mm_args(const nn_session *s, const nn_q8_mat *w, uint32_t n_tok, int32_t *out,
@@ -523,9 +555,11 @@ static void silu_job(void *arg, uint32_t w, uint32_t nw)
     fwd_ctx *c = arg;
     int32_t *h1 = c->s->h1;
     uint32_t lo, hi;
-    nn_split(c->n_tok * c->s->m->cfg.hidden_dim, w, nw, &lo, &hi);
-    for (uint32_t i = lo; i < hi; i++)
-        h1[i] = nn_silu_q16(h1[i]);
+    (void)w;
+    (void)nw;
+    while (claim(c, c->n_tok * c->s->m->cfg.hidden_dim, &lo, &hi))
+        for (uint32_t i = lo; i < hi; i++)
+            h1[i] = nn_silu_q16(h1[i]);
 }
 
 /* silu(h1) * h3 in Q32, quantised for the down projection. */
@@ -568,10 +602,7 @@ static void forward_block(nn_session *s, const uint32_t *tokens, uint32_t B)
         };
         matmuls(s, &fc, qkv, 3);
         run_tokens(s, &fc, tok_rope_store);
-        if ((uint64_t)B * c->n_heads * (pos0 + B) * hd < MIN_SPLIT_MACS)
-            attention_job(&fc, 0, 1);
-        else
-            run(s, attention_job, &fc);
+        run(s, attention_job, &fc, 1, (uint64_t)B * c->n_heads * (pos0 + B) * hd >= MIN_SPLIT_MACS);
         run_tokens(s, &fc, tok_attn_quant);
         nn_mm_args wo = mm_args(s, &L->wo, B, s->o, dim);
         matmuls(s, &fc, &wo, 1);
@@ -579,10 +610,7 @@ static void forward_block(nn_session *s, const uint32_t *tokens, uint32_t B)
         run_tokens(s, &fc, tok_ffn_norm);
         nn_mm_args up[2] = { mm_args(s, &L->w1, B, s->h1, hid), mm_args(s, &L->w3, B, s->h3, hid) };
         matmuls(s, &fc, up, 2);
-        if ((uint64_t)B * hid < 4096)
-            silu_job(&fc, 0, 1);
-        else
-            run(s, silu_job, &fc);
+        run(s, silu_job, &fc, 256, (uint64_t)B * hid >= 4096);
         run_tokens(s, &fc, tok_swiglu_quant);
         nn_mm_args down = mm_args(s, &L->w2, B, s->o, dim);
         matmuls(s, &fc, &down, 1);
