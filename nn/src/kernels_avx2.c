@@ -370,19 +370,40 @@ void nn_axpy_rows_i16_avx2(const int32_t *p, const int16_t *v, size_t v_stride, 
 {
     uint32_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        __m256i s[8];
-        for (int k = 0; k < 8; k++)
-            s[k] = _mm256_loadu_si256((const __m256i *)(const void *)(acc + i + 4 * k));
+        /* Named accumulators: an array here ended up in memory, a store-to-load chain
+         * per multiply-add. */
+        int64_t *o = acc + i;
+        __m256i s0 = _mm256_loadu_si256((const __m256i *)(const void *)(o + 0)),
+                s1 = _mm256_loadu_si256((const __m256i *)(const void *)(o + 4)),
+                s2 = _mm256_loadu_si256((const __m256i *)(const void *)(o + 8)),
+                s3 = _mm256_loadu_si256((const __m256i *)(const void *)(o + 12)),
+                s4 = _mm256_loadu_si256((const __m256i *)(const void *)(o + 16)),
+                s5 = _mm256_loadu_si256((const __m256i *)(const void *)(o + 20)),
+                s6 = _mm256_loadu_si256((const __m256i *)(const void *)(o + 24)),
+                s7 = _mm256_loadu_si256((const __m256i *)(const void *)(o + 28));
         for (uint32_t j = 0; j < n_rows; j++) {
             const int16_t *vj = v + j * v_stride + i;
             __m256i pj = _mm256_set1_epi64x(p[j]);
-            for (int k = 0; k < 8; k++) {
-                __m256i x = _mm256_cvtepi16_epi64(_mm_loadl_epi64((const __m128i *)(const void *)(vj + 4 * k)));
-                s[k] = _mm256_add_epi64(s[k], _mm256_mul_epi32(x, pj));
-            }
+#define NN_AXPY4(sk, k)                                                                                              \
+    sk = _mm256_add_epi64(sk, _mm256_mul_epi32(_mm256_cvtepi16_epi64(_mm_loadl_epi64((const __m128i *)(const void *)(vj + 4 * k))), pj))
+            NN_AXPY4(s0, 0);
+            NN_AXPY4(s1, 1);
+            NN_AXPY4(s2, 2);
+            NN_AXPY4(s3, 3);
+            NN_AXPY4(s4, 4);
+            NN_AXPY4(s5, 5);
+            NN_AXPY4(s6, 6);
+            NN_AXPY4(s7, 7);
+#undef NN_AXPY4
         }
-        for (int k = 0; k < 8; k++)
-            _mm256_storeu_si256((__m256i *)(void *)(acc + i + 4 * k), s[k]);
+        _mm256_storeu_si256((__m256i *)(void *)(o + 0), s0);
+        _mm256_storeu_si256((__m256i *)(void *)(o + 4), s1);
+        _mm256_storeu_si256((__m256i *)(void *)(o + 8), s2);
+        _mm256_storeu_si256((__m256i *)(void *)(o + 12), s3);
+        _mm256_storeu_si256((__m256i *)(void *)(o + 16), s4);
+        _mm256_storeu_si256((__m256i *)(void *)(o + 20), s5);
+        _mm256_storeu_si256((__m256i *)(void *)(o + 24), s6);
+        _mm256_storeu_si256((__m256i *)(void *)(o + 28), s7);
     }
     for (; i + 4 <= n; i += 4) {
         __m256i s = _mm256_loadu_si256((const __m256i *)(const void *)(acc + i));

@@ -237,23 +237,33 @@ static void axpy_rows_neon(const int32_t *p, const int16_t *v, size_t v_stride, 
 {
     uint32_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        int64x2_t s[8];
-        for (int k = 0; k < 8; k++)
-            s[k] = vld1q_s64(acc + i + 2 * k);
+        /* Named accumulators, so that they stay in registers. */
+        int64_t *o = acc + i;
+        int64x2_t s0 = vld1q_s64(o), s1 = vld1q_s64(o + 2), s2 = vld1q_s64(o + 4), s3 = vld1q_s64(o + 6);
+        int64x2_t s4 = vld1q_s64(o + 8), s5 = vld1q_s64(o + 10), s6 = vld1q_s64(o + 12), s7 = vld1q_s64(o + 14);
         for (uint32_t j = 0; j < n_rows; j++) {
             const int16_t *vj = v + j * v_stride + i;
             int32_t pj = p[j];
-            for (int h = 0; h < 2; h++) {
-                int16x8_t x = vld1q_s16(vj + 8 * h);
-                int32x4_t xl = vmovl_s16(vget_low_s16(x)), xh = vmovl_high_s16(x);
-                s[4 * h + 0] = vmlal_n_s32(s[4 * h + 0], vget_low_s32(xl), pj);
-                s[4 * h + 1] = vmlal_high_n_s32(s[4 * h + 1], xl, pj);
-                s[4 * h + 2] = vmlal_n_s32(s[4 * h + 2], vget_low_s32(xh), pj);
-                s[4 * h + 3] = vmlal_high_n_s32(s[4 * h + 3], xh, pj);
-            }
+            int16x8_t x = vld1q_s16(vj), y = vld1q_s16(vj + 8);
+            int32x4_t xl = vmovl_s16(vget_low_s16(x)), xh = vmovl_high_s16(x);
+            int32x4_t yl = vmovl_s16(vget_low_s16(y)), yh = vmovl_high_s16(y);
+            s0 = vmlal_n_s32(s0, vget_low_s32(xl), pj);
+            s1 = vmlal_high_n_s32(s1, xl, pj);
+            s2 = vmlal_n_s32(s2, vget_low_s32(xh), pj);
+            s3 = vmlal_high_n_s32(s3, xh, pj);
+            s4 = vmlal_n_s32(s4, vget_low_s32(yl), pj);
+            s5 = vmlal_high_n_s32(s5, yl, pj);
+            s6 = vmlal_n_s32(s6, vget_low_s32(yh), pj);
+            s7 = vmlal_high_n_s32(s7, yh, pj);
         }
-        for (int k = 0; k < 8; k++)
-            vst1q_s64(acc + i + 2 * k, s[k]);
+        vst1q_s64(o, s0);
+        vst1q_s64(o + 2, s1);
+        vst1q_s64(o + 4, s2);
+        vst1q_s64(o + 6, s3);
+        vst1q_s64(o + 8, s4);
+        vst1q_s64(o + 10, s5);
+        vst1q_s64(o + 12, s6);
+        vst1q_s64(o + 14, s7);
     }
     for (; i < n; i++)
         for (uint32_t j = 0; j < n_rows; j++)
@@ -336,12 +346,14 @@ static void rows_2x4_dot(const int8_t *qa, const int8_t *qb, const uint16_t *ma,
     const int8x16_t ones = vdupq_n_s8(1);
     for (uint32_t g = 0, i0 = 0; g < ng; g++, i0 += G) {
         uint32_t len = cols - i0 < G ? cols - i0 : G, i1 = i0 + (len & ~15u);
+        /* Arrays indexed by constants in fully unrolled loops: they live in registers. */
         int32x4_t z = vdupq_n_s32(0), wsa = z, wsb = z;
         int32x4_t ha[4] = { z, z, z, z }, la[4] = { z, z, z, z }, hb[4] = { z, z, z, z }, lb[4] = { z, z, z, z };
         for (uint32_t i = i0; i < i1; i += 16) {
             int8x16_t wa = vld1q_s8(qa + i), wb = vld1q_s8(qb + i);
             wsa = vdotq_s32(wsa, wa, ones);
             wsb = vdotq_s32(wsb, wb, ones);
+#pragma GCC unroll 4
             for (int t = 0; t < 4; t++) {
                 int8x16_t xh, xl;
                 split16(a[t] + i, &xh, &xl);
@@ -352,12 +364,14 @@ static void rows_2x4_dot(const int8_t *qa, const int8_t *qb, const uint16_t *ma,
             }
         }
         int32x4_t ca[4], cb[4];
+#pragma GCC unroll 4
         for (int t = 0; t < 4; t++) {
             ca[t] = combine(ha[t], la[t], wsa);
             cb[t] = combine(hb[t], lb[t], wsb);
         }
         if (i1 < i0 + len) {
             uint32_t n = i0 + len - i1;
+#pragma GCC unroll 4
             for (int t = 0; t < 4; t++) {
                 ca[t] = add_lane0(ca[t], tail_dot(qa + i1, a[t] + i1, n));
                 cb[t] = add_lane0(cb[t], tail_dot(qb + i1, a[t] + i1, n));
