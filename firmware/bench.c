@@ -456,7 +456,7 @@ static void usage(FILE *f)
         "  -p, --prompt-tokens P   prefill length (default 128)\n"
         "  -n, --new-tokens N      decode steps (default 64)\n"
         "      --kernels NAME      kernel path (default best: %s)\n"
-        "      --batch N           prompt tokens per prefill block (default 32)\n"
+        "      --batch N           prompt tokens per prefill block (default: the prompt, at most 128)\n"
         "      --ctx N             context length (default: the model's, capped by the board);\n"
         "                          sets the KV cache and so arena_bytes\n"
         "      --reps N            timed repetitions after one warm-up; the best is reported (default 5)\n"
@@ -521,6 +521,10 @@ int fw_cmd_bench(int argc, char **argv)
                 nn_kernels_available());
         return 2;
     }
+    /* The whole prompt in one prefill block (up to 128 tokens): each weight is then read
+     * once for the prompt, and each job is big enough to keep every worker busy. */
+    if (!o.eng.batch)
+        o.eng.batch = o.prompt_tokens < 128 ? o.prompt_tokens : 128;
     /* Greedy decoding (temp 0): the sampler is an argmax, so its cost is negligible. */
     o.eng.temp_q16 = 0;
     o.eng.max_prompt_bytes = o.prompt_tokens;
