@@ -66,6 +66,8 @@ typedef struct nn_kernels {
     /* Softmax numerators: out[j] = nn_exp_q16_q30((int64_t)x[j] - xmax) (Q30) for j < n;
      * returns their sum. */
     int64_t (*softmax_exp_q30)(const int32_t *x, int32_t xmax, uint32_t n, int32_t *out);
+    /* SwiGLU's gate in place: x[i] = nn_silu_q16(x[i]) (Q16) for i < n. */
+    void (*silu_q16)(int32_t *x, uint32_t n);
 } nn_kernels;
 
 /* The portable reference twins. */
@@ -76,6 +78,7 @@ void    nn_dot_rows_i16_ref(const int16_t *q, const int16_t *k, size_t k_stride,
 void    nn_axpy_rows_i16_ref(const int32_t *p, const int16_t *v, size_t v_stride, uint32_t n, uint32_t n_rows,
                              int64_t *acc);
 int64_t nn_softmax_exp_q30_ref(const int32_t *x, int32_t xmax, uint32_t n, int32_t *out);
+void    nn_silu_q16_ref(int32_t *x, uint32_t n);
 
 /*
  * Returns the kernel path named name ("ref" always exists), or the best path this

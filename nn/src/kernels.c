@@ -20,6 +20,7 @@ static const nn_kernels k_ref = {
     .dot_rows_i16 = nn_dot_rows_i16_ref,
     .axpy_rows_i16 = nn_axpy_rows_i16_ref,
     .softmax_exp_q30 = nn_softmax_exp_q30_ref,
+    .silu_q16 = nn_silu_q16_ref,
 };
 
 /* Ordered worst to best; the last one the CPU supports is the default. */

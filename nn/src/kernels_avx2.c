@@ -420,46 +420,54 @@ void nn_axpy_rows_i16_avx2(const int32_t *p, const int16_t *v, size_t v_stride, 
 }
 
 /*
- * nn_exp_q16_q30(x[j] - xmax), four lanes of int64 at a time, step for step the scalar
- * algorithm: y = -d * log2(e) in Q31 (log2(e) = 2^32 + 1901360723 in Q32, so the
- * product is a shift plus one 32x32 multiply), 2^-frac(y) by Horner in Q31 with
- * vpmuldq (every intermediate fits a signed 32-bit lane, the final one excepted, which
- * is not multiplied again), then the rounding shift by 1 + int(y). AVX2 has no 64-bit
+ * nn_exp_q16_q30(d) for four int64 lanes, step for step the scalar algorithm:
+ * y = -d * log2(e) in Q31 (log2(e) = 2^32 + 1901360723 in Q32, so the product is a
+ * shift plus one 32x32 multiply), 2^-frac(y) by Horner in Q31 with vpmuldq (every
+ * intermediate fits a signed 32-bit lane, the final one excepted, which is not
+ * multiplied again), then the rounding shift by 1 + int(y). AVX2 has no 64-bit
  * arithmetic shift, so floor((p + 2^30) / 2^31) is computed as a logical shift of
  * p + 2^30 + 2^62 minus 2^31.
  */
+static inline __m256i exp4_q30(__m256i d)
+{
+    const __m256i lim = _mm256_set1_epi64x((int64_t)64 << 16), one = _mm256_set1_epi64x(1);
+    const __m256i zero = _mm256_setzero_si256(), l2lo = _mm256_set1_epi64x(NN_LOG2E_Q32 - (1ll << 32));
+    const __m256i bias = _mm256_set1_epi64x((1ll << 30) + (1ll << 62)), mask31 = _mm256_set1_epi64x(0x7fffffff);
+    __m256i pos = _mm256_cmpgt_epi64(d, _mm256_set1_epi64x(-1));                 /* d >= 0: 1.0 */
+    __m256i nd = _mm256_sub_epi64(zero, d);
+    __m256i big = _mm256_cmpgt_epi64(nd, lim);                                   /* d < -64: 0 */
+    nd = _mm256_blendv_epi8(nd, zero, _mm256_or_si256(pos, big));
+    __m256i y = _mm256_add_epi64(_mm256_slli_epi64(nd, 32), _mm256_mul_epu32(nd, l2lo));
+    y = _mm256_srli_epi64(_mm256_add_epi64(y, _mm256_set1_epi64x(1ll << 16)), 17);
+    __m256i ni = _mm256_srli_epi64(y, 31), f = _mm256_and_si256(y, mask31);
+    __m256i acc = _mm256_set1_epi64x(nn_exp2_neg_poly_q31[8]);
+    for (int k = 7; k >= 0; k--) {
+        __m256i p = _mm256_add_epi64(_mm256_mul_epi32(acc, f), bias);
+        acc = _mm256_add_epi64(_mm256_srli_epi64(p, 31), _mm256_set1_epi64x(nn_exp2_neg_poly_q31[k] - (1ll << 31)));
+    }
+    __m256i sh = _mm256_add_epi64(ni, one);                                       /* 1 + n, >= 1 */
+    __m256i r = _mm256_srlv_epi64(_mm256_add_epi64(acc, _mm256_sllv_epi64(one, _mm256_sub_epi64(sh, one))), sh);
+    r = _mm256_blendv_epi8(r, zero, big);
+    return _mm256_blendv_epi8(r, _mm256_set1_epi64x(1ll << 30), pos);
+}
+
+/* The low 32 bits of four int64 lanes, as four int32. */
+static inline __m128i pack4(__m256i v)
+{
+    return _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7)));
+}
+
 int64_t nn_softmax_exp_q30_avx2(const int32_t *x, int32_t xmax, uint32_t n, int32_t *out)
 {
-    const __m256i vmax = _mm256_set1_epi64x(xmax), lim = _mm256_set1_epi64x((int64_t)64 << 16);
-    const __m256i one = _mm256_set1_epi64x(1), zero = _mm256_setzero_si256();
-    const __m256i l2lo = _mm256_set1_epi64x(NN_LOG2E_Q32 - (1ll << 32));
-    const __m256i bias = _mm256_set1_epi64x((1ll << 30) + (1ll << 62)), mask31 = _mm256_set1_epi64x(0x7fffffff);
-    const __m256i sel = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-    __m256i sum = zero;
+    const __m256i vmax = _mm256_set1_epi64x(xmax);
+    __m256i sum = _mm256_setzero_si256();
     uint32_t j = 0;
     for (; j + 4 <= n; j += 4) {
         __m256i d = _mm256_sub_epi64(_mm256_cvtepi32_epi64(_mm_loadu_si128((const __m128i *)(const void *)(x + j))),
                                      vmax);
-        __m256i pos = _mm256_cmpgt_epi64(d, _mm256_set1_epi64x(-1));             /* d >= 0 */
-        __m256i nd = _mm256_sub_epi64(zero, d);
-        __m256i big = _mm256_cmpgt_epi64(nd, lim);                               /* d < -64 */
-        nd = _mm256_blendv_epi8(nd, zero, _mm256_or_si256(pos, big));
-        __m256i y = _mm256_add_epi64(_mm256_slli_epi64(nd, 32), _mm256_mul_epu32(nd, l2lo));
-        y = _mm256_srli_epi64(_mm256_add_epi64(y, _mm256_set1_epi64x(1ll << 16)), 17);
-        __m256i ni = _mm256_srli_epi64(y, 31), f = _mm256_and_si256(y, mask31);
-        __m256i acc = _mm256_set1_epi64x(nn_exp2_neg_poly_q31[8]);
-        for (int k = 7; k >= 0; k--) {
-            __m256i p = _mm256_add_epi64(_mm256_mul_epi32(acc, f), bias);
-            acc = _mm256_add_epi64(_mm256_srli_epi64(p, 31),
-                                   _mm256_set1_epi64x(nn_exp2_neg_poly_q31[k] - (1ll << 31)));
-        }
-        __m256i sh = _mm256_add_epi64(ni, one);                                   /* 1 + n, >= 1 */
-        __m256i r = _mm256_srlv_epi64(_mm256_add_epi64(acc, _mm256_sllv_epi64(one, _mm256_sub_epi64(sh, one))), sh);
-        r = _mm256_blendv_epi8(r, zero, big);
-        r = _mm256_blendv_epi8(r, _mm256_set1_epi64x(1ll << 30), pos);
+        __m256i r = exp4_q30(d);
         sum = _mm256_add_epi64(sum, r);
-        _mm_storeu_si128((__m128i *)(void *)(out + j),
-                         _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(r, sel)));
+        _mm_storeu_si128((__m128i *)(void *)(out + j), pack4(r));
     }
     int64_t s = hsum_i64(sum);
     for (; j < n; j++) {
@@ -469,6 +477,39 @@ int64_t nn_softmax_exp_q30_avx2(const int32_t *x, int32_t xmax, uint32_t n, int3
     return s;
 }
 
+/*
+ * x[i] = nn_silu_q16(x[i]), four lanes at a time: e = exp(-|x|) as above, then the
+ * sigmoid's rounded quotient (num + den/2) / den with den = 2^30 + e in (2^30, 2^31]
+ * and num = 2^60 (x >= 0) or e * 2^30 (x < 0), by restoring division over the 31
+ * quotient bits (q <= 2^30; every partial remainder and shifted divisor is below 2^62,
+ * so signed 64-bit compares are exact), then round(x * q / 2^30) with the biased shift.
+ */
+void nn_silu_q16_avx2(int32_t *x, uint32_t n)
+{
+    const __m256i zero = _mm256_setzero_si256(), one = _mm256_set1_epi64x(1);
+    uint32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256i xv = _mm256_cvtepi32_epi64(_mm_loadu_si128((const __m128i *)(const void *)(x + i)));
+        __m256i neg = _mm256_cmpgt_epi64(zero, xv);
+        __m256i ax = _mm256_blendv_epi8(xv, _mm256_sub_epi64(zero, xv), neg);
+        __m256i e = exp4_q30(_mm256_sub_epi64(zero, ax));
+        __m256i den = _mm256_add_epi64(_mm256_set1_epi64x(1ll << 30), e);
+        __m256i num = _mm256_blendv_epi8(_mm256_set1_epi64x(1ll << 60), _mm256_slli_epi64(e, 30), neg);
+        __m256i rem = _mm256_add_epi64(num, _mm256_srli_epi64(den, 1)), q = zero;
+        for (int b = 30; b >= 0; b--) {
+            __m256i t = _mm256_sllv_epi64(den, _mm256_set1_epi64x(b));
+            __m256i lt = _mm256_cmpgt_epi64(t, rem);                              /* rem < t */
+            rem = _mm256_sub_epi64(rem, _mm256_andnot_si256(lt, t));
+            q = _mm256_or_si256(q, _mm256_andnot_si256(lt, _mm256_slli_epi64(one, b)));
+        }
+        __m256i p = _mm256_add_epi64(_mm256_mul_epi32(xv, q), _mm256_set1_epi64x((1ll << 29) + (1ll << 62)));
+        __m256i r = _mm256_sub_epi64(_mm256_srli_epi64(p, 30), _mm256_set1_epi64x(1ll << 32));
+        _mm_storeu_si128((__m128i *)(void *)(x + i), pack4(r));
+    }
+    for (; i < n; i++)
+        x[i] = nn_silu_q16(x[i]);
+}
+
 const nn_kernels nn_kernels_avx2 = {
     .name = "avx2",
     .matmul_q8_q16 = mm_avx2,
@@ -476,6 +517,7 @@ const nn_kernels nn_kernels_avx2 = {
     .dot_rows_i16 = nn_dot_rows_i16_avx2,
     .axpy_rows_i16 = nn_axpy_rows_i16_avx2,
     .softmax_exp_q30 = nn_softmax_exp_q30_avx2,
+    .silu_q16 = nn_silu_q16_avx2,
 };
 
 #pragma GCC pop_options

@@ -188,6 +188,7 @@ const nn_kernels nn_kernels_avx512vnni = {
     .dot_rows_i16 = nn_dot_rows_i16_avx2,
     .axpy_rows_i16 = nn_axpy_rows_i16_avx2,
     .softmax_exp_q30 = nn_softmax_exp_q30_avx2,
+    .silu_q16 = nn_silu_q16_avx2,
 };
 
 #pragma GCC pop_options

@@ -277,6 +277,7 @@ const nn_kernels nn_kernels_neon = {
     .dot_rows_i16 = dot_rows_neon,
     .axpy_rows_i16 = axpy_rows_neon,
     .softmax_exp_q30 = nn_softmax_exp_q30_ref,
+    .silu_q16 = nn_silu_q16_ref,
 };
 
 /* ---- dotprod matmul ---------------------------------------------------------------- */
@@ -410,6 +411,7 @@ const nn_kernels nn_kernels_dotprod = {
     .dot_rows_i16 = dot_rows_neon,
     .axpy_rows_i16 = axpy_rows_neon,
     .softmax_exp_q30 = nn_softmax_exp_q30_ref,
+    .silu_q16 = nn_silu_q16_ref,
 };
 
 #endif /* NN_HAVE_DOTPROD_KERNELS */

@@ -59,3 +59,9 @@ int64_t nn_softmax_exp_q30_ref(const int32_t *x, int32_t xmax, uint32_t n, int32
     }
     return sum;
 }
+
+void nn_silu_q16_ref(int32_t *x, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        x[i] = nn_silu_q16(x[i]);
+}

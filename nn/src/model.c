@@ -558,8 +558,7 @@ static void silu_job(void *arg, uint32_t w, uint32_t nw)
     (void)w;
     (void)nw;
     while (claim(c, c->n_tok * c->s->m->cfg.hidden_dim, &lo, &hi))
-        for (uint32_t i = lo; i < hi; i++)
-            h1[i] = nn_silu_q16(h1[i]);
+        c->s->kern->silu_q16(h1 + lo, hi - lo);
 }
 
 /* silu(h1) * h3 in Q32, quantised for the down projection. */

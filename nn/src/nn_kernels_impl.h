@@ -39,6 +39,7 @@ void    nn_dot_rows_i16_avx2(const int16_t *q, const int16_t *k, size_t k_stride
 void    nn_axpy_rows_i16_avx2(const int32_t *p, const int16_t *v, size_t v_stride, uint32_t n, uint32_t n_rows,
                               int64_t *acc);
 int64_t nn_softmax_exp_q30_avx2(const int32_t *x, int32_t xmax, uint32_t n, int32_t *out);
+void    nn_silu_q16_avx2(int32_t *x, uint32_t n);
 #endif
 #if NN_HAVE_NEON_KERNELS
 extern const nn_kernels nn_kernels_neon;

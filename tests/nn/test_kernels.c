@@ -182,6 +182,36 @@ static void softmax_exp(const nn_kernels *k)
     }
 }
 
+/* SiLU over every branch: around 0, the polynomial range, past e^-64 both ways, and
+ * the int32 extremes; lengths not a multiple of the vector width. */
+static void silu_rows(const nn_kernels *k)
+{
+    enum { N = 4099 };
+    static int32_t want[N], got[N];
+    for (int pass = 0; pass < 40; pass++) {
+        for (uint32_t j = 0; j < N; j++) {
+            int64_t v;
+            if (j < 16)
+                v = (int64_t)j - 8;
+            else if (j < 24)
+                v = j & 1 ? INT32_MAX - (int64_t)(j - 16) : INT32_MIN + (int64_t)(j - 16);
+            else if (pass < 20)
+                v = ((int64_t)pass * N + j) * 1021 % ((int64_t)140 << 16) - ((int64_t)70 << 16);
+            else
+                v = (int32_t)rnd();
+            want[j] = (int32_t)v;
+        }
+        memcpy(got, want, sizeof got);
+        uint32_t n = N - (uint32_t)(pass % 4);
+        nn_silu_q16_ref(want, n);
+        k->silu_q16(got, n);
+        if (memcmp(want, got, sizeof got)) {
+            print_error("kernel %s silu_q16 differs: pass %d\n", k->name, pass);
+            fail();
+        }
+    }
+}
+
 static void every_path_matches_ref(void **st)
 {
     (void)st;
@@ -217,6 +247,7 @@ static void every_path_matches_ref(void **st)
         }
         attention_rows(k);
         softmax_exp(k);
+        silu_rows(k);
     }
 }
 
