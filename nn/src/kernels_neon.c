@@ -26,6 +26,7 @@
 #include <arm_neon.h>
 
 #include "fixed_inline.h"
+#include "nn_fixed.h"
 
 static inline int32_t tail_dot(const int8_t *q, const int16_t *a, uint32_t n)
 {
@@ -270,14 +271,96 @@ static void axpy_rows_neon(const int32_t *p, const int16_t *v, size_t v_stride, 
             acc[i] += (int64_t)p[j] * v[j * v_stride + i];
 }
 
+/* ---- softmax numerators and SiLU --------------------------------------------------- */
+
+/*
+ * nn_exp_q16_q30(d) for two int64 lanes, step for step the scalar algorithm (see
+ * fixed.c): y = -d * log2(e) in Q31, with log2(e) = 2^32 + 1901360723 in Q32 so the
+ * product is a shift plus one 32x32 multiply; Horner in Q31 on 32-bit lanes (smull;
+ * the intermediates fit, the last one is not multiplied again); then the rounding
+ * shift by 1 + int(y), where ushl by 64 or more gives 0 as the scalar code does.
+ */
+static inline int64x2_t exp2_q30(int64x2_t d)
+{
+    const int64x2_t zero = vdupq_n_s64(0);
+    uint64x2_t pos = vcgeq_s64(d, zero);
+    int64x2_t nd = vnegq_s64(d);
+    uint64x2_t big = vcgtq_s64(nd, vdupq_n_s64((int64_t)64 << 16));
+    nd = vbslq_s64(vorrq_u64(pos, big), zero, nd);
+    uint64x2_t y = vaddq_u64(vshlq_n_u64(vreinterpretq_u64_s64(nd), 32),
+                             vmull_n_u32(vmovn_u64(vreinterpretq_u64_s64(nd)), (uint32_t)(NN_LOG2E_Q32 - (1ll << 32))));
+    y = vshrq_n_u64(vaddq_u64(y, vdupq_n_u64(1ull << 16)), 17);
+    int64x2_t ni = vreinterpretq_s64_u64(vshrq_n_u64(y, 31));
+    int32x2_t f = vmovn_s64(vreinterpretq_s64_u64(vandq_u64(y, vdupq_n_u64(0x7fffffff))));
+    int64x2_t acc = vdupq_n_s64(nn_exp2_neg_poly_q31[8]);
+    for (int k = 7; k >= 0; k--) {
+        int64x2_t p = vmull_s32(vmovn_s64(acc), f);
+        acc = vaddq_s64(vshrq_n_s64(vaddq_s64(p, vdupq_n_s64(1ll << 30)), 31), vdupq_n_s64(nn_exp2_neg_poly_q31[k]));
+    }
+    int64x2_t sh = vaddq_s64(ni, vdupq_n_s64(1));                                     /* 1 + n, >= 1 */
+    uint64x2_t half = vshlq_u64(vdupq_n_u64(1), vsubq_s64(sh, vdupq_n_s64(1)));
+    int64x2_t r = vreinterpretq_s64_u64(vshlq_u64(vaddq_u64(vreinterpretq_u64_s64(acc), half), vnegq_s64(sh)));
+    r = vbslq_s64(big, zero, r);
+    return vbslq_s64(pos, vdupq_n_s64(1ll << 30), r);
+}
+
+static int64_t softmax_exp_neon(const int32_t *x, int32_t xmax, uint32_t n, int32_t *out)
+{
+    int64x2_t sum = vdupq_n_s64(0);
+    const int64x2_t vmax = vdupq_n_s64(xmax);
+    uint32_t j = 0;
+    for (; j + 2 <= n; j += 2) {
+        int64x2_t r = exp2_q30(vsubq_s64(vmovl_s32(vld1_s32(x + j)), vmax));
+        sum = vaddq_s64(sum, r);
+        vst1_s32(out + j, vmovn_s64(r));
+    }
+    int64_t s = vaddvq_s64(sum);
+    for (; j < n; j++) {
+        out[j] = nn_exp_q16_q30((int64_t)x[j] - xmax);
+        s += out[j];
+    }
+    return s;
+}
+
+/*
+ * x[i] = nn_silu_q16(x[i]), two lanes at a time: e = exp(-|x|), the sigmoid's rounded
+ * quotient (num + den/2) / den (den = 2^30 + e, num = 2^60 or e * 2^30) by restoring
+ * division over its 31 bits (remainders below 2^62: signed compares are exact), then
+ * round(x * q / 2^30).
+ */
+static void silu_neon(int32_t *x, uint32_t n)
+{
+    const int64x2_t zero = vdupq_n_s64(0);
+    uint32_t i = 0;
+    for (; i + 2 <= n; i += 2) {
+        int32x2_t x32 = vld1_s32(x + i);
+        int64x2_t xv = vmovl_s32(x32);
+        uint64x2_t neg = vcltq_s64(xv, zero);
+        int64x2_t e = exp2_q30(vnegq_s64(vabsq_s64(xv)));
+        int64x2_t den = vaddq_s64(vdupq_n_s64(1ll << 30), e);
+        int64x2_t num = vbslq_s64(neg, vshlq_n_s64(e, 30), vdupq_n_s64(1ll << 60));
+        int64x2_t rem = vaddq_s64(num, vshrq_n_s64(den, 1)), q = zero;
+        for (int b = 30; b >= 0; b--) {
+            int64x2_t t = vshlq_s64(den, vdupq_n_s64(b));
+            uint64x2_t ge = vcgeq_s64(rem, t);
+            rem = vsubq_s64(rem, vandq_s64(vreinterpretq_s64_u64(ge), t));
+            q = vorrq_s64(q, vandq_s64(vreinterpretq_s64_u64(ge), vdupq_n_s64(1ll << b)));
+        }
+        int64x2_t p = vmull_s32(x32, vmovn_s64(q));
+        vst1_s32(x + i, vmovn_s64(vshrq_n_s64(vaddq_s64(p, vdupq_n_s64(1ll << 29)), 30)));
+    }
+    for (; i < n; i++)
+        x[i] = nn_silu_q16(x[i]);
+}
+
 const nn_kernels nn_kernels_neon = {
     .name = "neon",
     .matmul_q8_q16 = mm_neon,
     .dot_i16 = dot_neon,
     .dot_rows_i16 = dot_rows_neon,
     .axpy_rows_i16 = axpy_rows_neon,
-    .softmax_exp_q30 = nn_softmax_exp_q30_ref,
-    .silu_q16 = nn_silu_q16_ref,
+    .softmax_exp_q30 = softmax_exp_neon,
+    .silu_q16 = silu_neon,
 };
 
 /* ---- dotprod matmul ---------------------------------------------------------------- */
@@ -410,8 +493,8 @@ const nn_kernels nn_kernels_dotprod = {
     .dot_i16 = dot_neon,
     .dot_rows_i16 = dot_rows_neon,
     .axpy_rows_i16 = axpy_rows_neon,
-    .softmax_exp_q30 = nn_softmax_exp_q30_ref,
-    .silu_q16 = nn_silu_q16_ref,
+    .softmax_exp_q30 = softmax_exp_neon,
+    .silu_q16 = silu_neon,
 };
 
 #endif /* NN_HAVE_DOTPROD_KERNELS */
