@@ -15,6 +15,7 @@
 #ifndef NN_KERNELS_H
 #define NN_KERNELS_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include "nn_base.h"
 
@@ -53,11 +54,31 @@ typedef struct nn_kernels {
     void (*matmul_q8_q16)(const nn_mm_args *args, uint32_t r0, uint32_t r1);
     /* sum a[i] * b[i], exact (n <= 2^16). */
     int64_t (*dot_i16)(const int16_t *a, const int16_t *b, uint32_t n);
+    /* Attention scores: out[j] = sum_i q[i] * k[j * k_stride + i] for j < n_rows,
+     * exact (n <= 2^16). */
+    void (*dot_rows_i16)(const int16_t *q, const int16_t *k, size_t k_stride, uint32_t n, uint32_t n_rows,
+                         int64_t *out);
+    /* Attention values: acc[i] += sum_j p[j] * v[j * v_stride + i] for i < n, j < n_rows,
+     * with p[j] in [0, 2^31); exact while every sum fits int64 (attention's
+     * probabilities sum to about 2^30, so |acc| stays below 2^46). */
+    void (*axpy_rows_i16)(const int32_t *p, const int16_t *v, size_t v_stride, uint32_t n, uint32_t n_rows,
+                          int64_t *acc);
+    /* Softmax numerators: out[j] = nn_exp_q16_q30((int64_t)x[j] - xmax) (Q30) for j < n;
+     * returns their sum. */
+    int64_t (*softmax_exp_q30)(const int32_t *x, int32_t xmax, uint32_t n, int32_t *out);
+    /* SwiGLU's gate in place: x[i] = nn_silu_q16(x[i]) (Q16) for i < n. */
+    void (*silu_q16)(int32_t *x, uint32_t n);
 } nn_kernels;
 
 /* The portable reference twins. */
 void    nn_matmul_q8_q16_ref(const nn_mm_args *args, uint32_t r0, uint32_t r1);
 int64_t nn_dot_i16_ref(const int16_t *a, const int16_t *b, uint32_t n);
+void    nn_dot_rows_i16_ref(const int16_t *q, const int16_t *k, size_t k_stride, uint32_t n, uint32_t n_rows,
+                            int64_t *out);
+void    nn_axpy_rows_i16_ref(const int32_t *p, const int16_t *v, size_t v_stride, uint32_t n, uint32_t n_rows,
+                             int64_t *acc);
+int64_t nn_softmax_exp_q30_ref(const int32_t *x, int32_t xmax, uint32_t n, int32_t *out);
+void    nn_silu_q16_ref(int32_t *x, uint32_t n);
 
 /*
  * Returns the kernel path named name ("ref" always exists), or the best path this

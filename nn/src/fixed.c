@@ -3,23 +3,14 @@
  * bump NN_NUMERICS_VERSION (nn_image.h) so that old KV caches are refused.
  */
 #include "nn_fixed.h"
+#include "fixed_inline.h"
 
 typedef __int128 i128;
 typedef unsigned __int128 u128;
 
 int64_t nn_rshift_round_i64(int64_t v, int s)
 {
-    if (s > 0) {
-        if (s > 100)
-            return 0;
-        return (int64_t)(((i128)v + ((i128)1 << (s - 1))) >> s);
-    }
-    if (s == 0 || v == 0)
-        return v;
-    if (s < -62)
-        return v > 0 ? INT64_MAX : INT64_MIN;
-    i128 r = (i128)v * ((i128)1 << -s);         /* a multiply: shifting a negative is UB */
-    return r > INT64_MAX ? INT64_MAX : r < INT64_MIN ? INT64_MIN : (int64_t)r;
+    return nn_rshift_round_i64_inl(v, s);
 }
 
 uint64_t nn_isqrt_u64(uint64_t x)
@@ -41,32 +32,8 @@ uint64_t nn_isqrt_u64(uint64_t x)
 
 int32_t nn_mulshift_sat32(int64_t acc, uint32_t m, int shift)
 {
-    i128 p = (i128)acc * m;
-    if (shift > 0) {
-        if (shift > 120)
-            return 0;
-        p = (p + ((i128)1 << (shift - 1))) >> shift;
-    } else if (shift < 0) {
-        if (p == 0)
-            return 0;
-        if (shift < -40 || p > INT32_MAX || p < INT32_MIN)
-            return p > 0 ? INT32_MAX : INT32_MIN;
-        p *= (i128)1 << -shift;
-    }
-    return p > INT32_MAX ? INT32_MAX : p < INT32_MIN ? INT32_MIN : (int32_t)p;
+    return nn_mulshift_sat32_inl(acc, m, shift);
 }
-
-/* log2(e) in Q32. */
-#define NN_LOG2E_Q32 6196328019ll
-
-/*
- * 2^-f for f in [0, 1): least-squares fit of degree 8 on Chebyshev nodes, coefficients
- * in Q31 (c0 = 1.0). Horner in Q31 stays within 1.6e-9 of the true value.
- */
-static const int64_t exp2_neg_poly_q31[9] = {
-    2147483648ll, -1488522236ll, 515882490ll, -119194112ll, 20654494ll,
-    -2862538ll, 329366ll, -31303ll, 2014ll,
-};
 
 int32_t nn_exp_q16_q30(int64_t d)
 {
@@ -77,9 +44,9 @@ int32_t nn_exp_q16_q30(int64_t d)
     int64_t y31 = ((-d) * NN_LOG2E_Q32 + (1ll << 16)) >> 17;   /* Q16*Q32 = Q48 -> Q31 */
     int64_t n = y31 >> 31;
     int64_t f = y31 & 0x7fffffffll;
-    int64_t acc = exp2_neg_poly_q31[8];
+    int64_t acc = nn_exp2_neg_poly_q31[8];
     for (int k = 7; k >= 0; k--)
-        acc = exp2_neg_poly_q31[k] + ((acc * f + (1ll << 30)) >> 31);
+        acc = nn_exp2_neg_poly_q31[k] + ((acc * f + (1ll << 30)) >> 31);
     /* acc = 2^-f in Q31, in (2^30, 2^31]; the result is acc * 2^-n in Q30. */
     return (int32_t)nn_rshift_round_i64(acc, (int)(1 + n));
 }

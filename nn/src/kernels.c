@@ -1,23 +1,58 @@
 /*
- * The one place where a kernel path is chosen. SIMD paths register here as they are
- * added; each must be bit-exact with the reference twins in kernels_ref.c.
+ * The one place where a kernel path is chosen. Each path is bit-exact with the
+ * reference twins in kernels_ref.c; nn_kernels_impl.h says which paths this build
+ * contains, and supported() asks the running CPU whether it can execute them.
  */
 #include <string.h>
-#include "nn_kernels.h"
+#include "nn_kernels_impl.h"
+
+#if NN_HAVE_DOTPROD_KERNELS
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+#endif
 
 static const nn_kernels k_ref = {
     .name = "ref",
     .matmul_q8_q16 = nn_matmul_q8_q16_ref,
     .dot_i16 = nn_dot_i16_ref,
+    .dot_rows_i16 = nn_dot_rows_i16_ref,
+    .axpy_rows_i16 = nn_axpy_rows_i16_ref,
+    .softmax_exp_q30 = nn_softmax_exp_q30_ref,
+    .silu_q16 = nn_silu_q16_ref,
 };
 
 /* Ordered worst to best; the last one the CPU supports is the default. */
 static const nn_kernels *const k_all[] = {
     &k_ref,
+#if NN_HAVE_X86_KERNELS
+    &nn_kernels_avx2,
+    &nn_kernels_avx512vnni,
+#endif
+#if NN_HAVE_NEON_KERNELS
+    &nn_kernels_neon,
+#endif
+#if NN_HAVE_DOTPROD_KERNELS
+    &nn_kernels_dotprod,
+#endif
 };
 
 static int supported(const nn_kernels *k)
 {
+#if NN_HAVE_X86_KERNELS
+    if (k == &nn_kernels_avx2)
+        return __builtin_cpu_supports("avx2");
+    if (k == &nn_kernels_avx512vnni)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+#endif
+#if NN_HAVE_DOTPROD_KERNELS
+    /* The build targets a dotprod CPU; the check keeps a misplaced binary from dying
+     * with SIGILL and lets it fall back to NEON. */
+    if (k == &nn_kernels_dotprod)
+        return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#endif
     (void)k;
     return 1;
 }

@@ -1,6 +1,7 @@
 /* Portable reference kernels: the specification every SIMD path must match bit for bit. */
 #include "nn_fixed.h"
 #include "nn_kernels.h"
+#include "fixed_inline.h"
 
 void nn_matmul_q8_q16_ref(const nn_mm_args *args, uint32_t r0, uint32_t r1)
 {
@@ -19,7 +20,7 @@ void nn_matmul_q8_q16_ref(const nn_mm_args *args, uint32_t r0, uint32_t r1)
                     s += q[i] * a[i];
                 acc += (int64_t)s * m[g];
             }
-            args->out[(size_t)t * args->out_stride + r] = nn_mulshift_sat32(acc, args->as[t].m, shift);
+            args->out[(size_t)t * args->out_stride + r] = nn_mulshift_sat32_inl(acc, args->as[t].m, shift);
         }
     }
 }
@@ -30,4 +31,37 @@ int64_t nn_dot_i16_ref(const int16_t *a, const int16_t *b, uint32_t n)
     for (uint32_t i = 0; i < n; i++)
         s += (int32_t)a[i] * b[i];
     return s;
+}
+
+void nn_dot_rows_i16_ref(const int16_t *q, const int16_t *k, size_t k_stride, uint32_t n, uint32_t n_rows,
+                         int64_t *out)
+{
+    for (uint32_t j = 0; j < n_rows; j++)
+        out[j] = nn_dot_i16_ref(q, k + j * k_stride, n);
+}
+
+void nn_axpy_rows_i16_ref(const int32_t *p, const int16_t *v, size_t v_stride, uint32_t n, uint32_t n_rows,
+                          int64_t *acc)
+{
+    for (uint32_t j = 0; j < n_rows; j++) {
+        const int16_t *vj = v + j * v_stride;
+        for (uint32_t i = 0; i < n; i++)
+            acc[i] += (int64_t)p[j] * vj[i];
+    }
+}
+
+int64_t nn_softmax_exp_q30_ref(const int32_t *x, int32_t xmax, uint32_t n, int32_t *out)
+{
+    int64_t sum = 0;
+    for (uint32_t j = 0; j < n; j++) {
+        out[j] = nn_exp_q16_q30((int64_t)x[j] - xmax);
+        sum += out[j];
+    }
+    return sum;
+}
+
+void nn_silu_q16_ref(int32_t *x, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        x[i] = nn_silu_q16(x[i]);
 }

@@ -7,6 +7,7 @@
 #include "nn_fixed.h"
 #include "nn_model.h"
 #include "nn_sampler.h"
+#include "fixed_inline.h"
 #include "pool.h"
 
 typedef __int128 i128;
@@ -128,16 +129,17 @@ static uint32_t max3(uint32_t a, uint32_t b, uint32_t c)
 
 /*
  * Per-thread scratch, one region per worker:
- *   score int32[max_seq] | prob int32[max_seq] | acc int64[head_dim] | q16 int16[head_dim]
- *   (padded to 8) | hh int64[hidden] (SwiGLU product; used by worker 0 only)
+ *   score int32[max_seq] | prob int32[max_seq] | dots int64[max_seq] | acc int64[head_dim]
+ *   | q16 int16[head_dim] (padded to 8) | hh int64[hidden] (SwiGLU product)
  */
-typedef struct scratch_layout { size_t prob, acc, q16, hh, bytes; } scratch_layout;
+typedef struct scratch_layout { size_t prob, dots, acc, q16, hh, bytes; } scratch_layout;
 
 static scratch_layout scratch_of(const nn_model *m, uint32_t max_seq)
 {
     scratch_layout l;
     l.prob = (size_t)max_seq * 4;
-    l.acc = l.prob + (size_t)max_seq * 4;
+    l.dots = l.prob + (size_t)max_seq * 4;
+    l.acc = l.dots + (size_t)max_seq * 8;
     l.q16 = l.acc + (size_t)m->cfg.head_dim * 8;
     l.hh = l.q16 + (((size_t)m->cfg.head_dim * 2 + 7) & ~(size_t)7);
     l.bytes = (l.hh + (size_t)m->cfg.hidden_dim * 8 + 63) & ~(size_t)63;
@@ -338,12 +340,33 @@ static void kv_store(const int32_t *src, uint32_t n_kv, uint32_t hd, int16_t *ds
 
 /* ---- attention ---------------------------------------------------------------------- */
 
+/*
+ * A job's items (rows, (token, head) pairs, tokens, elements) are claimed in chunks
+ * from an atomic counter rather than split evenly up front: a worker that the OS
+ * preempts (a shared machine, a thermally throttled core) then delays one chunk, not
+ * its whole share. Every item is computed the same way whoever claims it, so results
+ * do not depend on the schedule.
+ */
 typedef struct fwd_ctx {
     nn_session *s;
-    uint32_t layer, pos0, n_tok;
+    uint32_t layer, l0, pos0, n_tok;   /* l0: the first layer of this layers_block */
     const nn_mm_args *mm;
     uint32_t n_mm;
+    void (*tok_fn)(struct fwd_ctx *c, uint32_t b, uint8_t *scratch);   /* run_tokens */
+    atomic_uint next;                   /* first unclaimed item */
+    uint32_t chunk;                     /* items per claim */
 } fwd_ctx;
+
+/* Claims the next chunk of [0, n) as [*lo, *hi); returns 0 when none is left. */
+static int claim(fwd_ctx *c, uint32_t n, uint32_t *lo, uint32_t *hi)
+{
+    uint32_t k = atomic_fetch_add_explicit(&c->next, c->chunk, memory_order_relaxed);
+    if (k >= n)
+        return 0;
+    *lo = k;
+    *hi = n - k < c->chunk ? n : k + c->chunk;
+    return 1;
+}
 
 /*
  * One head of one token at position pos:
@@ -355,11 +378,12 @@ static void attend_head(const nn_session *s, uint32_t layer, uint32_t pos, uint3
                         const int32_t *q, int32_t *out, uint8_t *scratch)
 {
     const nn_model *m = s->m;
-    uint32_t hd = m->cfg.head_dim, nkv = m->cfg.n_kv_heads;
+    uint32_t hd = m->cfg.head_dim, nkv = m->cfg.n_kv_heads, n = pos + 1;
     uint32_t kvh = h / (m->cfg.n_heads / nkv);
     scratch_layout sl = scratch_of(m, s->max_seq);
     int32_t *score = (int32_t *)(void *)scratch;
     int32_t *prob = (int32_t *)(void *)(scratch + sl.prob);
+    int64_t *dots = (int64_t *)(void *)(scratch + sl.dots);
     int64_t *acc = (int64_t *)(void *)(scratch + sl.acc);
     int16_t *q16 = (int16_t *)(void *)(scratch + sl.q16);
     int tq = nn_quant_i32_i16(q, hd, q16);
@@ -367,80 +391,115 @@ static void attend_head(const nn_session *s, uint32_t layer, uint32_t pos, uint3
     size_t base = (size_t)layer * s->max_seq;
     const int16_t *kc = s->kc + base * m->kv_dim + (size_t)kvh * hd;
     const int8_t *kt = s->kt + base * nkv + kvh;
+    s->kern->dot_rows_i16(q16, kc, m->kv_dim, hd, n, dots);
     int32_t smax = INT32_MIN;
-    for (uint32_t j = 0; j <= pos; j++) {
-        int64_t d = s->kern->dot_i16(q16, kc + (size_t)j * m->kv_dim, hd);
-        int32_t sc = nn_sat32(nn_rshift_round_i64(d * m->inv_sqrt_hd_q24, 40 - tq - kt[(size_t)j * nkv]));
+    for (uint32_t j = 0; j < n; j++) {
+        int32_t sc = nn_sat32(nn_rshift_round_i64_inl(dots[j] * m->inv_sqrt_hd_q24, 40 - tq - kt[(size_t)j * nkv]));
         score[j] = sc;
         if (sc > smax)
             smax = sc;
     }
-    int64_t sum = 0;
-    for (uint32_t j = 0; j <= pos; j++) {
-        prob[j] = nn_exp_q16_q30((int64_t)score[j] - smax);
-        sum += prob[j];
-    }
+    int64_t sum = s->kern->softmax_exp_q30(score, smax, n, prob);
     uint64_t inv = (1ull << 62) / (uint64_t)sum;      /* sum >= 2^30: the max term is 1.0 */
     const int8_t *vt = s->vt + base * nkv + kvh;
     int tmax = 0;
-    for (uint32_t j = 0; j <= pos; j++) {
+    for (uint32_t j = 0; j < n; j++) {
         prob[j] = (int32_t)(((uint64_t)prob[j] * inv + (1ull << 31)) >> 32);
         if (vt[(size_t)j * nkv] > tmax)
             tmax = vt[(size_t)j * nkv];
     }
+    /* p_j aligned to the largest V exponent: in [0, 2^30], so it fits int32 again. */
+    for (uint32_t j = 0; j < n; j++)
+        prob[j] = (int32_t)nn_rshift_round_i64_inl(prob[j], tmax - vt[(size_t)j * nkv]);
     memset(acc, 0, hd * sizeof *acc);
-    const int16_t *vc = s->vc + base * m->kv_dim + (size_t)kvh * hd;
-    for (uint32_t j = 0; j <= pos; j++) {
-        int64_t p = nn_rshift_round_i64(prob[j], tmax - vt[(size_t)j * nkv]);
-        if (p == 0)
-            continue;
-        const int16_t *vj = vc + (size_t)j * m->kv_dim;
-        for (uint32_t d = 0; d < hd; d++)
-            acc[d] += p * vj[d];
-    }
+    s->kern->axpy_rows_i16(prob, s->vc + base * m->kv_dim + (size_t)kvh * hd, m->kv_dim, hd, n, acc);
     for (uint32_t d = 0; d < hd; d++)
-        out[d] = nn_sat32(nn_rshift_round_i64(acc[d], 30 - tmax));
+        out[d] = nn_sat32(nn_rshift_round_i64_inl(acc[d], 30 - tmax));
 }
 
 static void attention_job(void *arg, uint32_t w, uint32_t nw)
 {
     fwd_ctx *c = arg;
     nn_session *s = c->s;
-    uint32_t H = s->m->cfg.n_heads, hd = s->m->cfg.head_dim;
-    uint32_t lo, hi;
-    nn_split(c->n_tok * H, w, nw, &lo, &hi);
-    for (uint32_t i = lo; i < hi; i++) {
-        uint32_t b = i / H, h = i % H;
-        attend_head(s, c->layer, c->pos0 + b, h, s->q + (size_t)b * s->m->q_dim + h * hd,
-                    s->att + (size_t)b * s->m->q_dim + h * hd, s->scratch + w * s->scratch_stride);
-    }
+    uint32_t H = s->m->cfg.n_heads, hd = s->m->cfg.head_dim, lo, hi;
+    (void)nw;
+    while (claim(c, c->n_tok * H, &lo, &hi))
+        for (uint32_t i = lo; i < hi; i++) {
+            uint32_t b = i / H, h = i % H;
+            attend_head(s, c->layer, c->pos0 + b, h, s->q + (size_t)b * s->m->q_dim + h * hd,
+                        s->att + (size_t)b * s->m->q_dim + h * hd, s->scratch + w * s->scratch_stride);
+        }
 }
 
-/* Runs up to three matmuls over the same activations, rows split across workers. */
+/* Runs up to three matmuls over the same activations; their rows, laid end to end,
+ * are claimed in chunks. */
 static void matmul_job(void *arg, uint32_t w, uint32_t nw)
 {
     fwd_ctx *c = arg;
-    for (uint32_t i = 0; i < c->n_mm; i++) {
-        uint32_t lo, hi;
-        nn_split(c->mm[i].w->rows, w, nw, &lo, &hi);
-        if (lo < hi)
-            c->s->kern->matmul_q8_q16(&c->mm[i], lo, hi);
-    }
+    uint32_t total = 0, lo, hi;
+    (void)w;
+    (void)nw;
+    for (uint32_t i = 0; i < c->n_mm; i++)
+        total += c->mm[i].w->rows;
+    while (claim(c, total, &lo, &hi))
+        for (uint32_t i = 0, base = 0; i < c->n_mm && base < hi; base += c->mm[i].w->rows, i++) {
+            uint32_t r0 = lo > base ? lo - base : 0, r1 = hi - base;
+            if (r1 > c->mm[i].w->rows)
+                r1 = c->mm[i].w->rows;
+            if (r0 < r1)
+                c->s->kern->matmul_q8_q16(&c->mm[i], r0, r1);
+        }
 }
 
-static void run(nn_session *s, nn_pool_fn fn, fwd_ctx *c)
+/* Runs fn with items claimed `chunk` at a time: on every worker, or (split == 0, or no
+ * pool) on the calling thread alone. */
+static void run(nn_session *s, nn_pool_fn fn, fwd_ctx *c, uint32_t chunk, int split)
 {
-    if (s->pool)
+    atomic_store_explicit(&c->next, 0, memory_order_relaxed);
+    c->chunk = chunk ? chunk : 1;
+    if (s->pool && split)
         nn_pool_run(s->pool, fn, c);
     else
         fn(c, 0, 1);
 }
 
+/*
+ * Below this many multiply-adds a matmul job stays on the calling thread: waking the
+ * workers costs about a microsecond, and at dim 64 that is more than the work.
+ */
+#define MIN_SPLIT_MACS 32768u
+
 static void matmuls(nn_session *s, fwd_ctx *c, const nn_mm_args *mm, uint32_t n)
 {
+    uint64_t macs = 0;
+    uint32_t rows = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        macs += (uint64_t)mm[i].w->rows * mm[i].w->cols * mm[i].n_tok;
+        rows += mm[i].w->rows;
+    }
     c->mm = mm;
     c->n_mm = n;
-    run(s, matmul_job, c);
+    /* About eight chunks per worker, in multiples of 16 rows (whole SIMD row blocks). */
+    uint32_t chunk = (rows / (s->threads * 8) + 15) & ~15u;
+    run(s, matmul_job, c, chunk < 16 ? 16 : chunk, macs >= MIN_SPLIT_MACS);
+}
+
+static void tokens_job(void *arg, uint32_t w, uint32_t nw)
+{
+    fwd_ctx *c = arg;
+    uint32_t lo, hi;
+    (void)nw;
+    while (claim(c, c->n_tok, &lo, &hi))
+        for (uint32_t b = lo; b < hi; b++)
+            c->tok_fn(c, b, c->s->scratch + w * c->s->scratch_stride);
+}
+
+/* Runs fn for every token of the block on the workers, each with its own scratch; a
+ * single token runs on the caller (nothing to split). */
+static void run_tokens(nn_session *s, fwd_ctx *c, void (*fn)(fwd_ctx *c, uint32_t b, uint8_t *scratch))
+{
+    c->tok_fn = fn;
+    run(s, tokens_job, c, 1, c->n_tok > 1);
 }
 
 static nn_mm_args mm_args(const nn_session *s, const nn_q8_mat *w, uint32_t n_tok, int32_t *out,
@@ -452,6 +511,92 @@ static nn_mm_args mm_args(const nn_session *s, const nn_q8_mat *w, uint32_t n_to
         .as = s->xs, .n_tok = n_tok, .out = out, .out_stride = out_stride,
     };
     return a;
+}
+
+/* ---- per-token steps of a layer (run_tokens) ------------------------------------------ */
+
+static uint32_t xa_stride(const nn_model *m) { return max3(m->cfg.dim, m->q_dim, m->cfg.hidden_dim); }
+
+/* x += o (the previous sublayer's output; skipped before the block's first layer, whose
+ * input is complete), then the attention RMSNorm into xa. */
+static void tok_attn_norm(fwd_ctx *c, uint32_t b, uint8_t *scratch)
+{
+    nn_session *s = c->s;
+    const nn_model *m = s->m;
+    uint32_t dim = m->cfg.dim;
+    int32_t *x = s->x + (size_t)b * dim;
+    (void)scratch;
+    if (c->layer > c->l0) {
+        const int32_t *o = s->o + (size_t)b * dim;
+        for (uint32_t i = 0; i < dim; i++)
+            x[i] = nn_sat32((int64_t)x[i] + o[i]);
+    }
+    s->xs[b] = rmsnorm(x, &m->layers[c->layer].att_norm, m->cfg.norm_eps_q32, s->xa + (size_t)b * xa_stride(m));
+}
+
+/* RoPE on q and k, then k and v into the cache at position pos0 + b. */
+static void tok_rope_store(fwd_ctx *c, uint32_t b, uint8_t *scratch)
+{
+    nn_session *s = c->s;
+    const nn_model *m = s->m;
+    uint32_t hd = m->cfg.head_dim, qd = m->q_dim, kvd = m->kv_dim, nkv = m->cfg.n_kv_heads;
+    size_t row = (size_t)c->layer * s->max_seq + c->pos0 + b;
+    const int32_t *sc = s->rope + (size_t)b * hd;
+    (void)scratch;
+    rope_apply(s->q + (size_t)b * qd, qd, hd, sc);
+    rope_apply(s->k + (size_t)b * kvd, kvd, hd, sc);
+    kv_store(s->k + (size_t)b * kvd, nkv, hd, s->kc + row * kvd, s->kt + row * nkv);
+    kv_store(s->v + (size_t)b * kvd, nkv, hd, s->vc + row * kvd, s->vt + row * nkv);
+}
+
+/* The attention output, quantised for the output projection. */
+static void tok_attn_quant(fwd_ctx *c, uint32_t b, uint8_t *scratch)
+{
+    nn_session *s = c->s;
+    const nn_model *m = s->m;
+    (void)scratch;
+    s->xs[b] = nn_scale_pow2(nn_quant_i32_i16(s->att + (size_t)b * m->q_dim, m->q_dim,
+                                              s->xa + (size_t)b * xa_stride(m)) - 16);
+}
+
+/* x += o, then the feed-forward RMSNorm into xa. */
+static void tok_ffn_norm(fwd_ctx *c, uint32_t b, uint8_t *scratch)
+{
+    nn_session *s = c->s;
+    const nn_model *m = s->m;
+    uint32_t dim = m->cfg.dim;
+    int32_t *x = s->x + (size_t)b * dim;
+    const int32_t *o = s->o + (size_t)b * dim;
+    (void)scratch;
+    for (uint32_t i = 0; i < dim; i++)
+        x[i] = nn_sat32((int64_t)x[i] + o[i]);
+    s->xs[b] = rmsnorm(x, &m->layers[c->layer].ffn_norm, m->cfg.norm_eps_q32, s->xa + (size_t)b * xa_stride(m));
+}
+
+/* silu(h1) in place over the whole block, elements split across the workers: with
+ * one token (decode) this is the only part of SwiGLU worth splitting. */
+static void silu_job(void *arg, uint32_t w, uint32_t nw)
+{
+    fwd_ctx *c = arg;
+    int32_t *h1 = c->s->h1;
+    uint32_t lo, hi;
+    (void)w;
+    (void)nw;
+    while (claim(c, c->n_tok * c->s->m->cfg.hidden_dim, &lo, &hi))
+        c->s->kern->silu_q16(h1 + lo, hi - lo);
+}
+
+/* silu(h1) * h3 in Q32, quantised for the down projection. */
+static void tok_swiglu_quant(fwd_ctx *c, uint32_t b, uint8_t *scratch)
+{
+    nn_session *s = c->s;
+    const nn_model *m = s->m;
+    uint32_t hid = m->cfg.hidden_dim;
+    int64_t *hh = (int64_t *)(void *)(scratch + scratch_of(m, s->max_seq).hh);
+    const int32_t *h1 = s->h1 + (size_t)b * hid, *h3 = s->h3 + (size_t)b * hid;
+    for (uint32_t i = 0; i < hid; i++)
+        hh[i] = (int64_t)h1[i] * h3[i];                                /* Q32 */
+    s->xs[b] = nn_scale_pow2(nn_quant_i64_i16(hh, hid, s->xa + (size_t)b * xa_stride(m)) - 32);
 }
 
 /* ---- the block forward pass ---------------------------------------------------------- */
@@ -478,56 +623,36 @@ static void layers_block(nn_session *s, uint32_t pos0, uint32_t B, uint32_t l0, 
     const nn_model *m = s->m;
     const nn_config *c = &m->cfg;
     uint32_t dim = c->dim, hd = c->head_dim, qd = m->q_dim, kvd = m->kv_dim, hid = c->hidden_dim;
-    uint32_t stride = max3(dim, qd, hid);
-    fwd_ctx fc = { .s = s, .pos0 = pos0, .n_tok = B };
+    fwd_ctx fc = { .s = s, .pos0 = pos0, .n_tok = B, .l0 = l0 };
 
     for (uint32_t l = l0; l < l1; l++) {
         const nn_layer_w *L = &m->layers[l];
         fc.layer = l;
-        size_t kvrow = (size_t)l * s->max_seq + pos0;
+
+        run_tokens(s, &fc, tok_attn_norm);
         if (s->hook)
             s->hook(s->hook_ctx, l, pos0, B, s->x);
-
-        for (uint32_t b = 0; b < B; b++)
-            s->xs[b] = rmsnorm(s->x + (size_t)b * dim, &L->att_norm, c->norm_eps_q32, s->xa + (size_t)b * stride);
         nn_mm_args qkv[3] = {
             mm_args(s, &L->wq, B, s->q, qd), mm_args(s, &L->wk, B, s->k, kvd), mm_args(s, &L->wv, B, s->v, kvd),
         };
         matmuls(s, &fc, qkv, 3);
-        for (uint32_t b = 0; b < B; b++) {
-            const int32_t *sc = s->rope + (size_t)b * hd;
-            rope_apply(s->q + (size_t)b * qd, qd, hd, sc);
-            rope_apply(s->k + (size_t)b * kvd, kvd, hd, sc);
-            kv_store(s->k + (size_t)b * kvd, c->n_kv_heads, hd, s->kc + (kvrow + b) * kvd,
-                     s->kt + (kvrow + b) * c->n_kv_heads);
-            kv_store(s->v + (size_t)b * kvd, c->n_kv_heads, hd, s->vc + (kvrow + b) * kvd,
-                     s->vt + (kvrow + b) * c->n_kv_heads);
-        }
-        run(s, attention_job, &fc);
-
-        for (uint32_t b = 0; b < B; b++)
-            s->xs[b] = nn_scale_pow2(nn_quant_i32_i16(s->att + (size_t)b * qd, qd, s->xa + (size_t)b * stride) - 16);
+        run_tokens(s, &fc, tok_rope_store);
+        run(s, attention_job, &fc, 1, (uint64_t)B * c->n_heads * (pos0 + B) * hd >= MIN_SPLIT_MACS);
+        run_tokens(s, &fc, tok_attn_quant);
         nn_mm_args wo = mm_args(s, &L->wo, B, s->o, dim);
         matmuls(s, &fc, &wo, 1);
-        for (uint32_t i = 0; i < B * dim; i++)
-            s->x[i] = nn_sat32((int64_t)s->x[i] + s->o[i]);
 
-        for (uint32_t b = 0; b < B; b++)
-            s->xs[b] = rmsnorm(s->x + (size_t)b * dim, &L->ffn_norm, c->norm_eps_q32, s->xa + (size_t)b * stride);
+        run_tokens(s, &fc, tok_ffn_norm);
         nn_mm_args up[2] = { mm_args(s, &L->w1, B, s->h1, hid), mm_args(s, &L->w3, B, s->h3, hid) };
         matmuls(s, &fc, up, 2);
-        int64_t *hh = (int64_t *)(void *)(s->scratch + scratch_of(m, s->max_seq).hh);
-        for (uint32_t b = 0; b < B; b++) {
-            const int32_t *h1 = s->h1 + (size_t)b * hid, *h3 = s->h3 + (size_t)b * hid;
-            for (uint32_t i = 0; i < hid; i++)
-                hh[i] = (int64_t)nn_silu_q16(h1[i]) * h3[i];          /* Q32 */
-            s->xs[b] = nn_scale_pow2(nn_quant_i64_i16(hh, hid, s->xa + (size_t)b * stride) - 32);
-        }
+        run(s, silu_job, &fc, 256, (uint64_t)B * hid >= 4096);
+        run_tokens(s, &fc, tok_swiglu_quant);
         nn_mm_args down = mm_args(s, &L->w2, B, s->o, dim);
         matmuls(s, &fc, &down, 1);
+    }
+    if (l1 > l0) /* the last sublayer's residual add */
         for (uint32_t i = 0; i < B * dim; i++)
             s->x[i] = nn_sat32((int64_t)s->x[i] + s->o[i]);
-    }
     if (s->hook && l1 == c->n_layers)
         s->hook(s->hook_ctx, l1, pos0, B, s->x);
 }

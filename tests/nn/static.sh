@@ -4,7 +4,8 @@
 #    aligned/posix variants);
 #  - no float or double type, and no floating-point literal, appears in nn/ sources;
 #  - on x86-64 hosts, the compiled code contains no scalar or packed floating-point
-#    arithmetic instruction.
+#    arithmetic instruction;
+#  - on aarch64, sdot appears exactly when the board has dotprod.
 . "$(dirname "$0")/../lib/tap.sh"
 LIB="$KVMESH_BUILD/lib/libnn.a"
 NM="nm"
@@ -25,5 +26,15 @@ check "no floating-point literals in nn/ code (found: ${lit:-none})" [ -z "$lit"
 if [ "${KVMESH_TARGET_ARCH:-}" = "x86_64" ]; then
     fpi=$(objdump -d "$LIB" | grep -E '\s(v?(add|sub|mul|div|sqrt|min|max|rcp|rsqrt|round|fmadd[0-9]*|fmsub[0-9]*|ucomi|comi|cvt[a-z0-9]*)(ss|sd|ps|pd)|v?cvt(t?s[sd]2si|si2s[sd]|dq2p[sd]|p[sd]2dq|tp[sd]2dq))\b' || true)
     check "no floating-point instructions in libnn.a (found: $(echo "$fpi" | head -3))" [ -z "$fpi" ]
+fi
+# aarch64: the dot-product instructions (armv8.2) appear only in builds for boards that
+# have them; qemu with the board's CPU model would also kill a Pi 4 build that ran one.
+if [ "${KVMESH_TARGET_ARCH:-}" = "aarch64" ] && command -v aarch64-linux-gnu-objdump >/dev/null; then
+    nsdot=$(aarch64-linux-gnu-objdump -d "$LIB" | grep -cwE 'sdot|udot|usdot' || true)
+    if grep -q 'CPU_FEATURES ".*dotprod' "$KVMESH_BUILD/gen/kvmesh_board.h"; then
+        check "dotprod board: libnn.a has the sdot kernels ($nsdot dot instructions)" [ "$nsdot" -gt 0 ]
+    else
+        check "armv8-a board: libnn.a has no dot-product instruction (found $nsdot)" [ "$nsdot" -eq 0 ]
+    fi
 fi
 done_testing

@@ -107,6 +107,111 @@ static void ref_matches_brute_force(void **st)
     run_case(ref, 3, 4096, 256, 2, 1, 1);      /* largest group at full range: int32 group sums */
 }
 
+/*
+ * The attention kernels over ragged head sizes and row counts, with strided rows, full
+ * range values, and probabilities up to 2^31 - 1 (the contract's bound, above what
+ * attention produces).
+ */
+static void attention_rows(const nn_kernels *k)
+{
+    static const uint32_t dims[] = { 1, 3, 4, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 128, 256 };
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+        uint32_t n = dims[di], rows = 1 + rndn(300), stride = n + rndn(40);
+        int extreme = di % 3 == 0;
+        int16_t *q = malloc(n * 2), *kv = malloc(((size_t)rows * stride + 1) * 2);
+        int32_t *p = malloc(rows * 4);
+        int64_t *want = malloc(rows * 8 > n * 8 ? rows * 8 : n * 8), *got = malloc(rows * 8 > n * 8 ? rows * 8 : n * 8);
+        for (uint32_t i = 0; i < n; i++)
+            q[i] = extreme ? (i & 1 ? 32767 : -32767) : (int16_t)(rndn(65535) - 32767);
+        for (size_t i = 0; i < (size_t)rows * stride; i++)
+            kv[i] = extreme ? (i % 3 ? -32767 : 32767) : (int16_t)(rndn(65535) - 32767);
+        for (uint32_t j = 0; j < rows; j++)
+            p[j] = extreme ? 0x7fffffff : (int32_t)(rnd() & (j % 4 ? 0x3fffffff : 0x7fffffff));
+        nn_dot_rows_i16_ref(q, kv, stride, n, rows, want);
+        k->dot_rows_i16(q, kv, stride, n, rows, got);
+        if (memcmp(want, got, rows * 8)) {
+            print_error("kernel %s dot_rows differs: n %u rows %u\n", k->name, n, rows);
+            fail();
+        }
+        for (uint32_t i = 0; i < n; i++)
+            want[i] = got[i] = (int64_t)(rnd() % 2000001) - 1000000;
+        nn_axpy_rows_i16_ref(p, kv, stride, n, rows, want);
+        k->axpy_rows_i16(p, kv, stride, n, rows, got);
+        if (memcmp(want, got, n * 8)) {
+            print_error("kernel %s axpy_rows differs: n %u rows %u\n", k->name, n, rows);
+            fail();
+        }
+        free(q);
+        free(kv);
+        free(p);
+        free(want);
+        free(got);
+    }
+}
+
+/*
+ * Softmax numerators over every branch of nn_exp_q16_q30: x above xmax (1.0), the
+ * whole polynomial range in small steps, just past e^-64 (0), and the int32 extremes.
+ */
+static void softmax_exp(const nn_kernels *k)
+{
+    enum { N = 4099 };
+    static int32_t x[N], want[N], got[N];
+    const int64_t span = (int64_t)64 << 16;
+    for (int pass = 0; pass < 24; pass++) {
+        int32_t xmax = pass == 0 ? INT32_MAX : pass == 1 ? INT32_MIN + 1 : (int32_t)rnd();
+        for (uint32_t j = 0; j < N; j++) {
+            int64_t d;
+            if (j < 8)
+                d = (int64_t)j - 3;                                     /* around 0 */
+            else if (j < 16)
+                d = span - 4 + (int64_t)(j - 8);                         /* around e^-64 */
+            else if (j % 97 == 0)
+                d = (int64_t)xmax - INT32_MIN;                           /* farthest */
+            else
+                d = (int64_t)((uint64_t)pass * N + j) * 257 % (span + 1);
+            int64_t v = (int64_t)xmax - d;
+            x[j] = (int32_t)(v > INT32_MAX ? INT32_MAX : v < INT32_MIN ? INT32_MIN : v);
+        }
+        uint32_t n = pass < 20 ? N - (uint32_t)pass : 1 + rndn(7);
+        int64_t sw = nn_softmax_exp_q30_ref(x, xmax, n, want), sg = k->softmax_exp_q30(x, xmax, n, got);
+        if (sw != sg || memcmp(want, got, n * 4)) {
+            print_error("kernel %s softmax_exp_q30 differs: pass %d n %u\n", k->name, pass, n);
+            fail();
+        }
+    }
+}
+
+/* SiLU over every branch: around 0, the polynomial range, past e^-64 both ways, and
+ * the int32 extremes; lengths not a multiple of the vector width. */
+static void silu_rows(const nn_kernels *k)
+{
+    enum { N = 4099 };
+    static int32_t want[N], got[N];
+    for (int pass = 0; pass < 40; pass++) {
+        for (uint32_t j = 0; j < N; j++) {
+            int64_t v;
+            if (j < 16)
+                v = (int64_t)j - 8;
+            else if (j < 24)
+                v = j & 1 ? INT32_MAX - (int64_t)(j - 16) : INT32_MIN + (int64_t)(j - 16);
+            else if (pass < 20)
+                v = ((int64_t)pass * N + j) * 1021 % ((int64_t)140 << 16) - ((int64_t)70 << 16);
+            else
+                v = (int32_t)rnd();
+            want[j] = (int32_t)v;
+        }
+        memcpy(got, want, sizeof got);
+        uint32_t n = N - (uint32_t)(pass % 4);
+        nn_silu_q16_ref(want, n);
+        k->silu_q16(got, n);
+        if (memcmp(want, got, sizeof got)) {
+            print_error("kernel %s silu_q16 differs: pass %d\n", k->name, pass);
+            fail();
+        }
+    }
+}
+
 static void every_path_matches_ref(void **st)
 {
     (void)st;
@@ -123,6 +228,14 @@ static void every_path_matches_ref(void **st)
                 run_case(k, 1 + rndn(19), cols[c], groups[g], 1 + rndn(9), (g + c) % 5 == 0, 0);
         for (int i = 0; i < 40; i++)
             run_case(k, 1 + rndn(70), 1 + rndn(1100), 1 + rndn(256), 1 + rndn(17), i % 4 == 0, 0);
+        /* Real widths: past a fast path's row chunk (tens of KiB of weights), more than
+         * eight tokens with a remainder, whole and ragged groups of the usual sizes. */
+        run_case(k, 100, 4096, 64, 11, 0, 0);
+        run_case(k, 61, 2048 + 17, 32, 9, 1, 0);
+        run_case(k, 37, 5632, 256, 17, 0, 0);
+        run_case(k, 45, 3000, 48, 8, 0, 0);
+        run_case(k, 70, 576, 32, 1, 0, 0);
+        run_case(k, 33, 1536 + 8, 128, 5, 0, 0);
         /* dot_i16 over ragged lengths, including the full range. */
         for (uint32_t n = 0; n < 300; n += 1 + n / 16) {
             int16_t a[300], b[300];
@@ -132,6 +245,9 @@ static void every_path_matches_ref(void **st)
             }
             assert_true(k->dot_i16(a, b, n) == nn_dot_i16_ref(a, b, n));
         }
+        attention_rows(k);
+        softmax_exp(k);
+        silu_rows(k);
     }
 }
 
@@ -142,6 +258,12 @@ static void selection(void **st)
     assert_non_null(nn_kernels_select("auto"));
     assert_string_equal(nn_kernels_select("ref")->name, "ref");
     assert_null(nn_kernels_select("no-such-path"));
+    /* Say which paths this run could not check: not built for this target, or built
+     * but this CPU lacks the instructions (AVX-512 VNNI on the development machine). */
+    static const char *const known[] = { "avx2", "avx512vnni", "neon", "dotprod" };
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (!nn_kernels_select(known[i]))
+            print_message("kernel path %s: NOT RUN here (not in this build, or this CPU lacks it)\n", known[i]);
 }
 
 int main(void)

@@ -103,6 +103,79 @@ static void bit_identical_across_threads_blocks_and_kernels(void **st)
     run_free(&base);
 }
 
+/*
+ * The SIMD fast paths need group sizes the 260K models (group 4) do not use: a
+ * random-weight model with group 32 and 48 (whole groups of 16, and not a power of two),
+ * ragged hidden size, grouped-query attention. Every kernel path, thread count and block
+ * size must give the reference path's logits and KV bytes.
+ */
+static void fast_paths_bit_identical_on_wider_groups(void **st)
+{
+    (void)st;
+    static nn_model rm;
+    static const uint32_t groups[] = { 32, 48 };
+    uint32_t rt[80];
+    for (uint32_t i = 0; i < 80; i++)
+        rt[i] = 3 + (i * 2654435761u) % 509;
+    for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++) {
+        kt_img ib;
+        nn_image ri;
+        tu_build_random("128,344,2,4,2,512,96", groups[gi], 7, &ib);
+        assert_int_equal(nn_image_from_memory(&ri, ib.buf, ib.len), NN_OK);
+        assert_int_equal(nn_model_init(&rm, &ri), NN_OK);
+        uint32_t V = rm.cfg.vocab_size;
+        int32_t *base = NULL;
+        nn_session bs;
+        uint8_t *bmem = NULL;
+        char names[128];
+        snprintf(names, sizeof names, "ref %s", nn_kernels_available());
+        for (char *save, *name = strtok_r(names, " ", &save); name; name = strtok_r(NULL, " ", &save)) {
+            static const uint32_t tb[][2] = { { 1, 1 }, { 2, 13 }, { 3, 32 } };
+            for (size_t v = 0; v < sizeof tb / sizeof tb[0]; v++) {
+                nn_session_opts o = { .max_seq = 80, .max_batch = tb[v][1], .threads = tb[v][0], .kernels = name,
+                                      .all_logits = 1 };
+                size_t need;
+                assert_int_equal(nn_session_arena_bytes(&rm, &o, &need), NN_OK);
+                uint8_t *mem = aligned_alloc(64, (need + 63) & ~(size_t)63);
+                int32_t *lg = malloc((size_t)80 * V * 4);
+                nn_arena a;
+                nn_arena_init(&a, mem, need);
+                nn_session s;
+                assert_int_equal(nn_session_init(&s, &rm, &o, &a), NN_OK);
+                for (uint32_t p = 0; p < 80; p += tb[v][1]) {
+                    uint32_t b = 80 - p < tb[v][1] ? 80 - p : tb[v][1];
+                    const int32_t *out;
+                    assert_int_equal(nn_session_forward(&s, rt + p, b, &out), NN_OK);
+                    memcpy(lg + (size_t)p * V, out, (size_t)b * V * 4);
+                }
+                if (!base) {
+                    base = lg;
+                    bs = s;
+                    bmem = mem;
+                    continue;
+                }
+                if (memcmp(base, lg, (size_t)80 * V * 4) != 0) {
+                    print_error("group %u: kernels %s, %u threads, block %u: logits differ from ref\n", groups[gi],
+                                name, tb[v][0], tb[v][1]);
+                    fail();
+                }
+                size_t n = (size_t)rm.cfg.n_layers * 80;
+                assert_memory_equal(bs.kc, s.kc, n * rm.kv_dim * 2);
+                assert_memory_equal(bs.vc, s.vc, n * rm.kv_dim * 2);
+                assert_memory_equal(bs.kt, s.kt, n * rm.cfg.n_kv_heads);
+                assert_memory_equal(bs.vt, s.vt, n * rm.cfg.n_kv_heads);
+                nn_session_deinit(&s);
+                free(mem);
+                free(lg);
+            }
+        }
+        nn_session_deinit(&bs);
+        free(bmem);
+        free(base);
+        kt_img_free(&ib);
+    }
+}
+
 static void rollback_recomputes_identically(void **st)
 {
     (void)st;
@@ -179,6 +252,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bit_identical_across_threads_blocks_and_kernels),
+        cmocka_unit_test(fast_paths_bit_identical_on_wider_groups),
         cmocka_unit_test(rollback_recomputes_identically),
         cmocka_unit_test(range_errors_leave_the_session_untouched),
         cmocka_unit_test(arena_sizing),

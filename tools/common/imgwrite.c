@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -115,17 +116,84 @@ int kt_img_add_tensor(kt_img *w, const nn_tensor *t)
     return add_entry(w, t->kind, t->layer, t->dtype, t->rows, t->cols, t->exp, off, t->data_bytes, 0);
 }
 
-/* Squared error of quantising x[0..n) with scale s (values clamped to +-127). */
-static double group_error(const float *x, uint32_t n, double s)
+/*
+ * nearbyint() in the default rounding mode (to nearest, ties to even), inline: adding
+ * and subtracting 1.5 * 2^52 leaves y rounded to an integer for |y| < 2^51. Only the
+ * sign of a zero can differ from nearbyint(), and every use below multiplies the
+ * result by a scale or converts it to an integer, where +0 and -0 agree. nearbyint()
+ * was a library call per value and most of a 1B-parameter conversion.
+ */
+static inline double round_even(double y)
+{
+    if (!(fabs(y) < 0x1p51))
+        return nearbyint(y);
+    return (y + 0x1.8p52) - 0x1.8p52;
+}
+
+/*
+ * Squared error of quantising x[0..n) with scale s (values clamped to +-127), or any
+ * value >= limit once the running sum reaches limit: the terms are non-negative, so the
+ * sum can only grow, and a candidate that reaches the best error so far cannot win
+ * (the search keeps strictly smaller errors). The choice is the same as summing all.
+ */
+static double group_error(const float *x, uint32_t n, double s, double limit)
 {
     double e = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        double q = nearbyint(x[i] / s);
+    for (uint32_t i = 0; i < n && e < limit; i++) {
+        double q = round_even(x[i] / s);
         q = q > 127 ? 127 : q < -127 ? -127 : q;
         double d = x[i] - q * s;
         e += d * d;
     }
     return e;
+}
+
+typedef struct q8_job {
+    const float *v;
+    int8_t *q;
+    uint16_t *m;
+    uint32_t r0, r1, cols, G, ng;
+    int e;
+} q8_job;
+
+/* Rows [r0, r1): per group, the mantissa with the least squared error, then the values. */
+static void *quantise_rows(void *arg)
+{
+    const q8_job *j = arg;
+    uint32_t cols = j->cols, G = j->G, ng = j->ng;
+    int e = j->e;
+    for (uint32_t r = j->r0; r < j->r1; r++) {
+        for (uint32_t g = 0; g < ng; g++) {
+            uint32_t i0 = g * G, n = cols - i0 < G ? cols - i0 : G;
+            const float *x = j->v + (size_t)r * cols + i0;
+            double a = 0;
+            for (uint32_t i = 0; i < n; i++)
+                a = fmax(a, fabs(x[i]));
+            double ideal = ldexp(a / 127.0, e);           /* mantissa of the absmax scale */
+            long best_m = 1;
+            if (a > 0) {
+                /* Try the absmax scale (rounded up, so nothing clamps) and slightly
+                 * smaller ones, which trade a clipped maximum for finer steps. */
+                double best_err = INFINITY;
+                for (int k = -1; k <= 20; k++) {
+                    long mc = k < 0 ? (long)ceil(ideal) : lround(ideal * (1.0 - 0.01 * k));
+                    mc = mc < 1 ? 1 : mc > 65535 ? 65535 : mc;
+                    double err = group_error(x, n, ldexp((double)mc, -e), best_err);
+                    if (err < best_err) {
+                        best_err = err;
+                        best_m = mc;
+                    }
+                }
+            }
+            double s = ldexp((double)best_m, -e);
+            j->m[(size_t)r * ng + g] = (uint16_t)best_m;
+            for (uint32_t i = 0; i < n; i++) {
+                double qq = a > 0 ? round_even(x[i] / s) : 0;
+                j->q[(size_t)r * cols + i0 + i] = (int8_t)(qq > 127 ? 127 : qq < -127 ? -127 : qq);
+            }
+        }
+    }
+    return NULL;
 }
 
 int kt_img_add_q8(kt_img *w, uint32_t kind, uint32_t layer, const float *v, uint32_t rows, uint32_t cols)
@@ -155,37 +223,29 @@ int kt_img_add_q8(kt_img *w, uint32_t kind, uint32_t layer, const float *v, uint
         w->oom = 1;
         return -1;
     }
-    for (uint32_t r = 0; r < rows; r++) {
-        for (uint32_t g = 0; g < ng; g++) {
-            uint32_t i0 = g * G, n = cols - i0 < G ? cols - i0 : G;
-            const float *x = v + (size_t)r * cols + i0;
-            double a = 0;
-            for (uint32_t i = 0; i < n; i++)
-                a = fmax(a, fabs(x[i]));
-            double ideal = ldexp(a / 127.0, e);           /* mantissa of the absmax scale */
-            long best_m = 1;
-            if (a > 0) {
-                /* Try the absmax scale (rounded up, so nothing clamps) and slightly
-                 * smaller ones, which trade a clipped maximum for finer steps. */
-                double best_err = INFINITY;
-                for (int k = -1; k <= 20; k++) {
-                    long mc = k < 0 ? (long)ceil(ideal) : lround(ideal * (1.0 - 0.01 * k));
-                    mc = mc < 1 ? 1 : mc > 65535 ? 65535 : mc;
-                    double err = group_error(x, n, ldexp((double)mc, -e));
-                    if (err < best_err) {
-                        best_err = err;
-                        best_m = mc;
-                    }
-                }
-            }
-            double s = ldexp((double)best_m, -e);
-            m[(size_t)r * ng + g] = (uint16_t)best_m;
-            for (uint32_t i = 0; i < n; i++) {
-                double qq = a > 0 ? nearbyint(x[i] / s) : 0;
-                q[(size_t)r * cols + i0 + i] = (int8_t)(qq > 127 ? 127 : qq < -127 ? -127 : qq);
-            }
+    /* Rows are independent, so they are split over the online CPUs (at most 16); the
+     * bytes do not depend on the split. Small tensors stay on this thread. */
+    q8_job jobs[16];
+    pthread_t th[16];
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    uint32_t nt = (size_t)rows * cols < (1u << 20) || ncpu < 2 ? 1 : ncpu > 16 ? 16 : (uint32_t)ncpu;
+    if (nt > rows)
+        nt = rows;
+    uint32_t started = 1;
+    for (uint32_t t = 0; t < nt; t++) {
+        jobs[t] = (q8_job){ .v = v, .q = q, .m = m, .r0 = (uint32_t)((uint64_t)rows * t / nt),
+                            .r1 = (uint32_t)((uint64_t)rows * (t + 1) / nt), .cols = cols, .G = G, .ng = ng, .e = e };
+        if (t > 0) {
+            if (pthread_create(&th[t], NULL, quantise_rows, &jobs[t]) != 0)
+                quantise_rows(&jobs[t]);                /* no thread: do it here */
+            else
+                started |= 1u << t;
         }
     }
+    quantise_rows(&jobs[0]);
+    for (uint32_t t = 1; t < nt; t++)
+        if (started & (1u << t))
+            pthread_join(th[t], NULL);
     int rc = kt_img_add_q8_raw(w, kind, layer, q, m, e, rows, cols);
     free(q);
     free(m);

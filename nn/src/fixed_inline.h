@@ -1,0 +1,58 @@
+/*
+ * Private: inline bodies of the two roundings the hot loops call per element or per
+ * output (numerics version 1). fixed.c's exported nn_rshift_round_i64() and
+ * nn_mulshift_sat32() are these same functions, so there is one definition of each.
+ */
+#ifndef NN_FIXED_INLINE_H
+#define NN_FIXED_INLINE_H
+
+#include <stdint.h>
+
+/* log2(e) in Q32. */
+#define NN_LOG2E_Q32 6196328019ll
+
+/*
+ * 2^-f for f in [0, 1): least-squares fit of degree 8 on Chebyshev nodes, coefficients
+ * in Q31 (c0 = 1.0). Horner in Q31 stays within 1.6e-9 of the true value. Used by
+ * nn_exp_q16_q30() and by the SIMD softmax kernels, which must give the same bits.
+ */
+static const int64_t nn_exp2_neg_poly_q31[9] = {
+    2147483648ll, -1488522236ll, 515882490ll, -119194112ll, 20654494ll,
+    -2862538ll, 329366ll, -31303ll, 2014ll,
+};
+
+/* round(v / 2^s) for s > 0; v * 2^-s saturating for s <= 0. */
+static inline int64_t nn_rshift_round_i64_inl(int64_t v, int s)
+{
+    if (s > 0) {
+        if (s > 100)
+            return 0;
+        return (int64_t)(((__int128)v + ((__int128)1 << (s - 1))) >> s);
+    }
+    if (s == 0 || v == 0)
+        return v;
+    if (s < -62)
+        return v > 0 ? INT64_MAX : INT64_MIN;
+    __int128 r = (__int128)v * ((__int128)1 << -s);    /* a multiply: shifting a negative is UB */
+    return r > INT64_MAX ? INT64_MAX : r < INT64_MIN ? INT64_MIN : (int64_t)r;
+}
+
+/* round(acc * m / 2^shift), saturated to int32. */
+static inline int32_t nn_mulshift_sat32_inl(int64_t acc, uint32_t m, int shift)
+{
+    __int128 p = (__int128)acc * m;
+    if (shift > 0) {
+        if (shift > 120)
+            return 0;
+        p = (p + ((__int128)1 << (shift - 1))) >> shift;
+    } else if (shift < 0) {
+        if (p == 0)
+            return 0;
+        if (shift < -40 || p > INT32_MAX || p < INT32_MIN)
+            return p > 0 ? INT32_MAX : INT32_MIN;
+        p *= (__int128)1 << -shift;
+    }
+    return p > INT32_MAX ? INT32_MAX : p < INT32_MIN ? INT32_MIN : (int32_t)p;
+}
+
+#endif

@@ -1,0 +1,502 @@
+/*
+ * aarch64 kernels, bit-exact with kernels_ref.c: "neon" for every armv8-a board (Pi 4,
+ * Jetson Nano), and "dotprod" where the board's -mcpu has the armv8.2 dot product
+ * (Pi 5, Orin Nano). nn_kernels_impl.h decides which of the two this build contains,
+ * so a Pi 4 build has no sdot in it.
+ *
+ * neon: int8 weights widened to int16 (sxtl), multiplied by int16 activations and
+ * accumulated in int32 lanes (smlal, smlal2). A lane holds a sum over a subset of one
+ * group's products, at most 256 * 127 * 32767 < 2^31: exact. Per group the lanes are
+ * reduced (addp) and multiplied by the mantissa into int64 (smlal on 32-bit lanes).
+ *
+ * dotprod: sdot multiplies int8 by int8. Each int16 activation a splits into
+ *   hi = a >> 8 (signed, [-128, 127]) and lo' = (a & 255) - 128 ([-128, 127]),
+ *   a * w = 256 * (hi * w) + lo' * w + 128 * w,
+ * so a group sum is 256 * sdot(w, hi) + sdot(w, lo') + 128 * sdot(w, 1). Every lane of
+ * each term is bounded by 64 * 128 * 127 < 2^20 (a lane sees at most 64 of a 256-wide
+ * group), and the combination is again a subset sum of the group's true products.
+ *
+ * Fast paths need group % 8 == 0 (neon) or group % 16 == 0 (dotprod); a row's short
+ * last group ends in a scalar tail. Other groups use the reference.
+ */
+#include "nn_kernels_impl.h"
+
+#if NN_HAVE_NEON_KERNELS
+
+#include <arm_neon.h>
+
+#include "fixed_inline.h"
+#include "nn_fixed.h"
+
+static inline int32_t tail_dot(const int8_t *q, const int16_t *a, uint32_t n)
+{
+    int32_t s = 0;
+    for (uint32_t i = 0; i < n; i++)
+        s += q[i] * a[i];
+    return s;
+}
+
+/* c with v added to lane 0. */
+static inline int32x4_t add_lane0(int32x4_t c, int32_t v)
+{
+    return vaddq_s32(c, vsetq_lane_s32(v, vdupq_n_s32(0), 0));
+}
+
+/* [sum c0, sum c1, sum c2, sum c3] */
+static inline int32x4_t hsum4(int32x4_t c0, int32x4_t c1, int32x4_t c2, int32x4_t c3)
+{
+    return vpaddq_s32(vpaddq_s32(c0, c1), vpaddq_s32(c2, c3));
+}
+
+/* acc[0..3] += s[0..3] * m (m < 2^16, so it fits a signed 32-bit lane). */
+static inline void mla4(int64x2_t *lo, int64x2_t *hi, int32x4_t s, uint32_t m)
+{
+    *lo = vmlal_n_s32(*lo, vget_low_s32(s), (int32_t)m);
+    *hi = vmlal_high_n_s32(*hi, s, (int32_t)m);
+}
+
+static inline void store4(int64_t *out, int64x2_t lo, int64x2_t hi)
+{
+    vst1q_s64(out, lo);
+    vst1q_s64(out + 2, hi);
+}
+
+/* ---- neon matmul ------------------------------------------------------------------- */
+
+/* One group of one row times one token: 8 products per step into 4 int32 lanes. */
+static inline __attribute__((always_inline)) int32x4_t group_n1(const int8_t *q, const int16_t *a, uint32_t len)
+{
+    int32x4_t c = vdupq_n_s32(0);
+    uint32_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        int16x8_t w = vmovl_s8(vld1_s8(q + i)), x = vld1q_s16(a + i);
+        c = vmlal_s16(c, vget_low_s16(w), vget_low_s16(x));
+        c = vmlal_high_s16(c, w, x);
+    }
+    if (i < len)
+        c = add_lane0(c, tail_dot(q + i, a + i, len - i));
+    return c;
+}
+
+/* Decode: one row times one token, four groups reduced and scaled together. */
+static int64_t row_n1(const int8_t *q, const uint16_t *m, const int16_t *a, uint32_t cols, uint32_t G, uint32_t ng)
+{
+    int64x2_t lo = vdupq_n_s64(0), hi = lo;
+    uint32_t full = cols / G, g = 0;
+    for (; g + 4 <= full; g += 4) {
+        const int8_t *qg = q + (size_t)g * G;
+        const int16_t *ag = a + (size_t)g * G;
+        int32x4_t s = hsum4(group_n1(qg, ag, G), group_n1(qg + G, ag + G, G), group_n1(qg + 2 * G, ag + 2 * G, G),
+                            group_n1(qg + 3 * G, ag + 3 * G, G));
+        int32x4_t mv = vreinterpretq_s32_u32(vmovl_u16(vld1_u16(m + g)));
+        lo = vmlal_s32(lo, vget_low_s32(s), vget_low_s32(mv));
+        hi = vmlal_high_s32(hi, s, mv);
+    }
+    int64_t acc = vaddvq_s64(vaddq_s64(lo, hi));
+    for (; g < ng; g++) {
+        uint32_t i0 = g * G, len = cols - i0 < G ? cols - i0 : G;
+        acc += (int64_t)vaddvq_s32(group_n1(q + i0, a + i0, len)) * m[g];
+    }
+    return acc;
+}
+
+/*
+ * Prefill: rows qa, qb times tokens a[0..3]; each widened weight serves four tokens and
+ * each activation load two rows. out[r][t].
+ */
+static void rows_2x4(const int8_t *qa, const int8_t *qb, const uint16_t *ma, const uint16_t *mb,
+                     const int16_t *const a[4], uint32_t cols, uint32_t G, uint32_t ng, int64_t out[2][4])
+{
+    int64x2_t ea = vdupq_n_s64(0), fa = ea, eb = ea, fb = ea;
+    for (uint32_t g = 0, i0 = 0; g < ng; g++, i0 += G) {
+        uint32_t len = cols - i0 < G ? cols - i0 : G, i1 = i0 + (len & ~7u);
+        int32x4_t c00 = vdupq_n_s32(0), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+        for (uint32_t i = i0; i < i1; i += 8) {
+            int16x8_t wa = vmovl_s8(vld1_s8(qa + i)), wb = vmovl_s8(vld1_s8(qb + i)), x;
+#define NN_MLA2(ca, cb, x)                                                                                          \
+    do {                                                                                                            \
+        ca = vmlal_high_s16(vmlal_s16(ca, vget_low_s16(wa), vget_low_s16(x)), wa, x);                               \
+        cb = vmlal_high_s16(vmlal_s16(cb, vget_low_s16(wb), vget_low_s16(x)), wb, x);                               \
+    } while (0)
+            x = vld1q_s16(a[0] + i);
+            NN_MLA2(c00, c10, x);
+            x = vld1q_s16(a[1] + i);
+            NN_MLA2(c01, c11, x);
+            x = vld1q_s16(a[2] + i);
+            NN_MLA2(c02, c12, x);
+            x = vld1q_s16(a[3] + i);
+            NN_MLA2(c03, c13, x);
+#undef NN_MLA2
+        }
+        if (i1 < i0 + len) {
+            uint32_t n = i0 + len - i1;
+            c00 = add_lane0(c00, tail_dot(qa + i1, a[0] + i1, n));
+            c01 = add_lane0(c01, tail_dot(qa + i1, a[1] + i1, n));
+            c02 = add_lane0(c02, tail_dot(qa + i1, a[2] + i1, n));
+            c03 = add_lane0(c03, tail_dot(qa + i1, a[3] + i1, n));
+            c10 = add_lane0(c10, tail_dot(qb + i1, a[0] + i1, n));
+            c11 = add_lane0(c11, tail_dot(qb + i1, a[1] + i1, n));
+            c12 = add_lane0(c12, tail_dot(qb + i1, a[2] + i1, n));
+            c13 = add_lane0(c13, tail_dot(qb + i1, a[3] + i1, n));
+        }
+        mla4(&ea, &fa, hsum4(c00, c01, c02, c03), ma[g]);
+        mla4(&eb, &fb, hsum4(c10, c11, c12, c13), mb[g]);
+    }
+    store4(out[0], ea, fa);
+    store4(out[1], eb, fb);
+}
+
+/* Rows per L2-resident chunk in prefill: about 64 KiB of weights (the A72's L2 is
+ * 1 MiB shared by four cores). */
+static uint32_t chunk_rows(uint32_t cols)
+{
+    uint32_t n = (64u << 10) / cols;
+    return n < 1 ? 1 : n;
+}
+
+typedef void (*rows_2x4_fn)(const int8_t *qa, const int8_t *qb, const uint16_t *ma, const uint16_t *mb,
+                            const int16_t *const a[4], uint32_t cols, uint32_t G, uint32_t ng, int64_t out[2][4]);
+
+/*
+ * Prefill driver shared by both paths: a chunk of rows stays in cache while every token
+ * of the block passes over it (each weight read from memory once per block); row pairs
+ * meet token quads. Edge rows and tokens repeat the last one; their results are dropped.
+ */
+static void prefill(const nn_mm_args *A, uint32_t r0, uint32_t r1, rows_2x4_fn kern)
+{
+    const nn_q8_mat *w = A->w;
+    const uint32_t T = A->n_tok, CR = chunk_rows(w->cols);
+    for (uint32_t c0 = r0; c0 < r1; c0 += CR) {
+        uint32_t c1 = c0 + CR < r1 ? c0 + CR : r1;
+        for (uint32_t t = 0; t < T; t += 4) {
+            const int16_t *a[4];
+            for (uint32_t k = 0; k < 4; k++)
+                a[k] = A->a + (size_t)(t + k < T ? t + k : T - 1) * A->a_stride;
+            for (uint32_t r = c0; r < c1; r += 2) {
+                uint32_t rb = r + 1 < c1 ? r + 1 : r;
+                int64_t acc[2][4];
+                kern(w->q + (size_t)r * w->cols, w->q + (size_t)rb * w->cols, w->m + (size_t)r * w->ngroups,
+                     w->m + (size_t)rb * w->ngroups, a, w->cols, w->group, w->ngroups, acc);
+                for (uint32_t i = 0; i < 2 && r + i < c1; i++)
+                    for (uint32_t k = 0; k < 4 && t + k < T; k++)
+                        A->out[(size_t)(t + k) * A->out_stride + r + i] =
+                            nn_mulshift_sat32_inl(acc[i][k], A->as[t + k].m, A->as[t + k].e + w->exp - 16);
+            }
+        }
+    }
+}
+
+static void mm_neon(const nn_mm_args *A, uint32_t r0, uint32_t r1)
+{
+    const nn_q8_mat *w = A->w;
+    if (w->group % 8 || r0 >= r1) {
+        nn_matmul_q8_q16_ref(A, r0, r1);
+        return;
+    }
+    if (A->n_tok > 1) {
+        prefill(A, r0, r1, rows_2x4);
+        return;
+    }
+    int shift = A->as[0].e + w->exp - 16;
+    for (uint32_t r = r0; r < r1; r++) {
+        int64_t acc = row_n1(w->q + (size_t)r * w->cols, w->m + (size_t)r * w->ngroups, A->a, w->cols, w->group,
+                             w->ngroups);
+        A->out[r] = nn_mulshift_sat32_inl(acc, A->as[0].m, shift);
+    }
+}
+
+/* ---- attention --------------------------------------------------------------------- */
+
+/* A product of two int16 is below 2^30 but two of them may not fit an int32 lane, so
+ * each smull result is added pairwise into int64 lanes (sadalp). */
+static int64_t dot_neon(const int16_t *a, const int16_t *b, uint32_t n)
+{
+    int64x2_t s0 = vdupq_n_s64(0), s1 = s0;
+    uint32_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        int16x8_t x = vld1q_s16(a + i), y = vld1q_s16(b + i);
+        s0 = vpadalq_s32(s0, vmull_s16(vget_low_s16(x), vget_low_s16(y)));
+        s1 = vpadalq_s32(s1, vmull_high_s16(x, y));
+    }
+    int64_t s = vaddvq_s64(vaddq_s64(s0, s1));
+    for (; i < n; i++)
+        s += (int32_t)a[i] * b[i];
+    return s;
+}
+
+static void dot_rows_neon(const int16_t *q, const int16_t *k, size_t k_stride, uint32_t n, uint32_t n_rows,
+                          int64_t *out)
+{
+    for (uint32_t j = 0; j < n_rows; j++)
+        out[j] = dot_neon(q, k + j * k_stride, n);
+}
+
+/* acc[i] += sum_j p[j] * v[j][i]: v widened to int32, smlal by the scalar p[j] into
+ * int64 lanes; 16 outputs (eight int64x2) stay in registers while the rows go by. */
+static void axpy_rows_neon(const int32_t *p, const int16_t *v, size_t v_stride, uint32_t n, uint32_t n_rows,
+                           int64_t *acc)
+{
+    uint32_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        /* Named accumulators, so that they stay in registers. */
+        int64_t *o = acc + i;
+        int64x2_t s0 = vld1q_s64(o), s1 = vld1q_s64(o + 2), s2 = vld1q_s64(o + 4), s3 = vld1q_s64(o + 6);
+        int64x2_t s4 = vld1q_s64(o + 8), s5 = vld1q_s64(o + 10), s6 = vld1q_s64(o + 12), s7 = vld1q_s64(o + 14);
+        for (uint32_t j = 0; j < n_rows; j++) {
+            const int16_t *vj = v + j * v_stride + i;
+            int32_t pj = p[j];
+            int16x8_t x = vld1q_s16(vj), y = vld1q_s16(vj + 8);
+            int32x4_t xl = vmovl_s16(vget_low_s16(x)), xh = vmovl_high_s16(x);
+            int32x4_t yl = vmovl_s16(vget_low_s16(y)), yh = vmovl_high_s16(y);
+            s0 = vmlal_n_s32(s0, vget_low_s32(xl), pj);
+            s1 = vmlal_high_n_s32(s1, xl, pj);
+            s2 = vmlal_n_s32(s2, vget_low_s32(xh), pj);
+            s3 = vmlal_high_n_s32(s3, xh, pj);
+            s4 = vmlal_n_s32(s4, vget_low_s32(yl), pj);
+            s5 = vmlal_high_n_s32(s5, yl, pj);
+            s6 = vmlal_n_s32(s6, vget_low_s32(yh), pj);
+            s7 = vmlal_high_n_s32(s7, yh, pj);
+        }
+        vst1q_s64(o, s0);
+        vst1q_s64(o + 2, s1);
+        vst1q_s64(o + 4, s2);
+        vst1q_s64(o + 6, s3);
+        vst1q_s64(o + 8, s4);
+        vst1q_s64(o + 10, s5);
+        vst1q_s64(o + 12, s6);
+        vst1q_s64(o + 14, s7);
+    }
+    for (; i < n; i++)
+        for (uint32_t j = 0; j < n_rows; j++)
+            acc[i] += (int64_t)p[j] * v[j * v_stride + i];
+}
+
+/* ---- softmax numerators and SiLU --------------------------------------------------- */
+
+/*
+ * nn_exp_q16_q30(d) for two int64 lanes, step for step the scalar algorithm (see
+ * fixed.c): y = -d * log2(e) in Q31, with log2(e) = 2^32 + 1901360723 in Q32 so the
+ * product is a shift plus one 32x32 multiply; Horner in Q31 on 32-bit lanes (smull;
+ * the intermediates fit, the last one is not multiplied again); then the rounding
+ * shift by 1 + int(y), where ushl by 64 or more gives 0 as the scalar code does.
+ */
+static inline int64x2_t exp2_q30(int64x2_t d)
+{
+    const int64x2_t zero = vdupq_n_s64(0);
+    uint64x2_t pos = vcgeq_s64(d, zero);
+    int64x2_t nd = vnegq_s64(d);
+    uint64x2_t big = vcgtq_s64(nd, vdupq_n_s64((int64_t)64 << 16));
+    nd = vbslq_s64(vorrq_u64(pos, big), zero, nd);
+    uint64x2_t y = vaddq_u64(vshlq_n_u64(vreinterpretq_u64_s64(nd), 32),
+                             vmull_n_u32(vmovn_u64(vreinterpretq_u64_s64(nd)), (uint32_t)(NN_LOG2E_Q32 - (1ll << 32))));
+    y = vshrq_n_u64(vaddq_u64(y, vdupq_n_u64(1ull << 16)), 17);
+    int64x2_t ni = vreinterpretq_s64_u64(vshrq_n_u64(y, 31));
+    int32x2_t f = vmovn_s64(vreinterpretq_s64_u64(vandq_u64(y, vdupq_n_u64(0x7fffffff))));
+    int64x2_t acc = vdupq_n_s64(nn_exp2_neg_poly_q31[8]);
+    for (int k = 7; k >= 0; k--) {
+        int64x2_t p = vmull_s32(vmovn_s64(acc), f);
+        acc = vaddq_s64(vshrq_n_s64(vaddq_s64(p, vdupq_n_s64(1ll << 30)), 31), vdupq_n_s64(nn_exp2_neg_poly_q31[k]));
+    }
+    int64x2_t sh = vaddq_s64(ni, vdupq_n_s64(1));                                     /* 1 + n, >= 1 */
+    uint64x2_t half = vshlq_u64(vdupq_n_u64(1), vsubq_s64(sh, vdupq_n_s64(1)));
+    int64x2_t r = vreinterpretq_s64_u64(vshlq_u64(vaddq_u64(vreinterpretq_u64_s64(acc), half), vnegq_s64(sh)));
+    r = vbslq_s64(big, zero, r);
+    return vbslq_s64(pos, vdupq_n_s64(1ll << 30), r);
+}
+
+static int64_t softmax_exp_neon(const int32_t *x, int32_t xmax, uint32_t n, int32_t *out)
+{
+    int64x2_t sum = vdupq_n_s64(0);
+    const int64x2_t vmax = vdupq_n_s64(xmax);
+    uint32_t j = 0;
+    for (; j + 2 <= n; j += 2) {
+        int64x2_t r = exp2_q30(vsubq_s64(vmovl_s32(vld1_s32(x + j)), vmax));
+        sum = vaddq_s64(sum, r);
+        vst1_s32(out + j, vmovn_s64(r));
+    }
+    int64_t s = vaddvq_s64(sum);
+    for (; j < n; j++) {
+        out[j] = nn_exp_q16_q30((int64_t)x[j] - xmax);
+        s += out[j];
+    }
+    return s;
+}
+
+/*
+ * x[i] = nn_silu_q16(x[i]), two lanes at a time: e = exp(-|x|), the sigmoid's rounded
+ * quotient (num + den/2) / den (den = 2^30 + e, num = 2^60 or e * 2^30) by restoring
+ * division over its 31 bits (remainders below 2^62: signed compares are exact), then
+ * round(x * q / 2^30).
+ */
+static void silu_neon(int32_t *x, uint32_t n)
+{
+    const int64x2_t zero = vdupq_n_s64(0);
+    uint32_t i = 0;
+    for (; i + 2 <= n; i += 2) {
+        int32x2_t x32 = vld1_s32(x + i);
+        int64x2_t xv = vmovl_s32(x32);
+        uint64x2_t neg = vcltq_s64(xv, zero);
+        int64x2_t e = exp2_q30(vnegq_s64(vabsq_s64(xv)));
+        int64x2_t den = vaddq_s64(vdupq_n_s64(1ll << 30), e);
+        int64x2_t num = vbslq_s64(neg, vshlq_n_s64(e, 30), vdupq_n_s64(1ll << 60));
+        int64x2_t rem = vaddq_s64(num, vshrq_n_s64(den, 1)), q = zero;
+        for (int b = 30; b >= 0; b--) {
+            int64x2_t t = vshlq_s64(den, vdupq_n_s64(b));
+            uint64x2_t ge = vcgeq_s64(rem, t);
+            rem = vsubq_s64(rem, vandq_s64(vreinterpretq_s64_u64(ge), t));
+            q = vorrq_s64(q, vandq_s64(vreinterpretq_s64_u64(ge), vdupq_n_s64(1ll << b)));
+        }
+        int64x2_t p = vmull_s32(x32, vmovn_s64(q));
+        vst1_s32(x + i, vmovn_s64(vshrq_n_s64(vaddq_s64(p, vdupq_n_s64(1ll << 29)), 30)));
+    }
+    for (; i < n; i++)
+        x[i] = nn_silu_q16(x[i]);
+}
+
+const nn_kernels nn_kernels_neon = {
+    .name = "neon",
+    .matmul_q8_q16 = mm_neon,
+    .dot_i16 = dot_neon,
+    .dot_rows_i16 = dot_rows_neon,
+    .axpy_rows_i16 = axpy_rows_neon,
+    .softmax_exp_q30 = softmax_exp_neon,
+    .silu_q16 = silu_neon,
+};
+
+/* ---- dotprod matmul ---------------------------------------------------------------- */
+
+#if NN_HAVE_DOTPROD_KERNELS
+
+/* 16 activations -> hi = a >> 8 and lo' = (a & 255) - 128, each as 16 int8. */
+static inline void split16(const int16_t *a, int8x16_t *hi, int8x16_t *lo)
+{
+    int16x8_t x0 = vld1q_s16(a), x1 = vld1q_s16(a + 8);
+    *hi = vcombine_s8(vshrn_n_s16(x0, 8), vshrn_n_s16(x1, 8));
+    *lo = veorq_s8(vcombine_s8(vmovn_s16(x0), vmovn_s16(x1)), vdupq_n_s8((int8_t)0x80));
+}
+
+/* 256 * hi + lo' + 128 * wsum: the lanes of the true group sum. */
+static inline int32x4_t combine(int32x4_t hi, int32x4_t lo, int32x4_t wsum)
+{
+    return vaddq_s32(vmlaq_n_s32(lo, hi, 256), vshlq_n_s32(wsum, 7));
+}
+
+/* One group of one row times one token (sdot); a short tail is added exactly. */
+static inline __attribute__((always_inline)) int32x4_t group_d1(const int8_t *q, const int16_t *a, uint32_t len)
+{
+    int32x4_t h = vdupq_n_s32(0), l = h, ws = h;
+    const int8x16_t ones = vdupq_n_s8(1);
+    uint32_t i = 0;
+    for (; i + 16 <= len; i += 16) {
+        int8x16_t w = vld1q_s8(q + i), xh, xl;
+        split16(a + i, &xh, &xl);
+        h = vdotq_s32(h, w, xh);
+        l = vdotq_s32(l, w, xl);
+        ws = vdotq_s32(ws, w, ones);
+    }
+    int32x4_t c = combine(h, l, ws);
+    if (i < len)
+        c = add_lane0(c, tail_dot(q + i, a + i, len - i));
+    return c;
+}
+
+static int64_t row_d1(const int8_t *q, const uint16_t *m, const int16_t *a, uint32_t cols, uint32_t G, uint32_t ng)
+{
+    int64x2_t lo = vdupq_n_s64(0), hi = lo;
+    uint32_t full = cols / G, g = 0;
+    for (; g + 4 <= full; g += 4) {
+        const int8_t *qg = q + (size_t)g * G;
+        const int16_t *ag = a + (size_t)g * G;
+        int32x4_t s = hsum4(group_d1(qg, ag, G), group_d1(qg + G, ag + G, G), group_d1(qg + 2 * G, ag + 2 * G, G),
+                            group_d1(qg + 3 * G, ag + 3 * G, G));
+        int32x4_t mv = vreinterpretq_s32_u32(vmovl_u16(vld1_u16(m + g)));
+        lo = vmlal_s32(lo, vget_low_s32(s), vget_low_s32(mv));
+        hi = vmlal_high_s32(hi, s, mv);
+    }
+    int64_t acc = vaddvq_s64(vaddq_s64(lo, hi));
+    for (; g < ng; g++) {
+        uint32_t i0 = g * G, len = cols - i0 < G ? cols - i0 : G;
+        acc += (int64_t)vaddvq_s32(group_d1(q + i0, a + i0, len)) * m[g];
+    }
+    return acc;
+}
+
+/* Prefill: rows qa, qb times tokens a[0..3]. Each token chunk is split once for both
+ * rows; each row's weight sum (sdot with ones) once for all four tokens. */
+static void rows_2x4_dot(const int8_t *qa, const int8_t *qb, const uint16_t *ma, const uint16_t *mb,
+                         const int16_t *const a[4], uint32_t cols, uint32_t G, uint32_t ng, int64_t out[2][4])
+{
+    int64x2_t ea = vdupq_n_s64(0), fa = ea, eb = ea, fb = ea;
+    const int8x16_t ones = vdupq_n_s8(1);
+    for (uint32_t g = 0, i0 = 0; g < ng; g++, i0 += G) {
+        uint32_t len = cols - i0 < G ? cols - i0 : G, i1 = i0 + (len & ~15u);
+        /* Arrays indexed by constants in fully unrolled loops: they live in registers. */
+        int32x4_t z = vdupq_n_s32(0), wsa = z, wsb = z;
+        int32x4_t ha[4] = { z, z, z, z }, la[4] = { z, z, z, z }, hb[4] = { z, z, z, z }, lb[4] = { z, z, z, z };
+        for (uint32_t i = i0; i < i1; i += 16) {
+            int8x16_t wa = vld1q_s8(qa + i), wb = vld1q_s8(qb + i);
+            wsa = vdotq_s32(wsa, wa, ones);
+            wsb = vdotq_s32(wsb, wb, ones);
+#pragma GCC unroll 4
+            for (int t = 0; t < 4; t++) {
+                int8x16_t xh, xl;
+                split16(a[t] + i, &xh, &xl);
+                ha[t] = vdotq_s32(ha[t], wa, xh);
+                la[t] = vdotq_s32(la[t], wa, xl);
+                hb[t] = vdotq_s32(hb[t], wb, xh);
+                lb[t] = vdotq_s32(lb[t], wb, xl);
+            }
+        }
+        int32x4_t ca[4], cb[4];
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) {
+            ca[t] = combine(ha[t], la[t], wsa);
+            cb[t] = combine(hb[t], lb[t], wsb);
+        }
+        if (i1 < i0 + len) {
+            uint32_t n = i0 + len - i1;
+#pragma GCC unroll 4
+            for (int t = 0; t < 4; t++) {
+                ca[t] = add_lane0(ca[t], tail_dot(qa + i1, a[t] + i1, n));
+                cb[t] = add_lane0(cb[t], tail_dot(qb + i1, a[t] + i1, n));
+            }
+        }
+        mla4(&ea, &fa, hsum4(ca[0], ca[1], ca[2], ca[3]), ma[g]);
+        mla4(&eb, &fb, hsum4(cb[0], cb[1], cb[2], cb[3]), mb[g]);
+    }
+    store4(out[0], ea, fa);
+    store4(out[1], eb, fb);
+}
+
+static void mm_dotprod(const nn_mm_args *A, uint32_t r0, uint32_t r1)
+{
+    const nn_q8_mat *w = A->w;
+    if (w->group % 16 || r0 >= r1) {
+        mm_neon(A, r0, r1);
+        return;
+    }
+    if (A->n_tok > 1) {
+        prefill(A, r0, r1, rows_2x4_dot);
+        return;
+    }
+    int shift = A->as[0].e + w->exp - 16;
+    for (uint32_t r = r0; r < r1; r++) {
+        int64_t acc = row_d1(w->q + (size_t)r * w->cols, w->m + (size_t)r * w->ngroups, A->a, w->cols, w->group,
+                             w->ngroups);
+        A->out[r] = nn_mulshift_sat32_inl(acc, A->as[0].m, shift);
+    }
+}
+
+const nn_kernels nn_kernels_dotprod = {
+    .name = "dotprod",
+    .matmul_q8_q16 = mm_dotprod,
+    .dot_i16 = dot_neon,
+    .dot_rows_i16 = dot_rows_neon,
+    .axpy_rows_i16 = axpy_rows_neon,
+    .softmax_exp_q30 = softmax_exp_neon,
+    .silu_q16 = silu_neon,
+};
+
+#endif /* NN_HAVE_DOTPROD_KERNELS */
+
+#endif /* NN_HAVE_NEON_KERNELS */

@@ -1,0 +1,41 @@
+#!/bin/sh
+# kvmesh bench: one JSON object with every field the speed issue asks for, numbers that
+# agree with each other (bandwidth_fraction recomputed from its parts), the kernel
+# path that was asked for, and bad options refused with the usual exit codes.
+. "$(dirname "$0")/../lib/tap.sh"
+require_models
+M="$KVMESH_MODELS/stories260K"
+run "$BIN/kvmesh-convert" -q --llama2c "$M/stories260K.bin" --tokenizer "$M/tok512.bin" -g 4 -o "$TMPD/s.kvm" ||
+    fail "convert stories260K"
+img_bytes=$(wc -c <"$TMPD/s.kvm")
+
+run "$BIN/kvmesh" bench -m "$TMPD/s.kvm" --threads 2 -p 24 -n 8 --reps 1 --mem-mib 16 --kernels ref \
+    >"$TMPD/b.json" 2>"$TMPD/b.err"
+rc=$?
+check "bench exits 0 ($(tail -n1 "$TMPD/b.err"))" [ "$rc" -eq 0 ]
+echo "# $(cat "$TMPD/b.json")"
+check "bench prints one line" [ "$(wc -l <"$TMPD/b.json")" -eq 1 ]
+for k in prefill_tok_s decode_tok_s weight_bytes_per_token arena_bytes kernels mem_read_gbps \
+         bandwidth_fraction threads machine cpu model n_layers hidden_dim group_size; do
+    check "field $k" grep -q "\"$k\":" "$TMPD/b.json"
+done
+num() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" "$TMPD/b.json"; }
+dec=$(num decode_tok_s); pre=$(num prefill_tok_s); w=$(num weight_bytes_per_token)
+g=$(num mem_read_gbps); f=$(num bandwidth_fraction); a=$(num arena_bytes)
+check "speeds and bandwidth are positive ($pre, $dec, $g)" \
+    awk -v p="$pre" -v d="$dec" -v g="$g" 'BEGIN { exit !(p > 0 && d > 0 && g > 0) }'
+check "bandwidth_fraction $f = decode * bytes / bandwidth" \
+    awk -v d="$dec" -v w="$w" -v g="$g" -v f="$f" 'BEGIN { x = d * w / (g * 1e9); exit !(x - f < 0.002 && f - x < 0.002) }'
+check "weight bytes per token ($w) within the image ($img_bytes)" \
+    awk -v w="$w" -v i="$img_bytes" 'BEGIN { exit !(w > i / 2 && w < i) }'
+check "arena bytes reported ($a)" awk -v a="$a" 'BEGIN { exit !(a > 0) }'
+check "the requested kernel path ran" grep -q '"kernels":"ref"' "$TMPD/b.json"
+check "the requested thread count ran" grep -q '"threads":2,' "$TMPD/b.json"
+
+expect_fail "bench: unknown mode" 2 "unknown mode" run "$BIN/kvmesh" bench -m "$TMPD/s.kvm" --mode nope
+expect_fail "bench: unknown kernel path" 2 "not available" run "$BIN/kvmesh" bench -m "$TMPD/s.kvm" --kernels bogus
+expect_fail "bench: prompt and decode past the context" 1 "do not fit" \
+    run "$BIN/kvmesh" bench -m "$TMPD/s.kvm" --ctx 16 -p 12 -n 8 --mem-mib 1
+expect_fail "bench: missing -m" 2 "required" run "$BIN/kvmesh" bench
+expect_fail "bench: threads not a number" 2 "integer" run "$BIN/kvmesh" bench -m "$TMPD/s.kvm" --threads x
+done_testing
