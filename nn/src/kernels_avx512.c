@@ -17,9 +17,14 @@
 
 #if NN_HAVE_X86_KERNELS
 
+#include <immintrin.h>
+/* gcc: a target pragma; clang (the fuzz builds) ignores that one and takes an attribute. */
+#ifdef __clang__
+#pragma clang attribute push(__attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512vnni"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,avx512f,avx512bw,avx512vl,avx512vnni")
-#include <immintrin.h>
+#endif
 
 #include "fixed_inline.h"
 
@@ -191,6 +196,10 @@ const nn_kernels nn_kernels_avx512vnni = {
     .silu_q16 = nn_silu_q16_avx2,
 };
 
+#ifdef __clang__
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 #endif
