@@ -241,10 +241,17 @@ static int number(jp *s, uint32_t idx)
     }
     if (s->p - b > 4096)
         return fail(s, "number too long");
-    kt_jv *v = &s->j->v[idx];
+    /* Copied, so that values outlive the input text like strings do. */
+    kt_json *j = s->j;
+    size_t n = (size_t)(s->p - b);
+    char *o = j->strs + j->strs_len;
+    memcpy(o, b, n);
+    o[n] = 0;
+    j->strs_len += n + 1;
+    kt_jv *v = &j->v[idx];
     v->type = KT_J_NUM;
-    v->s = (const char *)b;
-    v->len = (uint32_t)(s->p - b);
+    v->s = o;
+    v->len = (uint32_t)n;
     return 0;
 }
 
@@ -348,9 +355,10 @@ int kt_json_parse(kt_json *j, const char *text, size_t len, char *err, size_t er
     memset(j, 0, sizeof *j);
     jp s = { j, (const unsigned char *)text, (const unsigned char *)text + len, (const unsigned char *)text,
              err, errlen, 0 };
-    /* Unescaped strings are never longer than their source, plus a NUL each (a
-     * string takes at least 2 source bytes for its quotes). */
-    j->strs = malloc(len + 1);
+    /* Unescaped strings and copied numbers never take more than their source plus a
+     * NUL each, and every NUL is paid for by a quote or a delimiter: 2 * len + 2 is
+     * generous. */
+    j->strs = malloc(2 * len + 2);
     uint32_t root;
     if (!j->strs) {
         snprintf(err, errlen, "out of memory");

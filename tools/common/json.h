@@ -2,8 +2,9 @@
  * json.h: a small, strict JSON parser (RFC 8259) for the converters' config.json,
  * tokenizer.json and safetensors headers. Host-only: it allocates from the heap.
  *
- * The whole document becomes an array of nodes; strings are unescaped into one buffer
- * (valid UTF-8, NUL-terminated, embedded NULs kept in len). Strict means: no comments,
+ * The whole document becomes an array of nodes; strings are unescaped (and number texts
+ * copied) into one buffer (valid UTF-8, NUL-terminated, embedded NULs kept in len), so
+ * the input text may go away after parsing. Strict means: no comments,
  * no trailing commas, no leading zeros, no control characters or invalid UTF-8 in
  * strings, no lone surrogates, nothing after the value, nesting at most 256 deep.
  *
@@ -29,7 +30,7 @@ typedef struct kt_jv {
     uint32_t first;      /* first child (arrays, objects); 0 = none */
     uint32_t next;       /* next sibling; 0 = none */
     uint32_t key_len;
-    const char *s;       /* string (unescaped) or number text (not terminated) */
+    const char *s;       /* string (unescaped) or number text, NUL-terminated */
     const char *key;     /* member name inside an object, else NULL */
 } kt_jv;
 
