@@ -10,3 +10,7 @@ $(EXPORT_HELPER): $(EXPORT_SRCS) tests/tools/export/export.h $(LIBDIR)/libkvtool
 	    $(LIBDIR)/libkvtools.a $(LIBDIR)/libnn.a $(LDFLAGS_ALL) -lm
 	@echo "  LD      $@"
 tests-build: $(EXPORT_HELPER)
+
+# C tests of the format readers and tokenizers; they use the exporter's code directly.
+$(call add_cmocka_tests,kvtools nn,$(wildcard tests/tools/test_*.c),-lm,tests/lib/testutil.c tests/tools/export/export.c)
+tools_test_formats_CFLAGS += -Itests/tools/export

@@ -562,7 +562,8 @@ int kx_export_gguf(kt_source *src, const char *path, const kx_opts *o, char *err
     put(&h, "GGUF", 4);
     put_u32(&h, 3);
     put_u64(&h, kept);
-    put_u64(&h, 20);                               /* metadata entries, counted below */
+    int hd = c->head_dim != c->dim / c->n_heads;
+    put_u64(&h, 20 + 2 * hd);                      /* metadata entries, as written below */
     g_s(&h, "general.architecture", o->arch ? o->arch : "llama");
     g_s(&h, "general.name", "stories260K");
     g_u32(&h, "general.file_type", q8 ? 7 : f16 ? 1 : 0);
@@ -573,6 +574,10 @@ int kx_export_gguf(kt_source *src, const char *path, const kx_opts *o, char *err
     g_u32(&h, "llama.rope.dimension_count", c->head_dim);
     g_u32(&h, "llama.attention.head_count", c->n_heads);
     g_u32(&h, "llama.attention.head_count_kv", c->n_kv_heads);
+    if (hd) {
+        g_u32(&h, "llama.attention.key_length", c->head_dim);
+        g_u32(&h, "llama.attention.value_length", c->head_dim);
+    }
     g_f32(&h, "llama.attention.layer_norm_rms_epsilon", (float)src->norm_eps);
     g_f32(&h, "llama.rope.freq_base", (float)(o->rope_theta ? o->rope_theta : src->rope_theta));
     g_s(&h, "tokenizer.ggml.model", "llama");
