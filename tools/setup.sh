@@ -23,6 +23,7 @@ apt-get update
 # Host build, tests and tools.
 HOST_PKGS="build-essential pkg-config make git ca-certificates openssl
  libcmocka-dev libmosquitto-dev libmbedtls-dev libzstd-dev libgpiod-dev libinih-dev
+ libicu-dev
  mosquitto mosquitto-clients
  clang-14 libclang-rt-14-dev
  binutils iproute2 procps psmisc dpkg-dev systemd fakeroot"
