@@ -482,7 +482,7 @@ static void gguf_bounds(void **st)
     gg_u32(f, &k, 9);
     gg_u32(f, &k, 8);
     gg_u64(f, &k, 1ull << 60);
-    gguf_err(f, k, "more than the file");
+    gguf_err(f, k, "more than the file holds");
 }
 
 /* ---- weights: permutation, dtypes, rope, head_dim, Q8_0 ------------------------------------- */

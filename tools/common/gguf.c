@@ -134,8 +134,8 @@ static int parse_kv(cur *c, kt_gguf_kv *kv)
     uint64_t left = (uint64_t)(c->end - c->p);
     if (kv->arr_type == KT_GGUF_STRING) {
         if (kv->arr_n > left / 8) {
-            snprintf(c->err, c->errlen, "corrupted header: array '%.*s' claims %llu strings, more than the file "
-                     "can hold", kn, kv->key, (unsigned long long)kv->arr_n);
+            snprintf(c->err, c->errlen, "truncated or corrupted: array '%.*s' claims %llu strings, more than the "
+                     "file holds", kn, kv->key, (unsigned long long)kv->arr_n);
             return -1;
         }
         kv->str_off = malloc((kv->arr_n ? kv->arr_n : 1) * sizeof *kv->str_off);
