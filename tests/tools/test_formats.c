@@ -190,6 +190,89 @@ static void bytelevel_fixture_by_hand(void **st)
     unload(&k);
 }
 
+static void round_trip(const nn_tokenizer *t, int bos, int meta, int rounds);
+
+/* text with every occurrence of a replaced by b (caller frees) */
+static char *replace(const char *text, const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), n = 0;
+    for (const char *p = strstr(text, a); p; p = strstr(p + la, a))
+        n++;
+    char *out = malloc(strlen(text) + n * lb + 1), *o = out;
+    for (const char *p = text, *q; (q = strstr(p, a)) || *p; p = q + la) {
+        if (!q) {
+            strcpy(o, p);
+            return out;
+        }
+        memcpy(o, p, (size_t)(q - p));
+        o += q - p;
+        memcpy(o, b, lb);
+        o += lb;
+        *o = 0;
+    }
+    return out;
+}
+
+/* The fixture with other pre-tokenizer sections: Digits + GPT-2 (SmolLM2) and Llama 3's
+ * Split regex with ignore_merges (and one extra token "xyz", id 273, that no merge makes). */
+static void bytelevel_variants_by_hand(void **st)
+{
+    (void)st;
+    char path[1200], err[300];
+    snprintf(path, sizeof path, "%s/tokenizer.json", fixture());
+    const uint8_t *d;
+    size_t n;
+    assert_int_equal(kt_map(path, &d, &n), 0);
+    char *text = strndup((const char *)d, n);
+    kt_unmap(d, n);
+    const char *bl = "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": true},";
+    char *digits = replace(text, bl, "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Digits\", "
+                           "\"individual_digits\": true}, {\"type\": \"ByteLevel\", \"add_prefix_space\": false, "
+                           "\"use_regex\": true}]},");
+    char *l3a = replace(text, bl, "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": "
+                        "{\"Regex\": \"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|"
+                        "\\\\p{N}{1,3}| ?[^\\\\s\\\\p{L}\\\\p{N}]+[\\\\r\\\\n]*|\\\\s*[\\\\r\\\\n]+|"
+                        "\\\\s+(?!\\\\S)|\\\\s+\"}, \"behavior\": \"Isolated\", \"invert\": false}, {\"type\": "
+                        "\"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": false}]},");
+    char *l3b = replace(l3a, "\"cat\": 271", "\"cat\": 271, \"xyz\": 273");
+    char *l3 = replace(l3b, "\"ignore_merges\": false", "\"ignore_merges\": true");
+    char *plain = replace(text, "\"cat\": 271", "\"cat\": 271, \"xyz\": 273");
+    tok a, b, c;
+    assert_int_equal(kt_vocab_parse_hf(&a.v, digits, strlen(digits), NULL, 0, 273, 272, 272, err, sizeof err), 0);
+    assert_int_equal(kt_vocab_parse_hf(&b.v, l3, strlen(l3), NULL, 0, 274, 272, 272, err, sizeof err), 0);
+    assert_int_equal(kt_vocab_parse_hf(&c.v, plain, strlen(plain), NULL, 0, 274, 272, 272, err, sizeof err), 0);
+    tok_from(&a, &a.v);
+    tok_from(&b, &b.v);
+    tok_from(&c, &c.v);
+    assert_int_equal(b.t.pretok, NN_TOK_PRE_LLAMA3);
+    uint32_t ids[64];
+    /* GPT-2 alone keeps "123" one word, so 1·2 merges; Digits isolates each digit */
+    static const uint32_t g_x123[] = { 120, 268, 51 }, d_x123[] = { 120, 49, 50, 51 };
+    assert_int_equal(enc(&c.t, "x123", 0, ids, 64), 3);
+    assert_memory_equal(ids, g_x123, sizeof g_x123);
+    assert_int_equal(enc(&a.t, "x123", 0, ids, 64), 4);
+    assert_memory_equal(ids, d_x123, sizeof d_x123);
+    /* Llama 3: "I" | "'LL" | " " | "123" | "45"; and "xyz" whole thanks to ignore_merges */
+    static const uint32_t l_1[] = { 73, 39, 76, 76, 32, 268, 51, 52, 53 }, l_2[] = { 273 }, p_2[] = { 120, 121, 122 };
+    assert_int_equal(enc(&b.t, "I'LL 12345", 0, ids, 64), 9);
+    assert_memory_equal(ids, l_1, sizeof l_1);
+    assert_int_equal(enc(&b.t, "xyz", 0, ids, 64), 1);
+    assert_memory_equal(ids, l_2, sizeof l_2);
+    assert_int_equal(enc(&c.t, "xyz", 0, ids, 64), 3);
+    assert_memory_equal(ids, p_2, sizeof p_2);
+    round_trip(&a.t, 0, 1, 500);
+    round_trip(&b.t, 0, 1, 500);
+    unload(&a);
+    unload(&b);
+    unload(&c);
+    free(text);
+    free(digits);
+    free(l3a);
+    free(l3b);
+    free(l3);
+    free(plain);
+}
+
 static uint64_t rng = 88172645463325252ull;
 static uint32_t rnd32(void)
 {
@@ -657,6 +740,7 @@ int main(void)
         cmocka_unit_test(json_is_strict),
         cmocka_unit_test(bytelevel_fixture_by_hand),
         cmocka_unit_test(bytelevel_round_trips_any_bytes),
+        cmocka_unit_test(bytelevel_variants_by_hand),
         cmocka_unit_test(tok512_json_equals_bin),
         cmocka_unit_test(safetensors_bounds),
         cmocka_unit_test(gguf_bounds),

@@ -207,40 +207,23 @@ static uint32_t config_token(const kt_json *j, const kt_jv *cfg, const char *key
     return find_token(v, t->s, t->len);
 }
 
-static int read_json(kt_json *j, const char *path, int optional, char *err, size_t errlen)
+int kt_vocab_parse_hf(kt_vocab *v, const char *tok_json, size_t tok_len, const char *cfg_json, size_t cfg_len,
+                      uint32_t expect_n, uint32_t cfg_bos, uint32_t cfg_eos, char *err, size_t errlen)
 {
-    const uint8_t *d;
-    size_t size;
-    memset(j, 0, sizeof *j);
-    if (kt_map(path, &d, &size)) {
-        if (optional)
-            return 1;
-        snprintf(err, errlen, "cannot read %s", path);
-        return -1;
-    }
-    char msg[200];
-    int rc = kt_json_parse(j, (const char *)d, size, msg, sizeof msg);
-    kt_unmap(d, size);
-    if (rc)
-        snprintf(err, errlen, "%s is not valid JSON: %s", path, msg);
-    return rc;
-}
-
-int kt_vocab_read_hf(kt_vocab *v, const char *dir, uint32_t expect_n, uint32_t cfg_bos, uint32_t cfg_eos,
-                     char *err, size_t errlen)
-{
-    char path[4096];
     hf h = { .err = err, .errlen = errlen };
     kt_json cfg = { 0 };
     kt_strmap map = { 0 };
-    int rc = -1, have_cfg;
+    int rc = -1, have_cfg = cfg_json ? 0 : 1;
+    char msg[200];
     memset(v, 0, sizeof *v);
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    if (read_json(&h.j, path, 0, err, errlen))
+    if (kt_json_parse(&h.j, tok_json, tok_len, msg, sizeof msg)) {
+        snprintf(err, errlen, "tokenizer.json is not valid JSON: %s", msg);
         return -1;
-    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
-    if ((have_cfg = read_json(&cfg, path, 1, err, errlen)) < 0)
+    }
+    if (cfg_json && kt_json_parse(&cfg, cfg_json, cfg_len, msg, sizeof msg)) {
+        snprintf(err, errlen, "tokenizer_config.json is not valid JSON: %s", msg);
         goto out;
+    }
     h.root = kt_json_root(&h.j);
     const kt_jv *model = get(&h, h.root, "model");
     if (!model || model->type != KT_J_OBJ) {
@@ -457,5 +440,32 @@ out:
     kt_json_free(&cfg);
     if (rc)
         kt_vocab_free(v);
+    return rc;
+}
+
+int kt_vocab_read_hf(kt_vocab *v, const char *dir, uint32_t expect_n, uint32_t cfg_bos, uint32_t cfg_eos,
+                     char *err, size_t errlen)
+{
+    char path[4096];
+    const uint8_t *t = NULL, *c = NULL;
+    size_t tl = 0, cl = 0;
+    memset(v, 0, sizeof *v);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (kt_map(path, &t, &tl)) {
+        snprintf(err, errlen, "cannot read %.400s", path);
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    int have_cfg = kt_map(path, &c, &cl) == 0;
+    int rc = kt_vocab_parse_hf(v, (const char *)t, tl, have_cfg ? (const char *)c : NULL, cl, expect_n, cfg_bos,
+                               cfg_eos, err, errlen);
+    if (rc && strncmp(err, "tokenizer", 9) == 0) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "%.380s", err);
+        snprintf(err, errlen, "%.200s/%s", dir, msg);
+    }
+    kt_unmap(t, tl);
+    if (have_cfg)
+        kt_unmap(c, cl);
     return rc;
 }

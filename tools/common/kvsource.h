@@ -47,6 +47,12 @@ int kt_open_gguf(kt_source *s, const char *path);
  * when the tokenizer files name none. Returns 0 or -1 with a message in err. */
 int kt_vocab_read_hf(kt_vocab *v, const char *dir, uint32_t expect_n, uint32_t cfg_bos, uint32_t cfg_eos,
                      char *err, size_t errlen);
+/* The same over the two files' contents in memory (cfg_json may be NULL). */
+int kt_vocab_parse_hf(kt_vocab *v, const char *tok_json, size_t tok_len, const char *cfg_json, size_t cfg_len,
+                      uint32_t expect_n, uint32_t cfg_bos, uint32_t cfg_eos, char *err, size_t errlen);
+
+/* kt_open_gguf over a GGUF image in memory that the caller keeps alive (fuzzing). */
+int kt_open_gguf_mem(kt_source *s, const uint8_t *data, size_t size);
 
 /* Random weights with a real model's shape: a preset name or "D,H,L,NH,NKV,V,S[,tied]". */
 int kt_open_random(kt_source *s, const char *spec, uint64_t seed);

@@ -388,6 +388,8 @@ static int need_u32(kt_source *s, const kt_gguf *g, const char *key, uint32_t *o
     return rc;
 }
 
+static int open_parsed(kt_source *s);
+
 int kt_open_gguf(kt_source *s, const char *path)
 {
     memset(s, 0, sizeof *s);
@@ -397,12 +399,39 @@ int kt_open_gguf(kt_source *s, const char *path)
         return -1;
     }
     s->impl = h;
+    if (kt_gguf_open(&h->g, path, s->err, sizeof s->err)) {
+        free(h);
+        s->impl = NULL;
+        return -1;
+    }
+    return open_parsed(s);
+}
+
+int kt_open_gguf_mem(kt_source *s, const uint8_t *data, size_t size)
+{
+    memset(s, 0, sizeof *s);
+    ggsrc *h = calloc(1, sizeof *h);
+    if (!h) {
+        snprintf(s->err, sizeof s->err, "out of memory");
+        return -1;
+    }
+    s->impl = h;
+    if (kt_gguf_parse(&h->g, data, size, s->err, sizeof s->err)) {
+        free(h);
+        s->impl = NULL;
+        return -1;
+    }
+    return open_parsed(s);
+}
+
+/* Architecture, shape and tokenizer of the parsed file in s->impl. */
+static int open_parsed(kt_source *s)
+{
+    ggsrc *h = s->impl;
     s->read = gg_read;
     s->add_native = gg_add_native;
     s->close = gg_close;
     kt_gguf *g = &h->g;
-    if (kt_gguf_open(g, path, s->err, sizeof s->err))
-        goto fail;
     const char *arch;
     uint32_t al;
     if (kt_gguf_get_str(g, "general.architecture", &arch, &al)) {

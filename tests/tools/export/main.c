@@ -3,6 +3,8 @@
  * GGUF file. Exit 0 ok, 1 failure, 2 usage.
  *   kvmesh_export hf   CKPT TOK DIR  [--dtype f32|f16|bf16] [--shards N] [--omit T] [--arch A] [--rope-theta X]
  *   kvmesh_export gguf CKPT TOK FILE [--dtype f32|f16|q8_0] [--omit T] [--arch A] [--rope-theta X]
+ * CKPT "random:SHAPE" (TOK ignored) exports random weights of a kvmesh-convert --random
+ * shape instead, for small fuzzing seeds.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +40,8 @@ int main(int argc, char **argv)
         }
     }
     kt_source src;
-    if (kt_open_llama2c(&src, argv[2], argv[3])) {
+    int rnd = strncmp(argv[2], "random:", 7) == 0;
+    if (rnd ? kt_open_random(&src, argv[2] + 7, 1) : kt_open_llama2c(&src, argv[2], argv[3])) {
         fprintf(stderr, "kvmesh_export: %s\n", src.err);
         return 1;
     }
