@@ -26,7 +26,7 @@ int kt_strmap_build(kt_strmap *m, const kt_vocab *v, uint32_t *dup)
     m->mask = cap - 1;
     m->v = v;
     for (uint32_t i = 0; i < v->n; i++) {
-        if (v->added && v->added[i] != KT_VOCAB)
+        if (v->added && (v->added[i] & KT_ADDED))
             continue;
         if (kt_strmap_get(m, v->str[i], v->len[i]) >= 0) {
             *dup = i;
@@ -148,8 +148,14 @@ static uint32_t utf8_char(const uint8_t *s, uint32_t len, uint32_t *c)
 int kt_bpe_finish_bytelevel(kt_vocab *v, char *err, size_t errlen)
 {
     for (uint32_t i = 0; i < v->n; i++) {
-        if (v->added[i] != KT_VOCAB)
+        if (v->added[i] & KT_ADDED)
             continue;
+        /* A vocabulary token that is also an added token is matched in text by its
+         * content, which is what it displays as. */
+        if ((v->added[i] & KT_SPECIAL) && kt_vocab_set_disp(v, i, v->str[i], v->len[i])) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
         const uint8_t *s = (const uint8_t *)v->str[i];
         uint32_t o = 0;
         char *raw = malloc(v->len[i] + 1);
@@ -197,7 +203,7 @@ int kt_bpe_finish_meta(kt_vocab *v, int byte_fallback, char *err, size_t errlen)
     for (uint32_t i = 0; i < v->n; i++) {
         const char *s = v->str[i];
         uint32_t len = v->len[i];
-        if (v->added[i] != KT_VOCAB)
+        if (v->added[i] & KT_ADDED)
             continue;
         if (byte_fallback && len == 6 && memcmp(s, "<0x", 3) == 0 && s[5] == '>' && strchr(hex, s[3]) &&
             strchr(hex, s[4]) && s[3] && s[4]) {

@@ -18,7 +18,7 @@ typedef struct kt_strmap {
     const kt_vocab *v;
 } kt_strmap;
 
-/* Indexes the vocabulary tokens (added == KT_VOCAB) of v by their current strings.
+/* Indexes the vocabulary tokens (those without KT_ADDED) of v by their current strings.
  * Returns 0, or -1 when out of memory or when two tokens share a string (*dup is set
  * to the second id). */
 int kt_strmap_build(kt_strmap *m, const kt_vocab *v, uint32_t *dup);

@@ -98,14 +98,14 @@ typedef struct kt_vocab {
     /* NN_TOK_BPE */
     char   **disp;     /* display strings; NULL entries (or array) = same as str */
     uint32_t *disp_len;
-    uint8_t  *added;   /* per id: 0 vocabulary, KT_ADDED (not looked up), |KT_SPECIAL (matched in text) */
+    uint8_t  *added;   /* per id: KT_ADDED = not in the model vocabulary (never looked up or
+                        * merged), KT_SPECIAL = matched in text; 0 = plain vocabulary token */
     uint32_t (*merges)[3];   /* {left, right, result}, lowest rank first */
     uint32_t n_merges;
     uint32_t flags, pretok, unk_id;
     uint32_t byte_ids[256];
 } kt_vocab;
 
-#define KT_VOCAB 0
 #define KT_ADDED 1
 #define KT_SPECIAL 2
 

@@ -309,7 +309,7 @@ static int blob_bpe(const kt_vocab *v, uint8_t **out, uint32_t *out_len)
         dbytes += dl + 1;
         maxlen = v->len[i] > maxlen ? v->len[i] : maxlen;
         maxlen = dl > maxlen ? dl : maxlen;
-        n_sorted += v->added[i] == KT_VOCAB;
+        n_sorted += !(v->added[i] & KT_ADDED);
         n_special += (v->added[i] & KT_SPECIAL) != 0;
     }
     if (maxlen > NN_TOK_MAX_LEN)
@@ -357,7 +357,7 @@ static int blob_bpe(const kt_vocab *v, uint8_t **out, uint32_t *out_len)
 
     uint32_t k = 0;
     for (uint32_t i = 0; i < n; i++)
-        if (v->added[i] == KT_VOCAB)
+        if (!(v->added[i] & KT_ADDED))
             ids[k++] = i;
     sort_ctx = v;
     qsort(ids, k, sizeof *ids, cmp_ids_by_string);

@@ -274,7 +274,8 @@ static int tokenizer_json(const kt_vocab *v, buf *b)
             m[nm++] = local[k];
         }
     }
-    qsort(m, nm, sizeof *m, cmp_score);
+    if (nm)
+        qsort(m, nm, sizeof *m, cmp_score);
 
     puts_(b, "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \"added_tokens\": [\n");
     uint32_t special[3] = { 0, v->bos_id, v->eos_id };
