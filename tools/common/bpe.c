@@ -95,19 +95,9 @@ int kt_bpe_add_merge(kt_vocab *v, const kt_strmap *m, const char *a, uint32_t al
     return 0;
 }
 
-/* bytes_to_unicode(): printable Latin-1 stands for itself, the other 68 bytes for
- * U+0100.. in byte order. */
+/* GPT-2's bytes_to_unicode(): printable Latin-1 stands for itself, the other 68 bytes
+ * for U+0100.. in byte order. */
 static int printable(uint32_t b) { return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255); }
-
-uint32_t kt_bytelevel_char(uint8_t b)
-{
-    if (printable(b))
-        return b;
-    uint32_t k = 0;
-    for (uint32_t i = 0; i < b; i++)
-        k += !printable(i);
-    return 256 + k;
-}
 
 static int char_to_byte(uint32_t c)
 {

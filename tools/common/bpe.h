@@ -43,7 +43,4 @@ int kt_bpe_finish_bytelevel(kt_vocab *v, char *err, size_t errlen);
  */
 int kt_bpe_finish_meta(kt_vocab *v, int byte_fallback, char *err, size_t errlen);
 
-/* GPT-2's byte-to-unicode map: the code point that stands for byte b. */
-uint32_t kt_bytelevel_char(uint8_t b);
-
 #endif
