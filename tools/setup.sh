@@ -20,9 +20,11 @@ fi
 # Always refresh: a fresh machine has no lists, and stale lists point at removed versions.
 apt-get update
 
-# Host build, tests and tools.
+# Host build, tests and tools (libicu-dev: tests/nn/unicode.sh checks the tokenizer's
+# Unicode tables against ICU; nothing links it).
 HOST_PKGS="build-essential pkg-config make git ca-certificates openssl
  libcmocka-dev libmosquitto-dev libmbedtls-dev libzstd-dev libgpiod-dev libinih-dev
+ libicu-dev
  mosquitto mosquitto-clients
  clang-14 libclang-rt-14-dev
  binutils iproute2 procps psmisc dpkg-dev systemd fakeroot"

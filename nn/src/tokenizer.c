@@ -1,12 +1,14 @@
 /*
- * llama2.c's BPE tokenizer over a blob inside the image. Encoding follows run.c's
- * encode() step for step (dummy prefix, code-point lookup, byte fallback, greedy merges
- * by best score with the leftmost pair winning ties), so prompts tokenize identically.
+ * The image's tokenizer: blob validation and the parts both kinds share, then kind
+ * NN_TOK_LLAMA2C, llama2.c's BPE. Its encoding follows run.c's encode() step for step
+ * (dummy prefix, code-point lookup, byte fallback, greedy merges by best score with
+ * the leftmost pair winning ties), so prompts tokenize identically. Kind NN_TOK_BPE
+ * lives in tok_bpe.c.
  */
 #include <string.h>
 
 #include "nn_image.h"
-#include "nn_tokenizer.h"
+#include "tok_internal.h"
 
 #define B4(i) (i), (i) + 1, (i) + 2, (i) + 3
 #define B16(i) B4(i), B4((i) + 4), B4((i) + 8), B4((i) + 12)
@@ -34,8 +36,16 @@ nn_tok_piece nn_tok_str(const nn_tokenizer *t, uint32_t id)
 nn_status nn_tok_init(nn_tokenizer *t, const uint8_t *blob, size_t bytes)
 {
     memset(t, 0, sizeof *t);
-    if (!blob || bytes < NN_TOK_HEADER_BYTES || memcmp(blob, NN_TOK_MAGIC, 4) != 0 ||
-        nn_rd32(blob + 4) != NN_TOK_VERSION)
+    if (!blob || bytes < NN_TOK_HEADER_BYTES || memcmp(blob, NN_TOK_MAGIC, 4) != 0)
+        return NN_E_TOKENIZER;
+    t->version = nn_rd32(blob + 4);
+    if (t->version == NN_TOK_VERSION_BPE) {
+        nn_status st = nn_tok_init_bpe(t, blob, bytes);
+        if (st)
+            memset(t, 0, sizeof *t);
+        return st;
+    }
+    if (t->version != NN_TOK_VERSION)
         return NN_E_TOKENIZER;
     t->kind = nn_rd32(blob + 8);
     t->n_vocab = nn_rd32(blob + 12);
@@ -60,6 +70,8 @@ nn_status nn_tok_init(nn_tokenizer *t, const uint8_t *blob, size_t bytes)
     t->ends = (const uint32_t *)(const void *)(blob + off_ends);
     t->sorted = (const uint32_t *)(const void *)(blob + off_sorted);
     t->strings = blob + off_strings;
+    t->n_sorted = t->n_vocab;
+    t->unk_id = NN_TOK_NONE;
 
     uint32_t prev_end = 0;
     for (uint32_t i = 0; i < n; i++) {
@@ -91,7 +103,7 @@ nn_status nn_tok_init(nn_tokenizer *t, const uint8_t *blob, size_t bytes)
 
 int32_t nn_tok_lookup(const nn_tokenizer *t, const uint8_t *s, uint32_t len)
 {
-    uint32_t lo = 0, hi = t->n_vocab;
+    uint32_t lo = 0, hi = t->n_sorted;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
         nn_tok_piece p = nn_tok_str(t, t->sorted[mid]);
@@ -108,7 +120,8 @@ int32_t nn_tok_lookup(const nn_tokenizer *t, const uint8_t *s, uint32_t len)
 
 size_t nn_tok_scratch_bytes(const nn_tokenizer *t)
 {
-    return (size_t)t->max_token_len * 2 + 3;
+    /* NN_TOK_BPE needs none: it merges by id pairs and looks up single characters. */
+    return t->kind == NN_TOK_BPE ? 1 : (size_t)t->max_token_len * 2 + 3;
 }
 
 static nn_status push(uint32_t *ids, uint32_t max_ids, uint32_t *n, uint32_t id)
@@ -131,6 +144,17 @@ nn_status nn_tok_encode(const nn_tokenizer *t, const char *text, int bos, int eo
     *n_ids = 0;
     if (bos && (st = push(ids, max_ids, &n, t->bos_id)))
         return st;
+    if (t->kind == NN_TOK_BPE) {
+        size_t len = strlen(text);
+        if (len > UINT32_MAX)
+            return NN_E_RANGE;
+        if ((st = nn_tok_encode_bpe(t, (const uint8_t *)text, (uint32_t)len, ids, max_ids, &n)))
+            return st;
+        if (eos && (st = push(ids, max_ids, &n, t->eos_id)))
+            return st;
+        *n_ids = n;
+        return NN_OK;
+    }
     if (text[0] != '\0') {
         int32_t sp = nn_tok_lookup(t, (const uint8_t *)" ", 1);
         if (sp >= 0 && (st = push(ids, max_ids, &n, (uint32_t)sp)))
@@ -198,6 +222,16 @@ nn_tok_piece nn_tok_decode(const nn_tokenizer *t, uint32_t prev, uint32_t id)
     nn_tok_piece p = nn_tok_str(t, id);
     if (!p.p)
         return p;
+    if (t->kind == NN_TOK_BPE) {
+        uint32_t start = id ? t->dends[id - 1] : 0;
+        p.p = t->dstrings + start;
+        p.len = t->dends[id] - start - 1;
+        if ((t->flags & NN_TOK_F_STRIP_SPACE) && prev == t->bos_id && p.len && p.p[0] == ' ') {
+            p.p++;
+            p.len--;
+        }
+        return p;
+    }
     if (prev == t->bos_id && p.len && p.p[0] == ' ') {
         p.p++;
         p.len--;

@@ -3,3 +3,4 @@ $(call add_cmocka_tests,kvtools nn,$(wildcard tests/nn/test_*.c),-lm,tests/lib/t
 TEST_SCRIPTS += $(wildcard tests/nn/*.sh)
 # test_pool exercises nn's private worker pool directly.
 nn_test_pool_CFLAGS += -Inn/src
+nn_test_tokenizer_CFLAGS += -Inn/src

@@ -20,6 +20,11 @@ static int add_tensor(kt_source *src, kt_img *img, float *buf, uint32_t kind, ui
                       uint32_t rows, uint32_t cols, int is_norm)
 {
     size_t n = (size_t)rows * cols;
+    if (!is_norm && src->add_native) {
+        int native = src->add_native(src, img, kind, layer, rows, cols);
+        if (native <= 0)
+            return native;
+    }
     if (src->read(src, kind, layer, buf, n))
         return -1;
     int rc = is_norm ? kt_img_add_norm(img, kind, layer, buf, cols)

@@ -148,6 +148,37 @@ static double group_error(const float *x, uint32_t n, double s, double limit)
     return e;
 }
 
+/* Quantises one group x[0, n) with scale exponent e: the mantissa that minimises the
+ * group's squared error among the absmax scale and slightly smaller ones. */
+static void quant_group(const float *x, uint32_t n, int e, int8_t *q, uint16_t *m)
+{
+    double a = 0;
+    for (uint32_t i = 0; i < n; i++)
+        a = fmax(a, fabs(x[i]));
+    double ideal = ldexp(a / 127.0, e);           /* mantissa of the absmax scale */
+    long best_m = 1;
+    if (a > 0) {
+        /* Try the absmax scale (rounded up, so nothing clamps) and slightly
+         * smaller ones, which trade a clipped maximum for finer steps. */
+        double best_err = INFINITY;
+        for (int k = -1; k <= 20; k++) {
+            long mc = k < 0 ? (long)ceil(ideal) : lround(ideal * (1.0 - 0.01 * k));
+            mc = mc < 1 ? 1 : mc > 65535 ? 65535 : mc;
+            double err = group_error(x, n, ldexp((double)mc, -e), best_err);
+            if (err < best_err) {
+                best_err = err;
+                best_m = mc;
+            }
+        }
+    }
+    double s = ldexp((double)best_m, -e);
+    *m = (uint16_t)best_m;
+    for (uint32_t i = 0; i < n; i++) {
+        double qq = a > 0 ? round_even(x[i] / s) : 0;
+        q[i] = (int8_t)(qq > 127 ? 127 : qq < -127 ? -127 : qq);
+    }
+}
+
 typedef struct q8_job {
     const float *v;
     int8_t *q;
@@ -156,43 +187,16 @@ typedef struct q8_job {
     int e;
 } q8_job;
 
-/* Rows [r0, r1): per group, the mantissa with the least squared error, then the values. */
+/* Rows [r0, r1), group by group. */
 static void *quantise_rows(void *arg)
 {
     const q8_job *j = arg;
-    uint32_t cols = j->cols, G = j->G, ng = j->ng;
-    int e = j->e;
-    for (uint32_t r = j->r0; r < j->r1; r++) {
-        for (uint32_t g = 0; g < ng; g++) {
-            uint32_t i0 = g * G, n = cols - i0 < G ? cols - i0 : G;
-            const float *x = j->v + (size_t)r * cols + i0;
-            double a = 0;
-            for (uint32_t i = 0; i < n; i++)
-                a = fmax(a, fabs(x[i]));
-            double ideal = ldexp(a / 127.0, e);           /* mantissa of the absmax scale */
-            long best_m = 1;
-            if (a > 0) {
-                /* Try the absmax scale (rounded up, so nothing clamps) and slightly
-                 * smaller ones, which trade a clipped maximum for finer steps. */
-                double best_err = INFINITY;
-                for (int k = -1; k <= 20; k++) {
-                    long mc = k < 0 ? (long)ceil(ideal) : lround(ideal * (1.0 - 0.01 * k));
-                    mc = mc < 1 ? 1 : mc > 65535 ? 65535 : mc;
-                    double err = group_error(x, n, ldexp((double)mc, -e), best_err);
-                    if (err < best_err) {
-                        best_err = err;
-                        best_m = mc;
-                    }
-                }
-            }
-            double s = ldexp((double)best_m, -e);
-            j->m[(size_t)r * ng + g] = (uint16_t)best_m;
-            for (uint32_t i = 0; i < n; i++) {
-                double qq = a > 0 ? round_even(x[i] / s) : 0;
-                j->q[(size_t)r * cols + i0 + i] = (int8_t)(qq > 127 ? 127 : qq < -127 ? -127 : qq);
-            }
+    for (uint32_t r = j->r0; r < j->r1; r++)
+        for (uint32_t g = 0; g < j->ng; g++) {
+            uint32_t i0 = g * j->G, n = j->cols - i0 < j->G ? j->cols - i0 : j->G;
+            size_t at = (size_t)r * j->cols + i0;
+            quant_group(j->v + at, n, j->e, j->q + at, &j->m[(size_t)r * j->ng + g]);
         }
-    }
     return NULL;
 }
 
@@ -249,6 +253,94 @@ int kt_img_add_q8(kt_img *w, uint32_t kind, uint32_t layer, const float *v, uint
     int rc = kt_img_add_q8_raw(w, kind, layer, q, m, e, rows, cols);
     free(q);
     free(m);
+    return rc;
+}
+
+/* An fp16 value as M * 2^E with an integer M (11 bits at most); -1 for inf/NaN. */
+static int f16_split(uint16_t h, int32_t *M, int *E)
+{
+    int ex = (h >> 10) & 31;
+    int32_t man = h & 0x3ff;
+    if (ex == 31)
+        return -1;
+    *M = ex ? (man | 0x400) : man;
+    *E = ex ? ex - 25 : -24;
+    if (h & 0x8000)
+        *M = -*M;
+    return 0;
+}
+
+static int bitlen(uint32_t x)
+{
+    int n = 0;
+    while (x) {
+        n++;
+        x >>= 1;
+    }
+    return n;
+}
+
+int kt_img_add_q8_0(kt_img *w, uint32_t kind, uint32_t layer, const uint16_t *d, const int8_t *q, uint32_t rows,
+                    uint32_t cols, uint64_t *exact, uint64_t *requant)
+{
+    if (w->cfg.group_size != 32 || cols % 32)
+        return -1;
+    size_t nb = (size_t)rows * (cols / 32);
+    /* The largest exponent at which every block's |d| fits 16 bits. */
+    int e = EXP_MAX;
+    for (size_t b = 0; b < nb; b++) {
+        int32_t M;
+        int E;
+        if (f16_split(d[b], &M, &E))
+            return -1;
+        uint32_t am = (uint32_t)(M < 0 ? -M : M);
+        if (am) {
+            int lim = 16 - bitlen(am) - E;
+            e = lim < e ? lim : e;
+        }
+    }
+    if (e < EXP_MIN)
+        return -1;
+    int8_t *oq = malloc((size_t)rows * cols);
+    uint16_t *om = malloc(nb * sizeof *om);
+    float x[32];
+    if (!oq || !om) {
+        free(oq);
+        free(om);
+        w->oom = 1;
+        return -1;
+    }
+    for (size_t b = 0; b < nb; b++) {
+        int32_t M = 0;
+        int E = 0;
+        f16_split(d[b], &M, &E);
+        const int8_t *qb = q + 32 * b;
+        int ok = M > 0, zero = M == 0;
+        for (int i = 0; i < 32; i++)
+            ok &= qb[i] != -128;
+        /* d = M * 2^E = m * 2^-e needs m = M * 2^(E + e) to be an integer < 2^16. */
+        int sh = E + e;
+        if (ok && sh < 0)
+            ok = (M & ((1 << -sh) - 1)) == 0;
+        if (zero) {
+            om[b] = 1;
+            memset(oq + 32 * b, 0, 32);
+            (*exact)++;
+        } else if (ok) {
+            om[b] = (uint16_t)(sh >= 0 ? (uint32_t)M << sh : (uint32_t)M >> -sh);
+            memcpy(oq + 32 * b, qb, 32);
+            (*exact)++;
+        } else {
+            double df = ldexp((double)M, E);
+            for (int i = 0; i < 32; i++)
+                x[i] = (float)(qb[i] * df);
+            quant_group(x, 32, e, oq + 32 * b, &om[b]);
+            (*requant)++;
+        }
+    }
+    int rc = kt_img_add_q8_raw(w, kind, layer, oq, om, e, rows, cols);
+    free(oq);
+    free(om);
     return rc;
 }
 

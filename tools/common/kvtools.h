@@ -50,6 +50,16 @@ int kt_img_add_q8_raw(kt_img *w, uint32_t kind, uint32_t layer, const int8_t *q,
 /* Copies a tensor of another image as it is (data, scales, exponent). Returns 0 or -1. */
 int kt_img_add_tensor(kt_img *w, const nn_tensor *t);
 
+/*
+ * GGUF Q8_0 blocks (32 int8 values and one fp16 scale d each) as NN_DT_Q8G with group
+ * 32 (cols % 32 == 0). The tensor exponent is the largest that fits every block's d in
+ * a 16-bit mantissa; a block whose d is then an exact mantissa and whose values are in
+ * [-127, 127] is copied bit for bit, any other block is re-quantised from q * d.
+ * Adds the counts to *exact and *requant. Returns 0, or -1 (non-finite scale, memory).
+ */
+int kt_img_add_q8_0(kt_img *w, uint32_t kind, uint32_t layer, const uint16_t *d, const int8_t *q, uint32_t rows,
+                    uint32_t cols, uint64_t *exact, uint64_t *requant);
+
 /* A norm-gain vector as NN_DT_I32 with |v| < 2^30. Returns 0 or -1. */
 int kt_img_add_norm(kt_img *w, uint32_t kind, uint32_t layer, const float *v, uint32_t n);
 
@@ -75,16 +85,38 @@ int kt_img_write(kt_img *w, const char *path, char *err, size_t errlen);
 
 /* ---- tokenizer ------------------------------------------------------------------------ */
 
-/* A tokenizer in host form: strings with float scores, as llama2.c stores them. */
+/*
+ * A tokenizer in host form. NN_TOK_LLAMA2C: strings with float scores, as llama2.c
+ * stores them. NN_TOK_BPE: lookup strings (the vocabulary's own form, raw bytes for
+ * byte-level), display strings, merges in rank order and the options of nn_tokenizer.h.
+ */
 typedef struct kt_vocab {
     uint32_t n;
     uint32_t max_token_len;
     char   **str;      /* n strings (may contain any bytes but NUL) */
     uint32_t *len;
-    float   *score;
+    float   *score;    /* NN_TOK_LLAMA2C */
     uint32_t bos_id, eos_id, byte_base;
     uint32_t kind;     /* nn_tok_kind */
+    /* NN_TOK_BPE */
+    char   **disp;     /* display strings; NULL entries (or array) = same as str */
+    uint32_t *disp_len;
+    uint8_t  *added;   /* per id: KT_ADDED = not in the model vocabulary (never looked up or
+                        * merged), KT_SPECIAL = matched in text; 0 = plain vocabulary token */
+    uint32_t (*merges)[3];   /* {left, right, result}, lowest rank first */
+    uint32_t n_merges;
+    uint32_t flags, pretok, unk_id;
+    uint32_t byte_ids[256];
 } kt_vocab;
+
+#define KT_ADDED 1
+#define KT_SPECIAL 2
+
+/* Allocates n empty entries of the given kind (str/len/score, and disp/added for BPE). */
+int kt_vocab_alloc(kt_vocab *v, uint32_t n, uint32_t kind);
+/* Sets entry i's string (copied). Returns 0 or -1 (out of memory). */
+int kt_vocab_set(kt_vocab *v, uint32_t i, const void *s, uint32_t len);
+int kt_vocab_set_disp(kt_vocab *v, uint32_t i, const void *s, uint32_t len);
 
 void kt_vocab_free(kt_vocab *v);
 

@@ -7,6 +7,8 @@
 
 #include "kvtools.h"
 
+static int set_str(kt_vocab *v, uint32_t i, const void *s, uint32_t len);
+
 void kt_vocab_free(kt_vocab *v)
 {
     if (!v)
@@ -17,25 +19,66 @@ void kt_vocab_free(kt_vocab *v)
     free(v->str);
     free(v->len);
     free(v->score);
+    if (v->disp)
+        for (uint32_t i = 0; i < v->n; i++)
+            free(v->disp[i]);
+    free(v->disp);
+    free(v->disp_len);
+    free(v->added);
+    free(v->merges);
     memset(v, 0, sizeof *v);
 }
 
-static int vocab_alloc(kt_vocab *v, uint32_t n)
+int kt_vocab_alloc(kt_vocab *v, uint32_t n, uint32_t kind)
 {
     memset(v, 0, sizeof *v);
     v->str = calloc(n, sizeof *v->str);
     v->len = calloc(n, sizeof *v->len);
     v->score = calloc(n, sizeof *v->score);
-    if (!v->str || !v->len || !v->score) {
+    if (kind == NN_TOK_BPE) {
+        v->disp = calloc(n, sizeof *v->disp);
+        v->disp_len = calloc(n, sizeof *v->disp_len);
+        v->added = calloc(n, 1);
+    }
+    v->n = n;
+    if (!v->str || !v->len || !v->score || (kind == NN_TOK_BPE && (!v->disp || !v->disp_len || !v->added))) {
         kt_vocab_free(v);
         return -1;
     }
-    v->n = n;
-    v->kind = NN_TOK_LLAMA2C;
+    v->kind = kind;
     v->bos_id = 1;
     v->eos_id = 2;
     v->byte_base = 3;
+    v->unk_id = NN_TOK_NONE;
+    for (int b = 0; b < 256; b++)
+        v->byte_ids[b] = NN_TOK_NONE;
     return 0;
+}
+
+static int vocab_alloc(kt_vocab *v, uint32_t n)
+{
+    return kt_vocab_alloc(v, n, NN_TOK_LLAMA2C);
+}
+
+int kt_vocab_set_disp(kt_vocab *v, uint32_t i, const void *s, uint32_t len)
+{
+    free(v->disp[i]);
+    v->disp[i] = malloc(len + 1);
+    if (!v->disp[i])
+        return -1;
+    memcpy(v->disp[i], s, len);
+    v->disp[i][len] = 0;
+    v->disp_len[i] = len;
+    if (len > v->max_token_len)
+        v->max_token_len = len;
+    return 0;
+}
+
+int kt_vocab_set(kt_vocab *v, uint32_t i, const void *s, uint32_t len)
+{
+    free(v->str[i]);
+    v->str[i] = NULL;
+    return set_str(v, i, s, len);
 }
 
 static int set_str(kt_vocab *v, uint32_t i, const void *s, uint32_t len)
@@ -157,8 +200,12 @@ static int cmp_float(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+static int blob_bpe(const kt_vocab *v, uint8_t **out, uint32_t *out_len);
+
 int kt_vocab_blob(const kt_vocab *v, uint8_t **out, uint32_t *out_len)
 {
+    if (v->kind == NN_TOK_BPE)
+        return blob_bpe(v, out, out_len);
     uint32_t n = v->n;
     uint64_t strings = 0;
     for (uint32_t i = 0; i < n; i++)
@@ -222,6 +269,135 @@ int kt_vocab_blob(const kt_vocab *v, uint8_t **out, uint32_t *out_len)
         nn_wr32(b + off_sorted + 4 * i, ids[i]);
     free(ids);
     free(uniq);
+    *out = b;
+    *out_len = (uint32_t)total;
+    return 0;
+}
+
+/* ---- NN_TOK_BPE blob (version 2) ---------------------------------------------------- */
+
+static int cmp_merge(const void *a, const void *b)
+{
+    const uint32_t *x = a, *y = b;
+    for (int i = 0; i < 2; i++)
+        if (x[i] != y[i])
+            return (x[i] > y[i]) - (x[i] < y[i]);
+    return (x[3] > y[3]) - (x[3] < y[3]);
+}
+
+static void put_strings(uint8_t *b, uint32_t off_ends, uint32_t off_str, uint32_t n, char *const *s,
+                        const uint32_t *len, char *const *alt, const uint32_t *alt_len)
+{
+    uint32_t end = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *p = alt && alt[i] ? alt[i] : s[i];
+        uint32_t l = alt && alt[i] ? alt_len[i] : len[i];
+        if (l)
+            memcpy(b + off_str + end, p, l);
+        end += l + 1;
+        nn_wr32(b + off_ends + 4 * i, end);
+    }
+}
+
+static int blob_bpe(const kt_vocab *v, uint8_t **out, uint32_t *out_len)
+{
+    uint32_t n = v->n, n_sorted = 0, n_special = 0, maxlen = 1;
+    uint64_t sbytes = 0, dbytes = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t dl = v->disp && v->disp[i] ? v->disp_len[i] : v->len[i];
+        sbytes += v->len[i] + 1;
+        dbytes += dl + 1;
+        maxlen = v->len[i] > maxlen ? v->len[i] : maxlen;
+        maxlen = dl > maxlen ? dl : maxlen;
+        n_sorted += !(v->added[i] & KT_ADDED);
+        n_special += (v->added[i] & KT_SPECIAL) != 0;
+    }
+    if (maxlen > NN_TOK_MAX_LEN)
+        return -1;
+    uint64_t off_ends = NN_TOK_V2_HEADER_BYTES, off_dends = off_ends + 4ull * n;
+    uint64_t off_sorted = off_dends + 4ull * n, off_merges = off_sorted + 4ull * n_sorted;
+    uint64_t off_bytes = off_merges + 16ull * v->n_merges, off_special = off_bytes + 4 * 256;
+    uint64_t off_str = off_special + 4ull * n_special, off_dstr = off_str + sbytes;
+    uint64_t total = off_dstr + dbytes;
+    if (total > UINT32_MAX)
+        return -1;
+    uint8_t *b = calloc(1, total);
+    uint32_t *ids = malloc(((size_t)n + 1) * sizeof *ids);
+    uint32_t (*m)[4] = malloc(((size_t)v->n_merges + 1) * sizeof *m);
+    if (!b || !ids || !m) {
+        free(b);
+        free(ids);
+        free(m);
+        return -1;
+    }
+    memcpy(b, NN_TOK_MAGIC, 4);
+    nn_wr32(b + 4, NN_TOK_VERSION_BPE);
+    nn_wr32(b + 8, NN_TOK_BPE);
+    nn_wr32(b + 12, n);
+    nn_wr32(b + 16, maxlen);
+    nn_wr32(b + 20, v->bos_id);
+    nn_wr32(b + 24, v->eos_id);
+    nn_wr32(b + 28, v->unk_id);
+    nn_wr32(b + 32, v->flags);
+    nn_wr32(b + 36, v->pretok);
+    nn_wr32(b + 40, (uint32_t)off_ends);
+    nn_wr32(b + 44, (uint32_t)off_str);
+    nn_wr32(b + 48, (uint32_t)sbytes);
+    nn_wr32(b + 52, (uint32_t)off_dends);
+    nn_wr32(b + 56, (uint32_t)off_dstr);
+    nn_wr32(b + 60, (uint32_t)dbytes);
+    nn_wr32(b + 64, (uint32_t)off_sorted);
+    nn_wr32(b + 68, n_sorted);
+    nn_wr32(b + 72, (uint32_t)off_merges);
+    nn_wr32(b + 80, (uint32_t)off_bytes);
+    nn_wr32(b + 84, (uint32_t)off_special);
+    nn_wr32(b + 88, n_special);
+    put_strings(b, (uint32_t)off_ends, (uint32_t)off_str, n, v->str, v->len, NULL, NULL);
+    put_strings(b, (uint32_t)off_dends, (uint32_t)off_dstr, n, v->str, v->len, v->disp, v->disp_len);
+
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (!(v->added[i] & KT_ADDED))
+            ids[k++] = i;
+    sort_ctx = v;
+    qsort(ids, k, sizeof *ids, cmp_ids_by_string);
+    int rc = 0;
+    for (uint32_t i = 0; i < k; i++) {
+        if (i && v->len[ids[i]] == v->len[ids[i - 1]] &&
+            memcmp(v->str[ids[i]], v->str[ids[i - 1]], v->len[ids[i]]) == 0)
+            rc = -1;                              /* two vocabulary tokens with one string */
+        nn_wr32(b + off_sorted + 4 * i, ids[i]);
+    }
+    /* Merges by pair; a pair listed twice keeps its last rank, as tokenizers' map does. */
+    for (uint32_t i = 0; i < v->n_merges; i++) {
+        m[i][0] = v->merges[i][0];
+        m[i][1] = v->merges[i][1];
+        m[i][2] = v->merges[i][2];
+        m[i][3] = i;
+    }
+    qsort(m, v->n_merges, sizeof *m, cmp_merge);
+    uint32_t nm = 0;
+    for (uint32_t i = 0; i < v->n_merges; i++) {
+        if (nm && m[nm - 1][0] == m[i][0] && m[nm - 1][1] == m[i][1])
+            nm--;
+        memcpy(m[nm++], m[i], sizeof m[0]);
+    }
+    nn_wr32(b + 76, nm);
+    for (uint32_t i = 0; i < nm; i++)
+        for (int j = 0; j < 4; j++)
+            nn_wr32(b + off_merges + 16ull * i + 4 * j, m[i][j]);
+    for (int i = 0; i < 256; i++)
+        nn_wr32(b + off_bytes + 4 * i, v->byte_ids[i]);
+    k = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (v->added[i] & KT_SPECIAL)
+            nn_wr32(b + off_special + 4 * k++, i);
+    free(ids);
+    free(m);
+    if (rc) {
+        free(b);
+        return -1;
+    }
     *out = b;
     *out_len = (uint32_t)total;
     return 0;

@@ -18,6 +18,11 @@ static void usage(FILE *f)
         "Input (one of):\n"
         "  --llama2c FILE        llama2.c checkpoint (legacy fp32 format)\n"
         "  --tokenizer FILE      its tokenizer.bin (required with --llama2c)\n"
+        "  --hf DIR              Hugging Face llama-family directory: config.json,\n"
+        "                        model.safetensors (or shards + model.safetensors.index.json,\n"
+        "                        F32/F16/BF16), tokenizer.json, tokenizer_config.json\n"
+        "  --gguf FILE           GGUF v3, architecture llama, F32/F16/BF16/Q8_0 tensors;\n"
+        "                        Q8_0 blocks map onto the image's groups with -g 32\n"
         "  --random SHAPE        random weights with a real shape, for speed work only:\n"
         "                        %s,\n"
         "                        or D,H,L,NH,NKV,V,S[,tied]\n"
@@ -50,7 +55,7 @@ static int parse_double(const char *s, double *out)
 
 int main(int argc, char **argv)
 {
-    const char *l2c = NULL, *tok = NULL, *rnd = NULL, *out = NULL;
+    const char *l2c = NULL, *tok = NULL, *rnd = NULL, *out = NULL, *hf = NULL, *gguf = NULL;
     uint64_t seed = 1;
     long group = 32;
     double theta = 0, eps = 0, perturb = 0;
@@ -58,6 +63,7 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         { "llama2c", required_argument, 0, 'L' }, { "tokenizer", required_argument, 0, 'T' },
         { "random", required_argument, 0, 'R' },  { "seed", required_argument, 0, 'S' },
+        { "hf", required_argument, 0, 'H' },      { "gguf", required_argument, 0, 'G' },
         { "output", required_argument, 0, 'o' },  { "group", required_argument, 0, 'g' },
         { "rope-theta", required_argument, 0, 'r' }, { "norm-eps", required_argument, 0, 'e' },
         { "perturb", required_argument, 0, 'P' },
@@ -70,6 +76,8 @@ int main(int argc, char **argv)
         case 'L': l2c = optarg; break;
         case 'T': tok = optarg; break;
         case 'R': rnd = optarg; break;
+        case 'H': hf = optarg; break;
+        case 'G': gguf = optarg; break;
         case 'S':
             errno = 0;
             seed = strtoull(optarg, &end, 10);
@@ -109,14 +117,17 @@ int main(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
-    if (optind != argc || !out || (!l2c && !rnd) || (l2c && rnd) || (l2c && !tok)) {
-        fprintf(stderr, "kvmesh-convert: need -o OUT and either --llama2c CKPT --tokenizer TOK or --random SHAPE\n");
+    int inputs = !!l2c + !!rnd + !!hf + !!gguf;
+    if (optind != argc || !out || inputs != 1 || (l2c && !tok) || (tok && !l2c)) {
+        fprintf(stderr, "kvmesh-convert: need -o OUT and one input: --llama2c CKPT --tokenizer TOK, --hf DIR, "
+                "--gguf FILE or --random SHAPE\n");
         usage(stderr);
         return 2;
     }
 
     kt_source src;
-    int rc = l2c ? kt_open_llama2c(&src, l2c, tok) : kt_open_random(&src, rnd, seed);
+    int rc = l2c ? kt_open_llama2c(&src, l2c, tok) : hf ? kt_open_hf(&src, hf) : gguf ? kt_open_gguf(&src, gguf)
+                                                                                    : kt_open_random(&src, rnd, seed);
     if (!rc && perturb)
         rc = kt_wrap_perturb(&src, perturb, seed);
     if (rc) {
@@ -136,6 +147,9 @@ int main(int argc, char **argv)
     rc = kt_convert(&src, (uint32_t)group, &img, !quiet);
     if (!rc && kt_img_write(&img, out, src.err, sizeof src.err))
         rc = -1;
+    if (!rc && !quiet && (src.q8_exact || src.q8_requant))
+        fprintf(stderr, "kvmesh-convert: Q8_0 blocks: %llu kept bit for bit, %llu re-quantised\n",
+                (unsigned long long)src.q8_exact, (unsigned long long)src.q8_requant);
     if (rc) {
         fprintf(stderr, "kvmesh-convert: %s\n", src.err);
     } else {
