@@ -26,7 +26,7 @@ for h in safetensors gguf tokjson; do
     # shellcheck disable=SC2086
     if ! "$CLANG" -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
             -pthread -I"$KVMESH_TOP/nn/include" -I"$KVMESH_TOP/tools/common" -I"$KVMESH_BUILD/gen" \
-            -o "$OUT/fuzz_$h" "$F/fuzz_$h.c" $SRCS -lm 2>"$OUT/build_$h.log"; then
+            -o "$OUT/fuzz_$h" "$F/fuzz_$h.c" $SRCS -lzstd -lpthread -lm 2>"$OUT/build_$h.log"; then
         fail "build fuzz_$h: $(head -5 "$OUT/build_$h.log")"
         continue
     fi
