@@ -338,6 +338,21 @@ int mqtt_node_send(mqtt_node *n, const char *dest, const mqtt_frame_hdr *tmpl,
 int mqtt_node_send_shared(mqtt_node *n, const char *group, const mqtt_frame_hdr *tmpl,
                           const uint8_t *payload, uint64_t len, uint32_t deadline_ms);
 
+/* Seals a payload that fits one chunk (len <= chunk_size) as a single frame of tmpl's
+ * type (model, prefix, ranges and codec from tmpl too) and publishes it on `topic` with
+ * the options o (QoS, retain, MQTT 5 correlation data, ...; NULL: QoS 1). Used for
+ * replies that go to a topic of the requester's choosing (resp/<node>, a command's
+ * reply) rather than to req/<dest>. Does not wait for the broker's acknowledgement.
+ * Safe to call from on_deliver. Returns MQTT_OK, MQTT_ERR_INVAL, MQTT_ERR_OVERSIZE, a
+ * counter or sealing error, or a publish error (MQTT_ERR_NO_CONN, ...). */
+int mqtt_node_publish_sealed(mqtt_node *n, const char *topic, const mqtt_frame_hdr *tmpl,
+                             const uint8_t *payload, size_t len, const mqtt_pub_opts *o);
+
+/* Inside on_deliver: the MQTT 5 properties of the message that completed the payload
+ * (response topic, correlation data; empty on 3.1.1). NULL outside a delivery. The
+ * response topic is not authenticated: check it before trusting it. */
+const mqtt_msg_props *mqtt_node_delivery_props(const mqtt_node *n);
+
 /* Publishes a JSON metrics document on node/<node>/metrics (QoS 0, not retained); keys
  * should carry their units ("sent_bytes", "uptime_s"). Returns MQTT_OK, MQTT_ERR_INVAL or a
  * publish error (MQTT_ERR_NO_CONN, ...). */

@@ -746,6 +746,20 @@ int mqtt_node_send_shared(mqtt_node *n, const char *group, const mqtt_frame_hdr 
     return mqtt_node_send(n, group, tmpl, payload, len, deadline_ms);
 }
 
+int mqtt_node_publish_sealed(mqtt_node *n, const char *topic, const mqtt_frame_hdr *tmpl,
+                             const uint8_t *payload, size_t len, const mqtt_pub_opts *o)
+{
+    if (!n || !topic || !tmpl || (len && !payload)) return MQTT_ERR_INVAL;
+    if (len > n->tx.cfg.chunk_size) return MQTT_ERR_OVERSIZE;
+    mqtt_pub_opts def = { .qos = 1 };
+    return send_small(n, topic, tmpl, payload, len, o ? o : &def);
+}
+
+const mqtt_msg_props *mqtt_node_delivery_props(const mqtt_node *n)
+{
+    return n ? n->cur_props : NULL;
+}
+
 int mqtt_node_publish_metrics(mqtt_node *n, const char *json)
 {
     if (!n || !json) return MQTT_ERR_INVAL;
