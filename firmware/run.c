@@ -170,11 +170,12 @@ static int start(fw_svc *s)
     nc.share_group = c->share_group[0] ? c->share_group : NULL;
     uint64_t anns = (uint64_t)c->store_max_entries * c->announce_blocks;
     nc.max_announce = anns < 64 ? 64 : anns > 16384 ? 16384 : (size_t)anns;
-    nc.max_directory = 256;
+    nc.max_directory = 1024;
     nc.max_serving = FW_SERVE_MAX;
     nc.provider_get = fw_share_provider_get;
     nc.provider_put = fw_share_provider_put;
     nc.on_deliver = on_deliver;
+    nc.on_withdrawn = fw_share_on_withdrawn;
     nc.user = s;
     if ((rc = mqtt_node_init(&s->node, &nc)) != MQTT_OK) {
         fprintf(stderr, "kvmesh run: [broker]: cannot set up the connection: %s (check the TLS files)\n",

@@ -169,6 +169,7 @@ uint32_t fw_share_prefill(fw_svc *s, const uint32_t *tokens, uint32_t n, fw_reus
  * the publish policy; n_system is the system prompt's token count (0: none). */
 void fw_share_publish(fw_svc *s, const uint32_t *tokens, uint32_t n_ctx, uint32_t n_system);
 void fw_share_on_announce(fw_svc *s, const mqtt_frame_hdr *h, const uint8_t *p, size_t len);
+void fw_share_on_withdrawn(void *user, const mqtt_model_id *model, const uint8_t prefix[MQTT_ID_BYTES]);
 /* Announces every stored entry (start-up, and when cache-share mode begins). */
 void fw_share_announce_all(fw_svc *s);
 /* Withdraws every announcement (standalone mode, shutdown). */

@@ -60,9 +60,9 @@ static bool same_model(const mqtt_model_id *a, const mqtt_model_id *b)
 void fw_share_on_announce(fw_svc *s, const mqtt_frame_hdr *h, const uint8_t *p, size_t len)
 {
     mqtt_announce a;
-    if (mqtt_announce_decode(p, len, &a) != MQTT_OK || !same_model(&h->model, &s->mid) ||
-        strcmp(a.holder, s->cfg.node_id) == 0)
-        return;
+    /* Our own announcements are kept too: the index says who announced a prefix last
+     * (the topic holds one holder); lookups skip the ones that are ours. */
+    if (mqtt_announce_decode(p, len, &a) != MQTT_OK || !same_model(&h->model, &s->mid)) return;
     fw_fleet_ent *slot = NULL, *old = NULL;
     for (int i = 0; i < FW_FLEET_MAX && !slot; i++) {
         fw_fleet_ent *e = &s->fleet[i];
@@ -82,17 +82,6 @@ void fw_share_on_announce(fw_svc *s, const mqtt_frame_hdr *h, const uint8_t *p, 
     slot->stamp = ++s->fleet_clock;
 }
 
-static int fleet_find(const fw_svc *s, uint32_t nb, int *ent)
-{
-    for (int k = (int)nb - 1; k >= 0; k--)
-        for (int i = 0; i < FW_FLEET_MAX; i++)
-            if (s->fleet[i].used && memcmp(s->fleet[i].prefix, s->ids[k], 32) == 0) {
-                *ent = i;
-                return k;
-            }
-    return -1;
-}
-
 static void fleet_forget_prefix(fw_svc *s, const uint8_t *prefix)
 {
     for (int i = 0; i < FW_FLEET_MAX; i++)
@@ -103,6 +92,18 @@ static void fleet_forget_holder(fw_svc *s, const char *holder)
 {
     for (int i = 0; i < FW_FLEET_MAX; i++)
         if (s->fleet[i].used && strcmp(s->fleet[i].holder, holder) == 0) s->fleet[i].used = false;
+}
+
+static int fleet_find(const fw_svc *s, uint32_t nb, int *ent)
+{
+    for (int k = (int)nb - 1; k >= 0; k--)
+        for (int i = 0; i < FW_FLEET_MAX; i++)
+            if (s->fleet[i].used && memcmp(s->fleet[i].prefix, s->ids[k], 32) == 0 &&
+                strcmp(s->fleet[i].holder, s->cfg.node_id) != 0) {
+                *ent = i;
+                return k;
+            }
+    return -1;
 }
 
 /* ---- announcements ---------------------------------------------------------------------------- */
@@ -157,6 +158,17 @@ static void on_evict(void *user, const fw_store *st, int i)
         if (other >= 0 && s->cfg.mode == FW_MODE_CACHE_SHARE) announce_one(s, other, id);
         else mqtt_node_withdraw(&s->node, &s->mid, id);
     }
+}
+
+void fw_share_on_withdrawn(void *user, const mqtt_model_id *model, const uint8_t prefix[MQTT_ID_BYTES])
+{
+    fw_svc *s = user;
+    if (!same_model(model, &s->mid)) return;
+    fleet_forget_prefix(s, prefix);
+    /* The topic holds one holder: when it withdrew, a node that holds the prefix too
+     * announces its copy, so the fleet still finds one. */
+    int i = s->cfg.mode == FW_MODE_CACHE_SHARE ? fw_store_find_id(&s->store, prefix, -1) : -1;
+    if (i >= 0) announce_one(s, i, prefix);
 }
 
 void fw_share_announce_all(fw_svc *s)

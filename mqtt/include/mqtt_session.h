@@ -195,6 +195,11 @@ typedef void (*mqtt_provider_put_fn)(void *user, void *handle);
 typedef void (*mqtt_node_deliver_fn)(void *user, const mqtt_frame_hdr *hdr,
                                      const uint8_t *payload, size_t len);
 
+/* An announcement topic the node watches was cleared (an empty retained message: its
+ * holder withdrew the cache). Not authenticated: use it only to forget the prefix. */
+typedef void (*mqtt_node_withdrawn_fn)(void *user, const mqtt_model_id *model,
+                                       const uint8_t prefix[MQTT_ID_BYTES]);
+
 typedef struct {
     mqtt_session_cfg session;     /* on_message/on_event/user are taken by the node */
     const mqtt_keys *keys;        /* required */
@@ -221,6 +226,7 @@ typedef struct {
     mqtt_provider_get_fn provider_get;  /* optional: without it, requests get NOT_FOUND */
     mqtt_provider_put_fn provider_put;
     mqtt_node_deliver_fn on_deliver;    /* optional */
+    mqtt_node_withdrawn_fn on_withdrawn; /* optional */
     void *user;
 } mqtt_node_cfg;
 
@@ -298,7 +304,8 @@ int mqtt_node_flush(mqtt_node *n, uint32_t timeout_ms);
 /* Publishes a retained, sealed announcement and keeps it for re-publishing after a
  * reconnect. Returns MQTT_OK, MQTT_ERR_BUSY (max_announce) or a send error. */
 int mqtt_node_announce(mqtt_node *n, const mqtt_cache_info *info);
-/* Clears the retained announcement (if it is ours) and forgets it. Returns MQTT_OK,
+/* Forgets the announcement and clears the retained message, unless the directory saw
+ * another node announce the same prefix since (then the topic is theirs). Returns MQTT_OK,
  * MQTT_ERR_NOT_FOUND (this node did not announce it) or a publish error. */
 int mqtt_node_withdraw(mqtt_node *n, const mqtt_model_id *model,
                        const uint8_t prefix[MQTT_ID_BYTES]);
