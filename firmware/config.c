@@ -386,8 +386,8 @@ static int on_key(void *user, const char *section, const char *name, const char 
             int rc = k->kind == K_BYTES ? parse_u64_suffix(value, &v)
                                         : (v = strtoull(value, &end, 10), (!*value || *value == '-' || errno || *end) ? -1 : 0);
             if (rc || v < k->lo || v > k->hi) {
-                snprintf(why, sizeof why, "needs a%s number in %llu..%llu, not '%s'",
-                         k->kind == K_BYTES ? " byte count (suffix K, M or G allowed)" : "n integer",
+                snprintf(why, sizeof why, "needs %s in %llu..%llu, not '%s'",
+                         k->kind == K_BYTES ? "a byte count (suffix K, M or G allowed)" : "an integer",
                          (unsigned long long)k->lo, (unsigned long long)k->hi, value);
             } else if (k->kind == K_BYTES) {
                 *(uint64_t *)field = v;
@@ -420,6 +420,9 @@ int fw_config_load(fw_config *c, const char *path, char *err, size_t errlen)
     fw_config_defaults(c);
     snprintf(c->path, sizeof c->path, "%s", path);
     load_ctx lc = { .c = c };
+    /* Stop at the first problem, so the line inih reports is the one the message is
+     * about (Debian's libinih makes this a run-time switch). */
+    ini_stop_on_first_error = true;
     int line = ini_parse(path, on_key, &lc);
     if (line == -1) {
         snprintf(err, errlen, "%s: cannot read the configuration: %s", path, strerror(errno ? errno : ENOENT));

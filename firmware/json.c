@@ -334,8 +334,9 @@ int fw_json_u64(const char *s, const fw_json_tok *k, uint64_t *out)
     uint64_t v = 0;
     for (uint32_t i = k->start; i < k->end; i++) {
         char c = s[i];
-        if (c < '0' || c > '9' || v > (UINT64_MAX - 9) / 10) return -1;
-        v = v * 10 + (uint64_t)(c - '0');
+        uint64_t d = (uint64_t)(c - '0');
+        if (c < '0' || c > '9' || v > (UINT64_MAX - d) / 10) return -1;
+        v = v * 10 + d;
     }
     *out = v;
     return 0;
@@ -378,8 +379,13 @@ void fw_jw_str(fw_jw *w, const char *p, size_t n)
             put(w, esc, 2);
             i++;
         } else if (c < 0x20) {
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            put(w, esc, 6);
+            const char *short_esc = c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t" : NULL;
+            if (short_esc) {
+                put(w, short_esc, 2);
+            } else {
+                snprintf(esc, sizeof esc, "\\u%04x", c);
+                put(w, esc, 6);
+            }
             i++;
         } else if (c < 0x80) {
             put(w, (const char *)&u[i], 1);

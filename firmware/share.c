@@ -174,14 +174,14 @@ void fw_share_on_withdrawn(void *user, const mqtt_model_id *model, const uint8_t
 void fw_share_announce_all(fw_svc *s)
 {
     if (!s->node_ok || s->cfg.mode != FW_MODE_CACHE_SHARE) return;
-    for (uint32_t i = 0; i < s->store.max_entries; i++)
+    for (uint32_t i = 0; i < s->store.slots; i++)
         if (s->store.e && s->store.e[i].used) announce_entry(s, (int)i);
 }
 
 void fw_share_withdraw_all(fw_svc *s)
 {
     if (!s->node_ok) return;
-    for (uint32_t i = 0; i < s->store.max_entries; i++) {
+    for (uint32_t i = 0; i < s->store.slots; i++) {
         if (!s->store.e || !s->store.e[i].used) continue;
         uint32_t k[64];
         uint32_t n = announced_blocks(&s->store.e[i], s->cfg.announce_blocks, k);

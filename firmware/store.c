@@ -84,7 +84,7 @@ static int check_stream(const fw_store *s, const uint8_t *buf, size_t len, const
 
 static int free_slot(const fw_store *s)
 {
-    for (uint32_t i = 0; i < s->max_entries; i++)
+    for (uint32_t i = 0; i < s->slots; i++)
         if (!s->e[i].used) return (int)i;
     return -1;
 }
@@ -102,7 +102,7 @@ static void forget(fw_store *s, int i)
 static int oldest(const fw_store *s)
 {
     int o = -1;
-    for (uint32_t i = 0; i < s->max_entries; i++)
+    for (uint32_t i = 0; i < s->slots; i++)
         if (s->e[i].used && (o < 0 || s->e[i].stamp < s->e[o].stamp)) o = (int)i;
     return o;
 }
@@ -143,7 +143,7 @@ static int load_file(fw_store *s, const char *name, uint8_t *buf, size_t cap, ti
                 got += (size_t)k;
             }
             int slot = free_slot(s);
-            if (got == (size_t)sb.st_size && slot >= 0) {
+            if (got == (size_t)sb.st_size) {
                 fw_store_entry *e = &s->e[slot];
                 verdict = !named ? 2 : check_stream(s, buf, got, want, e);
                 if (verdict == 0) {
@@ -152,8 +152,6 @@ static int load_file(fw_store *s, const char *name, uint8_t *buf, size_t cap, ti
                     s->bytes += e->bytes;
                     s->st.loaded++;
                 }
-            } else if (slot < 0) {
-                verdict = 3;   /* more files than entries: keep it for after the bound rises */
             }
         }
     }
@@ -194,16 +192,18 @@ int fw_store_open(fw_store *s, const fw_store_cfg *cfg, uint8_t *buf, size_t cap
         return -1;
     }
     s->lock_fd = lfd;
-    s->e = calloc(s->max_entries, sizeof *s->e);
-    s->ids = calloc((size_t)s->max_entries * FW_STORE_MAX_BLOCKS, sizeof *s->ids);
-    time_t *mt = calloc(s->max_entries, sizeof *mt);
+    /* One slot more than the bound: a new entry is checked before the oldest makes room. */
+    s->slots = s->max_entries + 1;
+    s->e = calloc(s->slots, sizeof *s->e);
+    s->ids = calloc((size_t)s->slots * FW_STORE_MAX_BLOCKS, sizeof *s->ids);
+    time_t *mt = calloc(s->slots, sizeof *mt);
     if (!s->e || !s->ids || !mt) {
         free(mt);
         fw_store_close(s);
         snprintf(err, errlen, "no memory for a store index of %u entries", s->max_entries);
         return -1;
     }
-    for (uint32_t i = 0; i < s->max_entries; i++) s->e[i].ids = s->ids + (size_t)i * FW_STORE_MAX_BLOCKS;
+    for (uint32_t i = 0; i < s->slots; i++) s->e[i].ids = s->ids + (size_t)i * FW_STORE_MAX_BLOCKS;
     DIR *d = opendir(s->dir);
     if (!d) {
         free(mt);
@@ -221,16 +221,24 @@ int fw_store_open(fw_store *s, const fw_store_cfg *cfg, uint8_t *buf, size_t cap
                 s->st.torn++;
         } else if (n > 3 && strcmp(de->d_name + n - 3, ".kv") == 0) {
             time_t t = 0;
-            int before = free_slot(s);
-            if (load_file(s, de->d_name, buf, cap, &t) == 0) mt[before] = t;
+            int slot = free_slot(s);
+            if (load_file(s, de->d_name, buf, cap, &t) != 0) continue;
+            mt[slot] = t;
+            if (s->count > s->max_entries) {   /* over the bound: the least recent goes */
+                int o = slot;
+                for (uint32_t i = 0; i < s->slots; i++)
+                    if (s->e[i].used && mt[i] < mt[o]) o = (int)i;
+                forget(s, o);
+                s->st.evicted++;
+            }
         }
     }
     closedir(d);
     /* Recency from the files' mtimes: rank them. */
-    for (uint32_t i = 0; i < s->max_entries; i++) {
+    for (uint32_t i = 0; i < s->slots; i++) {
         if (!s->e[i].used) continue;
         uint64_t rank = 1;
-        for (uint32_t j = 0; j < s->max_entries; j++)
+        for (uint32_t j = 0; j < s->slots; j++)
             if (s->e[j].used && (mt[j] < mt[i] || (mt[j] == mt[i] && j < i))) rank++;
         s->e[i].stamp = rank;
     }
@@ -267,7 +275,7 @@ int fw_store_find(const fw_store *s, const uint8_t (*ids)[32], uint32_t nb, int 
     if (nb > FW_STORE_MAX_BLOCKS) nb = FW_STORE_MAX_BLOCKS;
     for (int k = (int)nb - 1; k >= 0; k--) {
         int best = -1;
-        for (uint32_t i = 0; i < s->max_entries; i++) {
+        for (uint32_t i = 0; i < s->slots; i++) {
             const fw_store_entry *e = &s->e[i];
             if (e->used && e->nblocks > (uint32_t)k && memcmp(e->ids[k], ids[k], 32) == 0 &&
                 (best < 0 || e->positions > s->e[best].positions))
@@ -284,7 +292,7 @@ int fw_store_find(const fw_store *s, const uint8_t (*ids)[32], uint32_t nb, int 
 int fw_store_find_id(const fw_store *s, const uint8_t id[32], int exclude)
 {
     int best = -1;
-    for (uint32_t i = 0; i < s->max_entries; i++) {
+    for (uint32_t i = 0; i < s->slots; i++) {
         const fw_store_entry *e = &s->e[i];
         if (!e->used || (int)i == exclude) continue;
         uint32_t nb = e->nblocks < FW_STORE_MAX_BLOCKS ? e->nblocks : FW_STORE_MAX_BLOCKS;
@@ -300,7 +308,7 @@ int fw_store_find_id(const fw_store *s, const uint8_t id[32], int exclude)
 bool fw_store_covers(const fw_store *s, const uint8_t last[32], uint32_t nb, uint32_t positions)
 {
     if (nb == 0 || nb > FW_STORE_MAX_BLOCKS) return false;
-    for (uint32_t i = 0; i < s->max_entries; i++) {
+    for (uint32_t i = 0; i < s->slots; i++) {
         const fw_store_entry *e = &s->e[i];
         if (e->used && e->nblocks >= nb && e->positions >= positions && memcmp(e->ids[nb - 1], last, 32) == 0)
             return true;
@@ -366,7 +374,7 @@ int fw_store_put(fw_store *s, const uint8_t *stream, size_t len, fw_store_evict_
         snprintf(err, errlen, "not a KV stream");
         return -1;
     }
-    for (uint32_t i = 0; i < s->max_entries; i++)
+    for (uint32_t i = 0; i < s->slots; i++)
         if (s->e[i].used && memcmp(s->e[i].digest, stream + DIGEST_OFF, 32) == 0) {
             touch(s, (int)i);
             *entry = (int)i;
@@ -432,7 +440,7 @@ void fw_store_set_max_bytes(fw_store *s, uint64_t max_bytes, fw_store_evict_fn o
 
 void fw_store_drop(fw_store *s, int i, fw_store_evict_fn on_evict, void *user)
 {
-    if (i < 0 || (uint32_t)i >= s->max_entries || !s->e[i].used) return;
+    if (i < 0 || (uint32_t)i >= s->slots || !s->e[i].used) return;
     if (on_evict) on_evict(user, s, i);
     forget(s, i);
     s->st.dropped++;
@@ -441,7 +449,7 @@ void fw_store_drop(fw_store *s, int i, fw_store_evict_fn on_evict, void *user)
 uint32_t fw_store_drop_all(fw_store *s, fw_store_evict_fn on_evict, void *user)
 {
     uint32_t n = 0;
-    for (uint32_t i = 0; i < s->max_entries; i++) {
+    for (uint32_t i = 0; i < s->slots; i++) {
         if (!s->e[i].used) continue;
         if (on_evict) on_evict(user, s, (int)i);
         forget(s, (int)i);

@@ -66,9 +66,10 @@ typedef struct {
     char dir[256];
     uint64_t max_bytes, bytes;
     uint32_t max_entries, count;
+    uint32_t slots;              /* max_entries + 1 */
     const nn_model *m;
-    fw_store_entry *e;           /* [max_entries] */
-    uint8_t (*ids)[32];          /* [max_entries * FW_STORE_MAX_BLOCKS] */
+    fw_store_entry *e;           /* [slots] */
+    uint8_t (*ids)[32];          /* [slots * FW_STORE_MAX_BLOCKS] */
     uint64_t clock;              /* recency counter */
     int lock_fd;                 /* flock on <dir>/.lock while open */
     int fault;

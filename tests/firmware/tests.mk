@@ -1,8 +1,9 @@
 # firmware tests: cmocka programs for the service's parts (tests/firmware/test_*.c, linked
 # with libfw) and shell tests that run `kvmesh run` against a real mosquitto
 # (tests/firmware/*.sh; see tests/firmware/lib.sh).
-$(call add_cmocka_tests,fw fwjson nn mqtt hal,$(wildcard tests/firmware/test_*.c),\
-    $(call pc_libs,inih libmosquitto libzstd) $(MBEDTLS_LIBS),)
+# The store test builds stories260K images in memory (tests/lib/testutil.c, kvtools).
+$(call add_cmocka_tests,fw fwjson kvtools nn mqtt hal,$(wildcard tests/firmware/test_*.c),\
+    $(call pc_libs,inih libmosquitto libzstd) $(MBEDTLS_LIBS) -lm,tests/lib/testutil.c)
 $(foreach t,$(filter firmware_test_%,$(TESTS)),\
   $(eval $(t)_CFLAGS += -DFW_TOP='"$(CURDIR)"'))
 
