@@ -5,8 +5,8 @@
  *
  * With backend = sim (tests, and machines without GPIO) the sensors read below
  * sysfs_root, and the GPIO lines live in memory; two files below sysfs_root connect them
- * to the outside: gpio-sim/led holds the LED's current pattern name, and the button is
- * pressed while gpio-sim/button holds "1".
+ * to the outside: gpio-sim/led holds the LED's current pattern name (gpio-sim/led.log
+ * every change), and the button is pressed while gpio-sim/button holds "1".
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -205,6 +205,11 @@ bool fw_board_tick(fw_svc *s, uint64_t now, enum hal_button_role *role)
                 fprintf(f, "%s\n", hal_led_pattern_name(p));
                 fclose(f);
                 rename(tmp, b->sim_led);
+            }
+            snprintf(tmp, sizeof tmp, "%s.log", b->sim_led);
+            if ((f = fopen(tmp, "a"))) {
+                fprintf(f, "%s\n", hal_led_pattern_name(p));
+                fclose(f);
             }
         }
         b->shown = p;
