@@ -20,3 +20,14 @@ kvmesh_SRCS   := firmware/main.c
 kvmesh_LIBS   := fw fwjson nn mqtt hal
 kvmesh_LDLIBS :=
 kvmesh_CFLAGS := -DKVMESH_VERSION='"$(KVMESH_VERSION)"'
+
+# The Debian package for this board (arm64 for boards, amd64 for the host):
+#   make BOARD=rpi4 deb   ->  build/rpi4/kvmesh_<version>_arm64.deb
+DEB_VERSION ?= 0.8.$(shell git rev-list --count HEAD 2>/dev/null || echo 0)+g$(shell git rev-parse --short HEAD 2>/dev/null || echo 0)+$(subst -,.,$(BOARD))
+.PHONY: deb demo
+deb: build-all
+	$(Q)sh packaging/mkdeb.sh $(BINDIR) $(BOARD) $(DEB_VERSION) $(BUILD)
+
+# The demo: a local TLS broker, two nodes on stories260K, a shared prefix, the monitor.
+demo: build-all
+	$(Q)KVMESH_BUILD=$(BUILD) sh tools/demo.sh
