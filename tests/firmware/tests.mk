@@ -15,4 +15,5 @@ $(FW_JSONCHECK): tests/firmware/helpers/jsoncheck.c $(LIBDIR)/libfwjson.a
 	@echo "  LD      $@"
 tests-build: $(FW_JSONCHECK)
 
-TEST_SCRIPTS += $(sort $(wildcard tests/firmware/*.sh))
+# The demo runs the build's programs directly, so only where they run natively.
+TEST_SCRIPTS += $(sort $(filter-out $(if $(CROSS),tests/firmware/demo.sh),$(wildcard tests/firmware/*.sh)))
