@@ -374,8 +374,17 @@ static void run(fw_svc *s, fw_req *r)
     /* Reuse what the fleet or the store holds, compute the rest. */
     fw_reuse how;
     uint32_t reused = fw_share_prefill(s, e->ids, n_prompt, &how);
-    const int32_t *logits;
-    if ((st = nn_session_forward(&e->s, e->ids + reused, n_prompt - reused, &logits))) {
+    /* The prefill in blocks, with the network served between them: a long prompt on a
+     * slow board must not outlast the broker's keepalive (its will would say offline).
+     * Splitting the forward pass changes no bit of the result. */
+    const int32_t *logits = NULL;
+    for (uint32_t at = reused; at < n_prompt && !st;) {
+        uint32_t k = n_prompt - at < e->s.max_batch ? n_prompt - at : e->s.max_batch;
+        st = nn_session_forward(&e->s, e->ids + at, k, &logits);
+        at += k;
+        if (at < n_prompt) fw_svc_pump(s);
+    }
+    if (st) {
         snprintf(err, sizeof err, "prefill failed: %s", nn_strerror(st));
         fail_request(s, r, "internal", err);
         return;
