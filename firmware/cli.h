@@ -10,6 +10,7 @@
 int fw_cmd_generate(int argc, char **argv);
 int fw_cmd_verify(int argc, char **argv);
 int fw_cmd_bench(int argc, char **argv);
+int fw_cmd_run(int argc, char **argv);
 
 /* Shared option parsing helpers: return 0 on success, print the error and return -1. */
 int fw_parse_u32(const char *prog, const char *opt, const char *s, uint32_t lo, uint32_t hi, uint32_t *out);

@@ -55,13 +55,20 @@ int fw_engine_open(fw_engine *e, const fw_engine_opts *o, char *err, size_t errl
     nn_session_opts so = { .max_seq = ctx, .max_batch = o->batch ? o->batch : 32,
                            .threads = o->threads ? o->threads : fw_default_threads(), .kernels = o->kernels };
     nn_arena_init(&e->arena, fw_arena, sizeof fw_arena);
+    e->so = so;
     st = nn_session_init(&e->s, e->m, &so, &e->arena);
+    e->session_bytes = e->arena.used;
     if (!st) {
         e->tokscratch_bytes = nn_tok_scratch_bytes(&e->m->tok);
         e->tokscratch = nn_arena_alloc(&e->arena, e->tokscratch_bytes, 8);
         e->ids_cap = (o->max_prompt_bytes ? o->max_prompt_bytes : ctx) + 3;
         e->ids = nn_arena_alloc(&e->arena, e->ids_cap * sizeof *e->ids, 8);
+        /* Aligned start, so a re-carve from sampler_mem lays out the same (fw_engine_set_sampling). */
+        size_t before = (e->arena.used + NN_ARENA_ALIGN - 1) & ~(size_t)(NN_ARENA_ALIGN - 1);
+        e->arena.used = before;
         st = nn_sampler_init(&e->sp, e->m->cfg.vocab_size, o->temp_q16, o->topp_q16, o->seed, &e->arena);
+        e->sampler_mem = (uint8_t *)fw_arena + before;
+        e->sampler_bytes = e->arena.used - before;
         if (!st && (!e->tokscratch || !e->ids))
             st = NN_E_NOMEM;
         if (!st && o->kv) {
@@ -130,6 +137,35 @@ int fw_engine_read_file(fw_engine *e, const char *path, uint8_t **buf, size_t *l
     fclose(f);
     e->arena_bytes = e->arena.used;
     return 0;
+}
+
+int fw_engine_set_threads(fw_engine *e, uint32_t threads, char *err, size_t errlen)
+{
+    if (threads == e->s.threads)
+        return nn_session_truncate(&e->s, 0) == NN_OK ? 0 : -1;
+    if (threads < 1 || threads > e->so.threads) {
+        snprintf(err, errlen, "threads must be 1..%u", e->so.threads);
+        return -1;
+    }
+    /* Fewer workers carve less (per-thread scratch), so the session fits where it was. */
+    nn_session_deinit(&e->s);
+    nn_session_opts so = e->so;
+    so.threads = threads;
+    nn_arena a;
+    nn_arena_init(&a, fw_arena, e->session_bytes);
+    nn_status st = nn_session_init(&e->s, e->m, &so, &a);
+    if (st) {
+        snprintf(err, errlen, "cannot restart the session with %u threads: %s", threads, nn_strerror(st));
+        return -1;
+    }
+    return 0;
+}
+
+void fw_engine_set_sampling(fw_engine *e, int32_t temp_q16, int32_t topp_q16, uint64_t seed)
+{
+    nn_arena a;
+    nn_arena_init(&a, e->sampler_mem, e->sampler_bytes);
+    nn_sampler_init(&e->sp, e->m->cfg.vocab_size, temp_q16, topp_q16, seed, &a);
 }
 
 void fw_engine_close(fw_engine *e)

@@ -37,6 +37,10 @@ typedef struct fw_engine {
     void       *tokscratch;
     size_t      tokscratch_bytes;
     size_t      arena_bytes; /* used by this engine */
+    nn_session_opts so;      /* the session's options (threads may change, see below) */
+    size_t      session_bytes;   /* the session's carve at the start of the arena */
+    uint8_t    *sampler_mem;     /* the sampler's carve, for re-initialising it */
+    size_t      sampler_bytes;
 } fw_engine;
 
 /* Size of the static arena in this build (the board's BOARD_ARENA_BYTES). */
@@ -52,6 +56,13 @@ int fw_engine_open(fw_engine *e, const fw_engine_opts *o, char *err, size_t errl
 /* Reads a whole file into the arena (at start-up only). Returns 0, or -1 with err set. */
 int fw_engine_read_file(fw_engine *e, const char *path, uint8_t **buf, size_t *len, char *err, size_t errlen);
 void fw_engine_close(fw_engine *e);
+
+/* Restarts the session with `threads` workers (1 .. the count it was opened with),
+ * carved in the same place; the context is emptied. 0, or -1 with err set. */
+int fw_engine_set_threads(fw_engine *e, uint32_t threads, char *err, size_t errlen);
+
+/* New sampling parameters (temperature and top-p Q16, seed) for the next generation. */
+void fw_engine_set_sampling(fw_engine *e, int32_t temp_q16, int32_t topp_q16, uint64_t seed);
 
 /* Monotonic time in nanoseconds. */
 uint64_t fw_now_ns(void);

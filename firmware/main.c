@@ -17,6 +17,7 @@ static void usage(FILE *f)
         "usage: kvmesh COMMAND [options]\n"
         "\n"
         "Commands:\n"
+        "  run        the device service: prompts over MQTT, cache sharing, telemetry\n"
         "  generate   one-shot text generation from a prompt (no broker needed)\n"
         "  bench      prefill and decode speed against the memory-bandwidth limit (JSON)\n"
         "  verify     check an image's fingerprint and print its identity\n"
@@ -125,6 +126,8 @@ int main(int argc, char **argv)
         return fw_cmd_verify(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0)
         return fw_cmd_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "run") == 0)
+        return fw_cmd_run(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0) {
         printf("kvmesh %s, image format %u, numerics %u, kernels: %s\n", KVMESH_VERSION, NN_IMAGE_FORMAT_VERSION,
                NN_NUMERICS_VERSION, nn_kernels_available());

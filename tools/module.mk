@@ -17,7 +17,7 @@ kvmesh-eval_LIBS := kvtools nn
 # per group of subcommands).
 PROGS += kvmesh-kv
 kvmesh-kv_SRCS   := $(wildcard tools/kv/*.c)
-kvmesh-kv_LIBS   := kvtools nn mqtt
+kvmesh-kv_LIBS   := kvtools nn mqtt fwjson
 kvmesh-kv_LDLIBS := $(call pc_libs,libmosquitto libzstd) $(MBEDTLS_LIBS)
 
 PROGS += kvmesh-exit-train
@@ -26,3 +26,10 @@ kvmesh-exit-train_LIBS := kvtools nn
 
 PROGS += kvmesh-linksim
 kvmesh-linksim_SRCS := $(wildcard tools/linksim/*.c)
+
+# kvmesh-monitor: the fleet live in a terminal, or a JSON snapshot. Reads metrics with
+# the firmware's own JSON reader (fwjson), so the two agree on the format.
+PROGS += kvmesh-monitor
+kvmesh-monitor_SRCS   := $(wildcard tools/monitor/*.c)
+kvmesh-monitor_LIBS   := fwjson mqtt
+kvmesh-monitor_LDLIBS := $(call pc_libs,libmosquitto libzstd) $(MBEDTLS_LIBS)

@@ -195,6 +195,11 @@ typedef void (*mqtt_provider_put_fn)(void *user, void *handle);
 typedef void (*mqtt_node_deliver_fn)(void *user, const mqtt_frame_hdr *hdr,
                                      const uint8_t *payload, size_t len);
 
+/* An announcement topic the node watches was cleared (an empty retained message: its
+ * holder withdrew the cache). Not authenticated: use it only to forget the prefix. */
+typedef void (*mqtt_node_withdrawn_fn)(void *user, const mqtt_model_id *model,
+                                       const uint8_t prefix[MQTT_ID_BYTES]);
+
 typedef struct {
     mqtt_session_cfg session;     /* on_message/on_event/user are taken by the node */
     const mqtt_keys *keys;        /* required */
@@ -221,6 +226,7 @@ typedef struct {
     mqtt_provider_get_fn provider_get;  /* optional: without it, requests get NOT_FOUND */
     mqtt_provider_put_fn provider_put;
     mqtt_node_deliver_fn on_deliver;    /* optional */
+    mqtt_node_withdrawn_fn on_withdrawn; /* optional */
     void *user;
 } mqtt_node_cfg;
 
@@ -298,7 +304,8 @@ int mqtt_node_flush(mqtt_node *n, uint32_t timeout_ms);
 /* Publishes a retained, sealed announcement and keeps it for re-publishing after a
  * reconnect. Returns MQTT_OK, MQTT_ERR_BUSY (max_announce) or a send error. */
 int mqtt_node_announce(mqtt_node *n, const mqtt_cache_info *info);
-/* Clears the retained announcement (if it is ours) and forgets it. Returns MQTT_OK,
+/* Forgets the announcement and clears the retained message, unless the directory saw
+ * another node announce the same prefix since (then the topic is theirs). Returns MQTT_OK,
  * MQTT_ERR_NOT_FOUND (this node did not announce it) or a publish error. */
 int mqtt_node_withdraw(mqtt_node *n, const mqtt_model_id *model,
                        const uint8_t prefix[MQTT_ID_BYTES]);
@@ -337,6 +344,21 @@ int mqtt_node_send(mqtt_node *n, const char *dest, const mqtt_frame_hdr *tmpl,
  * Returns what mqtt_node_send returns, or MQTT_ERR_OVERSIZE. */
 int mqtt_node_send_shared(mqtt_node *n, const char *group, const mqtt_frame_hdr *tmpl,
                           const uint8_t *payload, uint64_t len, uint32_t deadline_ms);
+
+/* Seals a payload that fits one chunk (len <= chunk_size) as a single frame of tmpl's
+ * type (model, prefix, ranges and codec from tmpl too) and publishes it on `topic` with
+ * the options o (QoS, retain, MQTT 5 correlation data, ...; NULL: QoS 1). Used for
+ * replies that go to a topic of the requester's choosing (resp/<node>, a command's
+ * reply) rather than to req/<dest>. Does not wait for the broker's acknowledgement.
+ * Safe to call from on_deliver. Returns MQTT_OK, MQTT_ERR_INVAL, MQTT_ERR_OVERSIZE, a
+ * counter or sealing error, or a publish error (MQTT_ERR_NO_CONN, ...). */
+int mqtt_node_publish_sealed(mqtt_node *n, const char *topic, const mqtt_frame_hdr *tmpl,
+                             const uint8_t *payload, size_t len, const mqtt_pub_opts *o);
+
+/* Inside on_deliver: the MQTT 5 properties of the message that completed the payload
+ * (response topic, correlation data; empty on 3.1.1). NULL outside a delivery. The
+ * response topic is not authenticated: check it before trusting it. */
+const mqtt_msg_props *mqtt_node_delivery_props(const mqtt_node *n);
 
 /* Publishes a JSON metrics document on node/<node>/metrics (QoS 0, not retained); keys
  * should carry their units ("sent_bytes", "uptime_s"). Returns MQTT_OK, MQTT_ERR_INVAL or a

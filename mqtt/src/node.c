@@ -381,7 +381,17 @@ static void node_message(void *user, const char *topic, const uint8_t *payload, 
 {
     mqtt_node *n = user;
     char node[MQTT_NODE_ID_MAX + 1];
-    int kind = mqtt_topic_parse(n->session.root, topic, NULL, NULL, node, sizeof node);
+    mqtt_model_id model;
+    uint8_t prefix[MQTT_ID_BYTES];
+    int kind = mqtt_topic_parse(n->session.root, topic, &model, prefix, node, sizeof node);
+    if (kind == MQTT_TOPIC_KV_ANNOUNCE && len == 0) {
+        /* A cleared announcement: its holder withdrew it. Unauthenticated, so it is only
+         * used to forget (the worst a forger achieves is a miss). */
+        mqtt_node_dirent *d = dir_find(n, &model, prefix);
+        if (d) d->used = false;
+        if (n->cfg.on_withdrawn) n->cfg.on_withdrawn(n->cfg.user, &model, prefix);
+        return;
+    }
     if (kind == MQTT_TOPIC_STATUS) {
         mqtt_node_fetch_state *f = &n->fetch;
         if (len == 7 && memcmp(payload, "offline", 7) == 0 && f->state == F_REQUESTED &&
@@ -570,6 +580,11 @@ int mqtt_node_withdraw(mqtt_node *n, const mqtt_model_id *model, const uint8_t p
         mqtt_node_ann *a = &n->anns[i];
         if (!a->used || !same_cache(&a->info.model, a->info.prefix, model, prefix)) continue;
         a->used = false;
+        /* The topic holds one announcement: when another node announced the prefix after
+         * us (seen in the directory), it is theirs now, and clearing it would hide their
+         * cache. */
+        const mqtt_node_dirent *d = dir_find(n, model, prefix);
+        if (d && strcmp(d->ann.holder, n->session.node_id) != 0) return MQTT_OK;
         mqtt_pub_opts o = { .qos = 1, .retain = true };
         return mqtt_session_publish(&n->session, a->topic, NULL, 0, &o);
     }
@@ -744,6 +759,20 @@ int mqtt_node_send_shared(mqtt_node *n, const char *group, const mqtt_frame_hdr 
     if (!n) return MQTT_ERR_INVAL;
     if (len > n->tx.cfg.chunk_size) return MQTT_ERR_OVERSIZE;
     return mqtt_node_send(n, group, tmpl, payload, len, deadline_ms);
+}
+
+int mqtt_node_publish_sealed(mqtt_node *n, const char *topic, const mqtt_frame_hdr *tmpl,
+                             const uint8_t *payload, size_t len, const mqtt_pub_opts *o)
+{
+    if (!n || !topic || !tmpl || (len && !payload)) return MQTT_ERR_INVAL;
+    if (len > n->tx.cfg.chunk_size) return MQTT_ERR_OVERSIZE;
+    mqtt_pub_opts def = { .qos = 1 };
+    return send_small(n, topic, tmpl, payload, len, o ? o : &def);
+}
+
+const mqtt_msg_props *mqtt_node_delivery_props(const mqtt_node *n)
+{
+    return n ? n->cur_props : NULL;
 }
 
 int mqtt_node_publish_metrics(mqtt_node *n, const char *json)

@@ -58,6 +58,9 @@ int kv_cmd_pub(int argc, char **argv);
 int kv_cmd_sub(int argc, char **argv);
 int kv_cmd_fetch(int argc, char **argv);
 int kv_cmd_bench_seal(int argc, char **argv);
+/* ask.c: talk to a running kvmesh node (requests, commands) */
+int kv_cmd_ask(int argc, char **argv);
+int kv_cmd_cmd(int argc, char **argv);
 /* cache.c: KV cache files against an image (need the engine) */
 int kv_cmd_inspect(int argc, char **argv);
 int kv_cmd_verify(int argc, char **argv);

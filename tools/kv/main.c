@@ -18,6 +18,8 @@ static const kv_cmd commands[] = {
     { "pub", kv_cmd_pub, "announce a cache file and serve it to peers that request it" },
     { "sub", kv_cmd_sub, "listen: print verified announcements and payloads, count drops" },
     { "fetch", kv_cmd_fetch, "find who holds a prefix and fetch it, verified, into a file" },
+    { "ask", kv_cmd_ask, "send a prompt to a kvmesh node and print the streamed answer" },
+    { "cmd", kv_cmd_cmd, "send a sealed command to a kvmesh node (status, reload, set-mode, ...)" },
     { "bench-seal", kv_cmd_bench_seal, "measure sealing/opening throughput (JSON)" },
     { "inspect", kv_cmd_inspect, "print a KV cache file's header, codec and bits per value (JSON)" },
     { "verify", kv_cmd_verify, "check a KV cache file against a model image, decoding it fully" },
