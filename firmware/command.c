@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "json.h"
+#include "fw_json.h"
 #include "service.h"
 
 #define SEEN_MAX (sizeof ((fw_svc *)0)->cmd_seen / sizeof ((fw_svc *)0)->cmd_seen[0])

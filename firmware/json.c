@@ -1,9 +1,9 @@
-/* Strict JSON reader into a token array, and an escaping writer. See json.h. */
+/* Strict JSON reader into a token array, and an escaping writer. See fw_json.h. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "json.h"
+#include "fw_json.h"
 
 /* ---- UTF-8 ------------------------------------------------------------------------------- */
 

@@ -20,7 +20,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "json.h"
+#include "fw_json.h"
 #include "service.h"
 
 #define REQ_TOKENS 128    /* JSON values a request may have */

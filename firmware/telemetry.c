@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "json.h"
+#include "fw_json.h"
 #include "kvmesh_board.h"
 #include "service.h"
 

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "json.h"
+#include "fw_json.h"
 
 static int parse(const char *s, fw_json_tok *t, int max)
 {

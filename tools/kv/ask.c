@@ -7,7 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "json.h"
+#include "fw_json.h"
 #include "kv.h"
 
 typedef struct {

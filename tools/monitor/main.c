@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "json.h"
+#include "fw_json.h"
 #include "mqtt_session.h"
 
 #define MON_MAX_NODES 256

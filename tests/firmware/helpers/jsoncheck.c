@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "fw_json.h"
 
 static const char *const type_names[] = { "null", "bool", "number", "string", "array", "object" };
 
