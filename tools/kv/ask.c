@@ -11,13 +11,13 @@
 #include "kv.h"
 
 typedef struct {
-    char ids[64][72];            /* ids of the requests in flight (ask --count) */
+    char ids[64][80];            /* ids of the requests in flight (ask --count) */
     bool ended[64];
     uint32_t n, done, errors, busy;
     bool json, quiet;
     bool any;                    /* --raw: the payload's id is unknown, take any answer */
     int want_type;               /* MQTT_FT_TOKENS (ask) or MQTT_FT_COMMAND (cmd) */
-    char last_error[256];
+    char last_error[260];
     bool cmd_ok, got_reply;
 } ask_state;
 
