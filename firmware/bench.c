@@ -105,6 +105,8 @@ typedef struct bench_opts {
     uint32_t reps;               /* timed repetitions; the best is reported */
     uint32_t mem_mib;            /* bandwidth probe buffer; 0: max(256 MiB, 4 x LLC) */
     uint64_t seed;               /* prompt tokens */
+    nn_kv_opts kv;               /* kv-import: the codec of the imported cache */
+    const char *kv_name;
 } bench_opts;
 
 /* ---- memory bandwidth probe ------------------------------------------------------- */
@@ -268,6 +270,17 @@ static uint64_t rng_next(uint64_t *s)
 typedef struct run_times { uint64_t prefill_ns, decode_ns; uint32_t decoded; } run_times;
 
 /* One timed run from an empty context: prefill the prompt, then greedy decode. */
+/* Random prompt tokens (ids >= 3 skip unk/BOS/EOS); random weights make any prompt
+ * equally representative. The buffer is the engine's prompt id buffer. */
+static uint32_t *random_prompt(fw_engine *e, uint64_t seed, uint32_t n)
+{
+    uint32_t *prompt = e->ids;
+    uint64_t s = seed | 1;
+    for (uint32_t i = 0; i < n; i++)
+        prompt[i] = 3 + (uint32_t)(rng_next(&s) % (e->m->cfg.vocab_size - 3));
+    return prompt;
+}
+
 static int engine_run(fw_engine *e, const bench_opts *o, const uint32_t *prompt, run_times *rt, char *err,
                       size_t errlen)
 {
@@ -293,6 +306,29 @@ static int engine_run(fw_engine *e, const bench_opts *o, const uint32_t *prompt,
     return 0;
 }
 
+/* The model's shape and the engine's set-up: the same fields in every mode. */
+static void model_json(bench_json *j, const bench_opts *o, const fw_engine *e)
+{
+    const nn_config *c = &e->m->cfg;
+    jopen(j, "model");
+    jstr(j, "path", o->eng.model);
+    ju64(j, "dim", c->dim);
+    ju64(j, "hidden_dim", c->hidden_dim);
+    ju64(j, "n_layers", c->n_layers);
+    ju64(j, "n_heads", c->n_heads);
+    ju64(j, "n_kv_heads", c->n_kv_heads);
+    ju64(j, "head_dim", c->head_dim);
+    ju64(j, "vocab_size", c->vocab_size);
+    ju64(j, "group_size", c->group_size);
+    jstr(j, "classifier", c->flags & NN_IMG_FLAG_TIED_CLASSIFIER ? "tied" : "separate");
+    ju64(j, "image_bytes", e->img.size);
+    jclose(j);
+    ju64(j, "threads", e->s.threads);
+    jstr(j, "kernels", e->s.kern->name);
+    ju64(j, "ctx", e->s.max_seq);
+    ju64(j, "batch", e->s.max_batch);
+}
+
 static double per_s(uint64_t n, uint64_t ns) { return ns ? (double)n * 1e9 / (double)ns : 0.0; }
 
 static int mode_engine(const bench_opts *o, bench_json *j, char *err, size_t errlen)
@@ -301,19 +337,13 @@ static int mode_engine(const bench_opts *o, bench_json *j, char *err, size_t err
     if (fw_engine_open(&e, &o->eng, err, errlen))
         return -1;
     const nn_model *m = e.m;
-    const nn_config *c = &m->cfg;
     if ((uint64_t)o->prompt_tokens + o->new_tokens > e.s.max_seq || o->prompt_tokens == 0) {
         snprintf(err, errlen, "prompt %u + new %u tokens do not fit the context of %u (or the prompt is empty)",
                  o->prompt_tokens, o->new_tokens, e.s.max_seq);
         fw_engine_close(&e);
         return -1;
     }
-    /* Random prompt tokens (ids >= 3 skip unk/BOS/EOS); random weights make any prompt
-     * equally representative. The buffer is the engine's prompt id buffer. */
-    uint32_t *prompt = e.ids;
-    uint64_t s = o->seed | 1;
-    for (uint32_t i = 0; i < o->prompt_tokens; i++)
-        prompt[i] = 3 + (uint32_t)(rng_next(&s) % (c->vocab_size - 3));
+    uint32_t *prompt = random_prompt(&e, o->seed, o->prompt_tokens);
 
     /* Bandwidth with the same thread count while the engine is idle, before and after
      * the timed runs; the better of the two is the bound (on a shared machine either
@@ -354,23 +384,7 @@ static int mode_engine(const bench_opts *o, bench_json *j, char *err, size_t err
     double pre = per_s(o->prompt_tokens, best.prefill_ns), dec = per_s(best.decoded, best.decode_ns);
     uint64_t wbpt = weight_bytes_per_token(m);
 
-    jopen(j, "model");
-    jstr(j, "path", o->eng.model);
-    ju64(j, "dim", c->dim);
-    ju64(j, "hidden_dim", c->hidden_dim);
-    ju64(j, "n_layers", c->n_layers);
-    ju64(j, "n_heads", c->n_heads);
-    ju64(j, "n_kv_heads", c->n_kv_heads);
-    ju64(j, "head_dim", c->head_dim);
-    ju64(j, "vocab_size", c->vocab_size);
-    ju64(j, "group_size", c->group_size);
-    jstr(j, "classifier", c->flags & NN_IMG_FLAG_TIED_CLASSIFIER ? "tied" : "separate");
-    ju64(j, "image_bytes", e.img.size);
-    jclose(j);
-    ju64(j, "threads", e.s.threads);
-    jstr(j, "kernels", e.s.kern->name);
-    ju64(j, "ctx", e.s.max_seq);
-    ju64(j, "batch", e.s.max_batch);
+    model_json(j, o, &e);
     ju64(j, "prompt_tokens", o->prompt_tokens);
     ju64(j, "new_tokens", best.decoded);
     ju64(j, "reps", o->reps);
@@ -389,6 +403,131 @@ static int mode_engine(const bench_opts *o, bench_json *j, char *err, size_t err
     return 0;
 }
 
+/* ---- kv-import mode ------------------------------------------------------------------ */
+
+/* FNV-1a over a logits row: compares two rows without keeping a copy of either. */
+static uint64_t logits_hash(const int32_t *l, uint32_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (uint32_t i = 0; i < n; i++) {
+        h ^= (uint32_t)l[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+static uint32_t argmax(const int32_t *l, uint32_t n)
+{
+    uint32_t best = 0;
+    for (uint32_t i = 1; i < n; i++)
+        if (l[i] > l[best])
+            best = i;
+    return best;
+}
+
+/*
+ * Time to first token after a P-token prefix, two ways, alternating in one run:
+ *   compute: prefill the P prefix tokens and the first new one (P + 1 tokens);
+ *   import:  parse, check and decode an exported cache of the prefix (every layer), then
+ *            the first new token alone.
+ * Both end with the first new token's logits and its greedy choice. The cache is
+ * exported once from this same session with the chosen codec. What the import column
+ * leaves out: getting the stream here (link time) and opening its seal (AES-GCM, well
+ * under a millisecond for these sizes); stream_bytes is what a link would carry.
+ */
+static int mode_kv_import(const bench_opts *o, bench_json *j, char *err, size_t errlen)
+{
+    fw_engine_opts eo = o->eng;
+    eo.kv = 1;
+    fw_engine e;
+    if (fw_engine_open(&e, &eo, err, errlen))
+        return -1;
+    const uint32_t P = o->prompt_tokens, V = e.m->cfg.vocab_size;
+    int rc = -1;
+    if ((uint64_t)P + 1 > e.s.max_seq) {
+        snprintf(err, errlen, "a prefix of %u tokens plus one does not fit the context of %u", P, e.s.max_seq);
+        goto out;
+    }
+    uint32_t *prompt = random_prompt(&e, o->seed, P + 1);
+    const int32_t *logits;
+    nn_status st = nn_session_forward(&e.s, prompt, P, NULL);
+    nn_kv_range whole = { 0, e.m->cfg.n_layers, 0, P };
+    size_t len = 0;
+    uint64_t t0 = fw_now_ns();
+    if (!st)
+        st = nn_kv_export(&e.s, &whole, prompt, &o->kv, NULL, &e.kvw, e.kvbuf, e.kvbuf_bytes, &len);
+    uint64_t export_ns = fw_now_ns() - t0;
+    nn_kv_info info;
+    if (!st)
+        st = nn_kv_parse(e.kvbuf, len, &info);
+    if (st) {
+        snprintf(err, errlen, "exporting the prefix: %s", nn_strerror(st));
+        goto out;
+    }
+
+    uint64_t best_c = 0, best_i = 0, best_imp = 0, hash_c = 0, hash_i = 0;
+    uint32_t tok_c = 0, tok_i = 0;
+    for (uint32_t r = 0; r <= o->reps; r++) {
+        nn_session_truncate(&e.s, 0);
+        t0 = fw_now_ns();
+        st = nn_session_forward(&e.s, prompt, P + 1, &logits);
+        uint64_t tc = fw_now_ns() - t0;
+        if (st)
+            break;
+        tok_c = argmax(logits, V);
+        hash_c = logits_hash(logits, V);
+
+        nn_session_truncate(&e.s, 0);
+        uint32_t reused = 0;
+        t0 = fw_now_ns();
+        st = nn_kv_import(&e.s, e.kvbuf, len, prompt, P, NULL, &e.kvw, &reused);
+        uint64_t t_imp = fw_now_ns() - t0;
+        if (!st && reused != P) {
+            snprintf(err, errlen, "the import took %u of %u positions", reused, P);
+            goto out;
+        }
+        if (!st)
+            st = nn_session_forward(&e.s, &prompt[P], 1, &logits);
+        uint64_t ti = fw_now_ns() - t0;
+        if (st)
+            break;
+        tok_i = argmax(logits, V);
+        hash_i = logits_hash(logits, V);
+        fprintf(stderr, "kvmesh bench: run %u%s: compute %.2f ms, import %.2f ms (decode %.2f ms)\n", r,
+                r == 0 ? " (warm-up)" : "", tc / 1e6, ti / 1e6, t_imp / 1e6);
+        if (r == 0)
+            continue;
+        if (!best_c || tc < best_c)
+            best_c = tc;
+        if (!best_i || ti < best_i)
+            best_i = ti;
+        if (!best_imp || t_imp < best_imp)
+            best_imp = t_imp;
+    }
+    if (st) {
+        snprintf(err, errlen, "timed run: %s", nn_strerror(st));
+        goto out;
+    }
+    model_json(j, o, &e);
+    ju64(j, "prefix_tokens", P);
+    ju64(j, "reps", o->reps);
+    jstr(j, "codec", o->kv_name);
+    ju64(j, "stream_bytes", len);
+    jnum(j, "bits_per_value", nn_kv_bits_per_value_x1000(&info) / 1000.0, 3);
+    jnum(j, "export_ms", export_ns / 1e6, 3);
+    jnum(j, "import_ms", best_imp / 1e6, 3);
+    jnum(j, "ttft_compute_ms", best_c / 1e6, 3);
+    jnum(j, "ttft_import_ms", best_i / 1e6, 3);
+    jnum(j, "ttft_ratio", best_i ? (double)best_c / (double)best_i : 0, 2);
+    jstr(j, "first_token_same", tok_c == tok_i ? "yes" : "no");
+    jstr(j, "logits_identical", hash_c == hash_i ? "yes" : "no");
+    ju64(j, "arena_bytes", e.arena_bytes);
+    rc = 0;
+out:
+    fw_engine_close(&e);
+    return rc;
+}
+
 typedef struct bench_mode {
     const char *name;
     const char *what;
@@ -397,6 +536,7 @@ typedef struct bench_mode {
 
 static const bench_mode modes[] = {
     { "engine", "prefill and decode speed against the measured memory bandwidth", mode_engine },
+    { "kv-import", "time to first token after a --prompt-tokens prefix: imported cache against computing it", mode_kv_import },
 };
 
 /* ---- machine description ----------------------------------------------------------- */
@@ -446,6 +586,8 @@ static void usage(FILE *f)
         "arena_bytes, the kernel path, mem_read_gbps (a streaming read measured in the same\n"
         "run with the same thread count) and bandwidth_fraction = decode_tok_s *\n"
         "weight_bytes_per_token / (mem_read_gbps * 1e9), with the machine and model shape.\n"
+        "--mode kv-import prints instead the time to first token after a P-token prefix,\n"
+        "computed against imported from a cache (ttft_ratio), with the cache's size.\n"
         "\n"
         "  -m, --model IMAGE       kvmesh image (random weights are fine: kvmesh-convert --random)\n"
         "      --mode NAME         what to measure (default engine):");
@@ -453,7 +595,7 @@ static void usage(FILE *f)
         fprintf(f, "\n                            %s: %s", modes[i].name, modes[i].what);
     fprintf(f, "\n"
         "  -T, --threads N         worker threads (default: the board's, %u here)\n"
-        "  -p, --prompt-tokens P   prefill length (default 128)\n"
+        "  -p, --prompt-tokens P   prefill length, or the prefix length for kv-import (default 128)\n"
         "  -n, --new-tokens N      decode steps (default 64)\n"
         "      --kernels NAME      kernel path (default best: %s)\n"
         "      --batch N           prompt tokens per prefill block (default: the prompt, at most 128)\n"
@@ -463,6 +605,8 @@ static void usage(FILE *f)
         "      --mem-mib N         bandwidth probe buffer in MiB (default: 4x the last-level cache,\n"
         "                          at least 256)\n"
         "      --seed S            prompt token seed (default 1)\n"
+        "      --codec C           kv-import: the cache's codec: raw, lossless (default), lossy,\n"
+        "                          k<bits>v<bits>[g<n>][c<n>]\n"
         "  -h, --help              this text\n",
         fw_default_threads(), nn_kernels_available());
 }
@@ -470,14 +614,15 @@ static void usage(FILE *f)
 int fw_cmd_bench(int argc, char **argv)
 {
     const char *prog = "kvmesh bench", *mode = "engine";
-    bench_opts o = { .prompt_tokens = 128, .new_tokens = 64, .reps = 5, .seed = 1 };
+    bench_opts o = { .prompt_tokens = 128, .new_tokens = 64, .reps = 5, .seed = 1, .kv_name = "lossless" };
     static const struct option opts[] = {
         { "model", required_argument, 0, 'm' }, { "mode", required_argument, 0, 'M' },
         { "threads", required_argument, 0, 'T' }, { "prompt-tokens", required_argument, 0, 'p' },
         { "new-tokens", required_argument, 0, 'n' }, { "kernels", required_argument, 0, 'K' },
         { "batch", required_argument, 0, 'B' }, { "ctx", required_argument, 0, 'c' },
         { "reps", required_argument, 0, 'r' }, { "mem-mib", required_argument, 0, 'b' },
-        { "seed", required_argument, 0, 's' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+        { "seed", required_argument, 0, 's' }, { "codec", required_argument, 0, 'C' },
+        { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     int c;
     uint32_t seed32;
@@ -499,6 +644,7 @@ int fw_cmd_bench(int argc, char **argv)
                 return 2;
             o.seed = seed32;
             break;
+        case 'C': o.kv_name = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -508,6 +654,8 @@ int fw_cmd_bench(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (fw_parse_kv_codec(prog, o.kv_name, &o.kv))
+        return 2;
     const bench_mode *bm = NULL;
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
         if (strcmp(modes[i].name, mode) == 0)
@@ -527,7 +675,7 @@ int fw_cmd_bench(int argc, char **argv)
         o.eng.batch = o.prompt_tokens < 128 ? o.prompt_tokens : 128;
     /* Greedy decoding (temp 0): the sampler is an argmax, so its cost is negligible. */
     o.eng.temp_q16 = 0;
-    o.eng.max_prompt_bytes = o.prompt_tokens;
+    o.eng.max_prompt_bytes = o.prompt_tokens + 1;
 
     bench_json j = { 0 };
     char err[256];

@@ -38,4 +38,23 @@ expect_fail "bench: prompt and decode past the context" 1 "do not fit" \
     run "$BIN/kvmesh" bench -m "$TMPD/s.kvm" --ctx 16 -p 12 -n 8 --mem-mib 1
 expect_fail "bench: missing -m" 2 "required" run "$BIN/kvmesh" bench
 expect_fail "bench: threads not a number" 2 "integer" run "$BIN/kvmesh" bench -m "$TMPD/s.kvm" --threads x
+# kv-import: time to first token after a prefix, imported against computed. A lossless
+# cache gives the same logits as computing; a lossy one still parses and imports whole.
+run "$BIN/kvmesh" bench -m "$TMPD/s.kvm" --mode kv-import -p 64 --reps 1 >"$TMPD/k.json" 2>"$TMPD/k.err"
+check "kv-import exits 0 ($(tail -n1 "$TMPD/k.err"))" [ "$?" -eq 0 ]
+echo "# $(cat "$TMPD/k.json")"
+for k in prefix_tokens stream_bytes bits_per_value ttft_compute_ms ttft_import_ms ttft_ratio codec; do
+    check "kv-import field $k" grep -q "\"$k\":" "$TMPD/k.json"
+done
+check "kv-import: lossless import gives the computed logits" grep -q '"logits_identical":"yes"' "$TMPD/k.json"
+kn() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" "$TMPD/k.json"; }
+check "kv-import: ttft_ratio = compute / import" \
+    awk -v c="$(kn ttft_compute_ms)" -v i="$(kn ttft_import_ms)" -v r="$(kn ttft_ratio)" \
+    'BEGIN { x = c / i; exit !(i > 0 && x - r < 0.01 && r - x < 0.01) }'
+run "$BIN/kvmesh" bench -m "$TMPD/s.kvm" --mode kv-import -p 64 --reps 1 --codec lossy >"$TMPD/l.json" 2>/dev/null
+check "kv-import: a lossy cache imports (codec named)" grep -q '"codec":"lossy"' "$TMPD/l.json"
+expect_fail "kv-import: unknown codec" 2 "unknown KV codec" \
+    run "$BIN/kvmesh" bench -m "$TMPD/s.kvm" --mode kv-import --codec zip
+expect_fail "kv-import: prefix past the context" 1 "does not fit" \
+    run "$BIN/kvmesh" bench -m "$TMPD/s.kvm" --mode kv-import --ctx 32 -p 32
 done_testing
