@@ -23,12 +23,17 @@ static const nn_kernels k_ref = {
     .silu_q16 = nn_silu_q16_ref,
 };
 
-/* Ordered worst to best; the last one the CPU supports is the default. */
+/*
+ * Ordered worst to best; the last one the CPU supports is the default. On x86 that is
+ * avx2: on the only AVX-512 VNNI CPU measured (AMD EPYC, Zen 4, which runs 512-bit
+ * operations as two 256-bit halves) avx512vnni was slower in both decode and prefill
+ * (docs/speed.md). It stays available by name (--kernels avx512vnni).
+ */
 static const nn_kernels *const k_all[] = {
     &k_ref,
 #if NN_HAVE_X86_KERNELS
-    &nn_kernels_avx2,
     &nn_kernels_avx512vnni,
+    &nn_kernels_avx2,
 #endif
 #if NN_HAVE_NEON_KERNELS
     &nn_kernels_neon,

@@ -1,10 +1,8 @@
 /*
  * x86-64 AVX-512 VNNI matmul ("avx512vnni"), for "cloud" peers on x86 servers;
- * bit-exact with kernels_ref.c by the same argument as the AVX2 path. UNTESTED on the
- * development machine (a Zen 3 without AVX-512): it is compiled with a target pragma,
- * offered by kernels.c only when the CPU reports AVX-512 F, BW, VL and VNNI, and checked
- * by test_kernels and test_model wherever such a CPU runs the suite (they print that
- * the path was not run otherwise).
+ * bit-exact with kernels_ref.c by the same argument as the AVX2 path. Tested (test_kernels,
+ * test_model) on an AMD EPYC (Zen 4); there it is slower than avx2, so kernels.c offers
+ * it by name only, not as the default.
  *
  * vpdpwssd adds pairs of int16 x int16 products into int32 lanes in one instruction.
  * Its additions wrap modulo 2^32, and every lane's final value is a sum over a subset
@@ -28,6 +26,9 @@
 
 #include "fixed_inline.h"
 
+/* Decode prefetch distance, as the AVX2 path (bytes of weights ahead). */
+#define PF_DIST 2048
+
 /* Elements [i, i + n) of one row's weights (n <= 32) as int16; the rest zero. */
 static inline __m512i wload(const int8_t *q, uint32_t n)
 {
@@ -37,6 +38,8 @@ static inline __m512i wload(const int8_t *q, uint32_t n)
 
 static inline __m512i aload(const int16_t *a, uint32_t n)
 {
+    if (n >= 32)
+        return _mm512_loadu_si512((const void *)a);
     __mmask32 k = n >= 32 ? ~(__mmask32)0 : (((__mmask32)1 << n) - 1);
     return _mm512_maskz_loadu_epi16(k, a);
 }
@@ -72,24 +75,31 @@ static inline int64_t hsum_i64(__m256i v)
     return _mm_cvtsi128_si64(x) + _mm_extract_epi64(x, 1);
 }
 
-/* One group (len values) of one row times one token, as 16 int32 lanes. */
-static inline __m512i group_1(const int8_t *q, const int16_t *a, uint32_t len)
+/* One group (len values) of one row times one token, as 16 int32 lanes. Whole 32-value
+ * steps use plain loads; only a ragged end is masked. */
+static inline __attribute__((always_inline)) __m512i group_1(const int8_t *q, const int16_t *a, uint32_t len)
 {
     __m512i c = _mm512_setzero_si512();
-    for (uint32_t i = 0; i < len; i += 32)
+    uint32_t i = 0;
+    for (; i + 32 <= len; i += 32)
+        c = _mm512_dpwssd_epi32(c, _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(q + i))),
+                                _mm512_loadu_si512((const void *)(a + i)));
+    if (i < len)
         c = _mm512_dpwssd_epi32(c, wload(q + i, len - i), aload(a + i, len - i));
     return c;
 }
 
 /* Decode: one row times one token; eight groups reduced together and scaled by eight
  * contiguous mantissas, then the remaining groups one by one. */
-static int64_t row_x1(const int8_t *q, const uint16_t *m, const int16_t *a, uint32_t cols, uint32_t G, uint32_t ng)
+static inline __attribute__((always_inline)) int64_t row_x1(const int8_t *q, const uint16_t *m, const int16_t *a, uint32_t cols, uint32_t G, uint32_t ng)
 {
     __m256i e = _mm256_setzero_si256(), o = e;
     uint32_t full = cols / G, g = 0;
     for (; g + 8 <= full; g += 8) {
         const int8_t *qg = q + (size_t)g * G;
         const int16_t *ag = a + (size_t)g * G;
+        for (uint32_t p = 0; p < 8 * G; p += 64)
+            _mm_prefetch((const char *)qg + PF_DIST + p, _MM_HINT_T0);
         __m256i s = hsum8(fold(group_1(qg, ag, G)), fold(group_1(qg + G, ag + G, G)),
                           fold(group_1(qg + 2 * G, ag + 2 * G, G)), fold(group_1(qg + 3 * G, ag + 3 * G, G)),
                           fold(group_1(qg + 4 * G, ag + 4 * G, G)), fold(group_1(qg + 5 * G, ag + 5 * G, G)),
@@ -101,6 +111,7 @@ static int64_t row_x1(const int8_t *q, const uint16_t *m, const int16_t *a, uint
     int64_t acc = hsum_i64(_mm256_add_epi64(e, o));
     for (; g < ng; g++) {
         uint32_t i0 = g * G, len = cols - i0 < G ? cols - i0 : G;
+        _mm_prefetch((const char *)(q + i0) + PF_DIST, _MM_HINT_T0);
         acc += (int64_t)_mm512_reduce_add_epi32(group_1(q + i0, a + i0, len)) * m[g];
     }
     return acc;
@@ -121,7 +132,14 @@ static void rows_2x4(const int8_t *qa, const int8_t *qb, const uint16_t *ma, con
                 c13 = c00;
         for (uint32_t i = i0; i < i0 + len; i += 32) {
             uint32_t n = i0 + len - i;
-            __m512i wa = wload(qa + i, n), wb = wload(qb + i, n), x;
+            __m512i wa, wb, x;
+            if (n >= 32) {
+                wa = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(qa + i)));
+                wb = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(qb + i)));
+            } else {
+                wa = wload(qa + i, n);
+                wb = wload(qb + i, n);
+            }
             x = aload(a[0] + i, n);
             c00 = _mm512_dpwssd_epi32(c00, wa, x);
             c10 = _mm512_dpwssd_epi32(c10, wb, x);
