@@ -124,7 +124,7 @@ check "status: answered with the metrics" sh -c "grep -q '\"ok\":true' '$TMPD/st
 check "set-mode standalone" fw_cmd node-a set-mode standalone
 fw_ask node-b --prompt "$P60" -n 3 --temp 0 --json >/dev/null   # node-b now holds it too; fine
 sleep 1.2
-check "the metrics say standalone" sh -c "'$BIN/../tests/helpers/jsoncheck' --get mode <<EOF | grep -qx standalone
+check "the metrics say standalone" sh -c "$RUN '$JSONCHECK' --get mode <<EOF | grep -qx standalone
 $(fw_sub "$MQTT_ROOT/node/node-a/metrics")
 EOF"
 check "set-mode cache-share" fw_cmd node-a set-mode cache-share
