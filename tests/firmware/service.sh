@@ -94,7 +94,7 @@ run "$BIN/kvmesh-monitor" --host 127.0.0.1 --port "$fw_TLS" --tls --ca "$TMPD/pk
     --pass-file "$TMPD/monitor.pw" --node monitor --fleet "$MQTT_FLEET" --once --json >"$TMPD/mon.json"
 echo "# monitor: $(cat "$TMPD/mon.json")"
 check "kvmesh-monitor --once --json (broker credentials only) lists both nodes" sh -c \
-    "'$JSONCHECK' fleet:string nodes:array <'$TMPD/mon.json' && grep -q '\"node\":\"node-a\",\"status\":\"online\"' '$TMPD/mon.json' && grep -q '\"node\":\"node-b\",\"status\":\"online\"' '$TMPD/mon.json'"
+    "$RUN '$JSONCHECK' fleet:string nodes:array <'$TMPD/mon.json' && grep -q '\"node\":\"node-a\",\"status\":\"online\"' '$TMPD/mon.json' && grep -q '\"node\":\"node-b\",\"status\":\"online\"' '$TMPD/mon.json'"
 run "$BIN/kvmesh-monitor" --host 127.0.0.1 --port "$fw_TLS" --tls --ca "$TMPD/pki/ca.crt" --user monitor \
     --pass-file "$TMPD/monitor.pw" --node monitor --fleet "$MQTT_FLEET" --once >"$TMPD/mon.txt"
 check "and the table shows them" sh -c "grep -q '^node-a *online *cache-share' '$TMPD/mon.txt' && grep -q '^node-b' '$TMPD/mon.txt'"
