@@ -28,13 +28,7 @@
 
 #include "fixed_inline.h"
 #include "nn_fixed.h"
-
-/*
- * Software prefetch distance for weight streams, in bytes ahead of the reads. The
- * hardware prefetcher alone left decode at a quarter of the memory bandwidth on the
- * Zen 3 development machine; 2 KiB beat 0.5 and 1 KiB in the engine at 1 and 2 threads.
- */
-#define PF_DIST 2048
+#include "kernels_x86.h"
 
 /* v in lane 0, zeros elsewhere. */
 static inline __m256i lane0(int32_t v)
@@ -73,40 +67,12 @@ static inline __attribute__((always_inline)) __m256i group_vec(const int8_t *q, 
     return c;
 }
 
-/* c0, c1 -> per 64-bit element, (part of sum c0, part of sum c1). */
-static inline __m256i zip32_add(__m256i c0, __m256i c1)
-{
-    return _mm256_add_epi32(_mm256_unpacklo_epi32(c0, c1), _mm256_unpackhi_epi32(c0, c1));
-}
-
-/* Four vectors of 8 lanes -> [sum c0 .. sum c3] in each 128-bit half (halves not yet
- * added). Unpacks and adds: single-uop instructions, where vphaddd costs several. */
-static inline __m256i hsum4(__m256i c0, __m256i c1, __m256i c2, __m256i c3)
-{
-    __m256i p = zip32_add(c0, c1), q = zip32_add(c2, c3);
-    return _mm256_add_epi32(_mm256_unpacklo_epi64(p, q), _mm256_unpackhi_epi64(p, q));
-}
-
-/* Eight vectors of 8 lanes -> [sum c0, ..., sum c7]. */
-static inline __m256i hsum8(__m256i c0, __m256i c1, __m256i c2, __m256i c3, __m256i c4, __m256i c5, __m256i c6,
-                            __m256i c7)
-{
-    __m256i a = hsum4(c0, c1, c2, c3), b = hsum4(c4, c5, c6, c7);
-    return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
-}
-
 static inline int32_t hsum1(__m256i c)
 {
     __m128i x = _mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
     x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0x4e));
     x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0xb1));
     return _mm_cvtsi128_si32(x);
-}
-
-static inline int64_t hsum_i64(__m256i v)
-{
-    __m128i x = _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    return _mm_cvtsi128_si64(x) + _mm_extract_epi64(x, 1);
 }
 
 /*

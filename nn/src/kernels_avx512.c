@@ -25,9 +25,7 @@
 #endif
 
 #include "fixed_inline.h"
-
-/* Decode prefetch distance, as the AVX2 path (bytes of weights ahead). */
-#define PF_DIST 2048
+#include "kernels_x86.h"
 
 /* Elements [i, i + n) of one row's weights (n <= 32) as int16; the rest zero. */
 static inline __m512i wload(const int8_t *q, uint32_t n)
@@ -40,7 +38,7 @@ static inline __m512i aload(const int16_t *a, uint32_t n)
 {
     if (n >= 32)
         return _mm512_loadu_si512((const void *)a);
-    __mmask32 k = n >= 32 ? ~(__mmask32)0 : (((__mmask32)1 << n) - 1);
+    __mmask32 k = ((__mmask32)1 << n) - 1;
     return _mm512_maskz_loadu_epi16(k, a);
 }
 
@@ -48,31 +46,6 @@ static inline __m512i aload(const int16_t *a, uint32_t n)
 static inline __m256i fold(__m512i c)
 {
     return _mm256_add_epi32(_mm512_castsi512_si256(c), _mm512_extracti64x4_epi64(c, 1));
-}
-
-static inline __m256i zip32_add(__m256i c0, __m256i c1)
-{
-    return _mm256_add_epi32(_mm256_unpacklo_epi32(c0, c1), _mm256_unpackhi_epi32(c0, c1));
-}
-
-static inline __m256i hsum4(__m256i c0, __m256i c1, __m256i c2, __m256i c3)
-{
-    __m256i p = zip32_add(c0, c1), q = zip32_add(c2, c3);
-    return _mm256_add_epi32(_mm256_unpacklo_epi64(p, q), _mm256_unpackhi_epi64(p, q));
-}
-
-/* Eight vectors of 8 lanes -> [sum c0, ..., sum c7]. */
-static inline __m256i hsum8(__m256i c0, __m256i c1, __m256i c2, __m256i c3, __m256i c4, __m256i c5, __m256i c6,
-                            __m256i c7)
-{
-    __m256i a = hsum4(c0, c1, c2, c3), b = hsum4(c4, c5, c6, c7);
-    return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
-}
-
-static inline int64_t hsum_i64(__m256i v)
-{
-    __m128i x = _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    return _mm_cvtsi128_si64(x) + _mm_extract_epi64(x, 1);
 }
 
 /* One group (len values) of one row times one token, as 16 int32 lanes. Whole 32-value
