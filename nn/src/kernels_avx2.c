@@ -107,72 +107,9 @@ static inline __attribute__((always_inline)) int64_t row_x1(const int8_t *q, con
     return acc;
 }
 
-/* One group (len values from i0) of one row times eight tokens -> eight group sums. */
-static inline __attribute__((always_inline)) __m256i group_x8(const int8_t *q, const int16_t *const a[8],
-                                                              uint32_t i0, uint32_t len)
-{
-    uint32_t i1 = i0 + (len & ~15u);
-    __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
-#pragma GCC unroll 16
-    for (uint32_t i = i0; i < i1; i += 16) {
-        __m256i wv = widen16(q + i);
-        c0 = _mm256_add_epi32(c0, _mm256_madd_epi16(wv, load16(a[0] + i)));
-        c1 = _mm256_add_epi32(c1, _mm256_madd_epi16(wv, load16(a[1] + i)));
-        c2 = _mm256_add_epi32(c2, _mm256_madd_epi16(wv, load16(a[2] + i)));
-        c3 = _mm256_add_epi32(c3, _mm256_madd_epi16(wv, load16(a[3] + i)));
-        c4 = _mm256_add_epi32(c4, _mm256_madd_epi16(wv, load16(a[4] + i)));
-        c5 = _mm256_add_epi32(c5, _mm256_madd_epi16(wv, load16(a[5] + i)));
-        c6 = _mm256_add_epi32(c6, _mm256_madd_epi16(wv, load16(a[6] + i)));
-        c7 = _mm256_add_epi32(c7, _mm256_madd_epi16(wv, load16(a[7] + i)));
-    }
-    if (i1 < i0 + len) {                 /* the short end of a row's last group */
-        uint32_t n = i0 + len - i1;
-        c0 = _mm256_add_epi32(c0, lane0(tail_dot(q + i1, a[0] + i1, n)));
-        c1 = _mm256_add_epi32(c1, lane0(tail_dot(q + i1, a[1] + i1, n)));
-        c2 = _mm256_add_epi32(c2, lane0(tail_dot(q + i1, a[2] + i1, n)));
-        c3 = _mm256_add_epi32(c3, lane0(tail_dot(q + i1, a[3] + i1, n)));
-        c4 = _mm256_add_epi32(c4, lane0(tail_dot(q + i1, a[4] + i1, n)));
-        c5 = _mm256_add_epi32(c5, lane0(tail_dot(q + i1, a[5] + i1, n)));
-        c6 = _mm256_add_epi32(c6, lane0(tail_dot(q + i1, a[6] + i1, n)));
-        c7 = _mm256_add_epi32(c7, lane0(tail_dot(q + i1, a[7] + i1, n)));
-    }
-    return hsum8(c0, c1, c2, c3, c4, c5, c6, c7);
-}
-
-/*
- * Prefill: one row times tokens a[0..7]; each widened weight chunk serves eight
- * tokens. Per group the eight accumulators reduce to one vector of group sums times
- * the row's one mantissa: e = [t0, t2, t4, t6], o = [t1, t3, t5, t7]. Whole groups
- * have a constant length G, so their chunk loop unrolls; a short last group follows.
- */
-static inline __attribute__((always_inline)) void row_x8(const int8_t *q, const uint16_t *m,
-                                                         const int16_t *const a[8], uint32_t cols, uint32_t G,
-                                                         uint32_t ng, int64_t out[8])
-{
-    __m256i e = _mm256_setzero_si256(), o = e;
-    uint32_t full = cols / G, g = 0;
-    for (; g < full; g++) {
-        __m256i s = group_x8(q, a, g * G, G), mv = _mm256_set1_epi64x(m[g]);
-        e = _mm256_add_epi64(e, _mm256_mul_epi32(s, mv));
-        o = _mm256_add_epi64(o, _mm256_mul_epi32(_mm256_srli_epi64(s, 32), mv));
-    }
-    if (g < ng) {
-        __m256i s = group_x8(q, a, g * G, cols - g * G), mv = _mm256_set1_epi64x(m[g]);
-        e = _mm256_add_epi64(e, _mm256_mul_epi32(s, mv));
-        o = _mm256_add_epi64(o, _mm256_mul_epi32(_mm256_srli_epi64(s, 32), mv));
-    }
-    int64_t ev[4], ov[4];
-    _mm256_storeu_si256((__m256i *)(void *)ev, e);
-    _mm256_storeu_si256((__m256i *)(void *)ov, o);
-    for (int k = 0; k < 4; k++) {
-        out[2 * k] = ev[k];
-        out[2 * k + 1] = ov[k];
-    }
-}
-
 /* One group of rows qa, qb times four tokens -> [qa t0..t3, qb t0..t3] group sums. Each
  * activation chunk is loaded once for two rows, each weight chunk widened once for four
- * tokens: six loads per 128 products, where one row times eight tokens needs nine. */
+ * tokens: six loads per 128 products, where one row times eight tokens would need nine. */
 static inline __attribute__((always_inline)) __m256i group_2x4(const int8_t *qa, const int8_t *qb,
                                                                const int16_t *const a[4], uint32_t i0, uint32_t len)
 {
@@ -275,9 +212,9 @@ static void mm_avx2(const nn_mm_args *A, uint32_t r0, uint32_t r1)
     }
     /*
      * Prefill: a chunk of rows stays in L2 while every token of the block passes over
-     * it, so each weight comes from memory once per block; within the chunk each row
-     * meets eight tokens at a time, whose activations stay in L1. A last, short set of
-     * tokens repeats its last token and drops those results.
+     * it, so each weight comes from memory once per block; within the chunk a pair of
+     * rows meets four tokens at a time, whose activations stay in L1. A last, short set
+     * of tokens repeats its last token and drops those results.
      */
     const uint32_t CR = chunk_rows(w->cols);
     for (uint32_t c0 = r0; c0 < r1; c0 += CR) {
