@@ -120,7 +120,8 @@ extern const int hal_gpio_linux_api;
  * uninitialized; whatever it held is overwritten, so release a live request first.
  * Returns HAL_OK; HAL_EINVAL (NULL or empty chip/line, bad offset text, initial not
  * 0/1, edges on an output); HAL_ENODEV (no such chip, or no such line on it);
- * HAL_EBUSY (line already requested); HAL_EIO (the kernel refused).
+ * HAL_EBUSY (line already requested); HAL_EIO (the kernel refused, e.g. no permission to
+ * open a chip, also while searching chips by label).
  */
 hal_status hal_gpio_line_request(struct hal_gpio_line *l, const struct hal_gpio_ops *ops,
                                  void *backend, const struct hal_gpio_request *req);

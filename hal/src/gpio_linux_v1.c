@@ -31,11 +31,15 @@ static hal_status open_chip(const char *spec, struct gpiod_chip **out)
         *out = gpiod_chip_open(path);
         return *out != NULL ? HAL_OK : errno_status(errno);
     }
+    int refused = 0;   /* a chip we may not open could be the one: say so, not ENODEV */
     for (unsigned n = 0; n < HAL_GPIO_LABEL_SCAN; n++) {
         hal_fmt(path, sizeof path, "/dev/gpiochip%u", n);
         struct gpiod_chip *c = gpiod_chip_open(path);
-        if (c == NULL)
+        if (c == NULL) {
+            if (errno == EACCES || errno == EPERM)
+                refused = errno;
             continue;
+        }
         const char *label = gpiod_chip_label(c);
         if (label != NULL && strcmp(label, spec) == 0) {
             *out = c;
@@ -43,7 +47,7 @@ static hal_status open_chip(const char *spec, struct gpiod_chip **out)
         }
         gpiod_chip_close(c);
     }
-    return HAL_ENODEV;
+    return refused ? errno_status(refused) : HAL_ENODEV;
 }
 
 static int request_flags(const struct hal_gpio_request *req)

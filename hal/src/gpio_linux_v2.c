@@ -46,18 +46,22 @@ static hal_status open_chip(const char *spec, struct gpiod_chip **out)
         *out = gpiod_chip_open(path);
         return *out != NULL ? HAL_OK : errno_status(errno);
     }
+    int refused = 0;   /* a chip we may not open could be the one: say so, not ENODEV */
     for (unsigned n = 0; n < HAL_GPIO_LABEL_SCAN; n++) {
         hal_fmt(path, sizeof path, "/dev/gpiochip%u", n);
         struct gpiod_chip *c = gpiod_chip_open(path);
-        if (c == NULL)
+        if (c == NULL) {
+            if (errno == EACCES || errno == EPERM)
+                refused = errno;
             continue;
+        }
         if (chip_has_label(c, spec)) {
             *out = c;
             return HAL_OK;
         }
         gpiod_chip_close(c);
     }
-    return HAL_ENODEV;
+    return refused ? errno_status(refused) : HAL_ENODEV;
 }
 
 static enum gpiod_line_bias v2_bias(enum hal_gpio_bias b)

@@ -915,6 +915,11 @@ static void chip_by_label_scans_and_closes_the_others(void **state)
     assert_int_equal(log_n, 2 * 5 + (32 - 2));  /* open/info/label/free/close twice, 30 failed opens */
     assert_string_equal(log_buf[log_n - 1], "chip_open /dev/gpiochip31");
     log_n = 0;
+    /* A chip that cannot be opened for lack of permission (a user outside the gpio
+     * group) turns a failed search into a refusal, not "no such chip". */
+    fail_open_errno = EACCES;
+    assert_int_equal(hal_gpio_line_request(&l, &hal_gpio_linux_ops, NULL, &r), HAL_EIO);
+    log_n = 0;
     expect_live(0, 0, 0);
 }
 
