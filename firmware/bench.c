@@ -26,6 +26,7 @@
 #include "cli.h"
 #include "engine.h"
 #include "kvmesh_board.h"
+#include "kvmesh_version.h"
 
 /* ---- a minimal JSON object writer ------------------------------------------------ */
 

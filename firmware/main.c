@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "nn.h"
+#include "kvmesh_version.h"
 
 static void usage(FILE *f)
 {

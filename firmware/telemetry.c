@@ -13,6 +13,7 @@
 #include "fw_json.h"
 #include "kvmesh_board.h"
 #include "service.h"
+#include "kvmesh_version.h"
 
 static void topic(const fw_svc *s, const char *leaf, char *out, size_t cap)
 {
