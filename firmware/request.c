@@ -24,6 +24,10 @@
 #include "service.h"
 
 #define REQ_TOKENS 128    /* JSON values a request may have */
+/* The longest token piece streamed whole. It was 8 bytes, which cut aidreams260K's longer
+ * pieces (" whispers" came out as " whisper") and would cut the 32k Llama 2 vocabulary's
+ * (up to 27 bytes); the shared tokenizers stay far below this. */
+#define FW_PIECE_MAX 256
 
 static size_t text_cap(const fw_svc *s) { return (size_t)s->cfg.max_prompt_bytes + 2; }
 
@@ -314,7 +318,7 @@ static double ms_between(uint64_t a_ns, uint64_t b_ns) { return (double)(b_ns - 
 /* The token stream: pieces as llama2.c's run.c prints them, held back while a UTF-8
  * character is split between tokens, so every record's text is valid JSON. */
 typedef struct {
-    uint8_t pend[8];
+    uint8_t pend[FW_PIECE_MAX + 8];   /* a whole piece, after up to 3 held-back bytes */
     size_t npend;
 } utf8_acc;
 
@@ -396,7 +400,7 @@ static void run(fw_svc *s, fw_req *r)
     utf8_acc acc = { .npend = 0 };
     uint32_t prev = e->ids[n_prompt - 1], made = 0;
     const char *stop = "length";
-    char json[512], piece[16];
+    char json[2048], piece[FW_PIECE_MAX + 8];
     while (made < r->max_tokens) {
         uint32_t next = nn_sampler_sample(&e->sp, logits);
         if (next == m->tok.bos_id || next == m->tok.eos_id) {
