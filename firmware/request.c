@@ -22,6 +22,7 @@
 
 #include "fw_json.h"
 #include "service.h"
+#include "textpeer.h"
 
 #define REQ_TOKENS 128    /* JSON values a request may have */
 /* The longest token piece streamed whole. It was 8 bytes, which cut aidreams260K's longer
@@ -66,6 +67,8 @@ static void reply(fw_svc *s, const fw_req *r, const char *json, size_t len)
                         .kind = "tokens" };
     mqtt_node_publish_sealed(&s->node, t, &h, (const uint8_t *)json, len, &o);
 }
+
+void fw_req_reply(fw_svc *s, const fw_req *r, const char *json, size_t len) { reply(s, r, json, len); }
 
 static void id_field(fw_jw *w, const fw_req *r)
 {
@@ -344,6 +347,7 @@ static void fail_request(fw_svc *s, fw_req *r, const char *code, const char *msg
 
 static void run(fw_svc *s, fw_req *r)
 {
+    if (fw_textpeer_offload(s, r)) return;   /* a text peer answered it ([collab]) */
     fw_engine *e = &s->eng;
     const nn_model *m = e->m;
     char err[256];
@@ -412,7 +416,7 @@ static void run(fw_svc *s, fw_req *r)
         fw_jw_init(&w, json, sizeof json);
         fw_jw_raw(&w, "{");
         id_field(&w, r);
-        fw_jw_raw(&w, ",\"i\":"); fw_jw_u64(&w, made);
+        fw_jw_raw(&w, ",\"i\":"); fw_jw_u64(&w, r->i_base + made);
         fw_jw_raw(&w, ",\"token\":"); fw_jw_u64(&w, next);
         fw_jw_raw(&w, ",\"text\":"); fw_jw_str(&w, piece, pn);
         fw_jw_raw(&w, "}");
@@ -472,6 +476,7 @@ static void run(fw_svc *s, fw_req *r)
         fw_jw_raw(&w, ",\"text\":");
         fw_jw_str(&w, (const char *)acc.pend, acc.npend);
     }
+    fw_textpeer_final_fields(s, &w);
     fw_jw_raw(&w, "}");
     int jn = fw_jw_done(&w);
     if (jn > 0) reply(s, r, json, (size_t)jn);
