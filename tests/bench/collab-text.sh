@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
         --reps) REPS=$2; shift ;;
         --profiles) PROFILES=$2; shift ;;
         -n) NTOK=$2; shift ;;
-        -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print } /^set -u/ { exit }' "$0"; exit 0 ;;
         *) echo "collab-text.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
