@@ -121,6 +121,40 @@ check "after text_retry_ms node-a sends to node-b again, and gets the same answe
 printf '%s%s\n' "$R" "$(text_of "$TMPD/t5.json")" >"$TMPD/t5.txt"
 check "...bit-identical to the first" cmp -s "$TMPD/gen-r.txt" "$TMPD/t5.txt"
 
+# ---- node-b stalls mid-answer: node-a goes on from the text so far --------------------------
+# node-b's link is made slow (kvmesh-linksim at 20 kbit/s: about 9 token records a
+# second), then frozen once some records are through.
+fw_stop node-b
+LP=$(mqtt_free_port)
+"$BIN/kvmesh-linksim" --listen "$LP" --to "127.0.0.1:$fw_TLS" --rate-mbit 0.02 --delay-ms 1 2>>"$TMPD/link.log" &
+echo $! >"$TMPD/pids/link"
+mqtt_wait_port "$LP" 10
+fw_conf node-b "[model]" "image = $AIMG" "[broker]" "url = mqtts://127.0.0.1:$LP" "[telemetry]" "period_s = 3600" \
+    "ha_discovery = false"
+check "node-b restarts behind a slow link" fw_start node-b
+sleep 4.5   # node-a's retry window from the timeout above has passed by now
+fw_ask node-a --prompt "$P" -n 24 --temp 0 --json >"$TMPD/t6.json" &
+ask_pid=$!
+sleep 1.6
+kill -STOP "$(cat "$TMPD/pids/link")"
+wait $ask_pid
+kill -CONT "$(cat "$TMPD/pids/link")"
+f=$(final "$TMPD/t6.json")
+echo "# node-a: $f"
+k=$(grep -c '"from":"node-b"' "$TMPD/t6.json")
+check "node-b stalled after $k of 24 token records; node-a took over (stalled)" \
+    [ "$(fw_json text_peer.result "$f")" = stalled ] && [ "$k" -ge 1 ] && [ "$k" -lt 24 ] && \
+    [ "$(fw_json text_peer.peer_tokens "$f")" = "$k" ]
+peer_text=$(grep '"from":"node-b"' "$TMPD/t6.json" >"$TMPD/t6p.json"; text_of "$TMPD/t6p.json")
+run "$BIN/kvmesh" generate -m "$IMG" -p "$P$peer_text" -n $((24 - k)) --temp 0 --threads 1 >"$TMPD/gen-c.txt" 2>/dev/null
+printf '%s%s\n' "$P" "$(text_of "$TMPD/t6.json")" >"$TMPD/t6.txt"
+check "the answer is node-b's text, then stories260K's continuation of prompt + that text for the $((24 - k)) tokens left" \
+    cmp -s "$TMPD/gen-c.txt" "$TMPD/t6.txt"
+check "the record indexes run on without a gap" \
+    [ "$(grep -c '"i":' "$TMPD/t6.json")" = 24 ] && grep -q '"i":23,' "$TMPD/t6.json"
+fw_stop node-b
+kill "$(cat "$TMPD/pids/link")"
+
 # ---- the wire -------------------------------------------------------------------------------
 kill "$(cat "$TMPD/pids/wire")" 2>/dev/null
 check "the spy saw the requests to node-b and the answers to node-a" \
