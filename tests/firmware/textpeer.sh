@@ -126,7 +126,9 @@ check "...bit-identical to the first" cmp -s "$TMPD/gen-r.txt" "$TMPD/t5.txt"
 # second), then frozen once some records are through.
 fw_stop node-b
 LP=$(mqtt_free_port)
-"$BIN/kvmesh-linksim" --listen "$LP" --to "127.0.0.1:$fw_TLS" --rate-mbit 0.02 --delay-ms 1 2>>"$TMPD/link.log" &
+# (not through run(): $! must be the proxy itself, or qemu running it, for SIGSTOP)
+# shellcheck disable=SC2086
+$RUN "$BIN/kvmesh-linksim" --listen "$LP" --to "127.0.0.1:$fw_TLS" --rate-mbit 0.02 --delay-ms 1 2>>"$TMPD/link.log" &
 echo $! >"$TMPD/pids/link"
 mqtt_wait_port "$LP" 10
 fw_conf node-b "[model]" "image = $AIMG" "[broker]" "url = mqtts://127.0.0.1:$LP" "[telemetry]" "period_s = 3600" \
@@ -135,7 +137,8 @@ check "node-b restarts behind a slow link" fw_start node-b
 sleep 4.5   # node-a's retry window from the timeout above has passed by now
 fw_ask node-a --prompt "$P" -n 24 --temp 0 --json >"$TMPD/t6.json" &
 ask_pid=$!
-sleep 1.6
+i=0   # freeze the link once a few records are through (the client writes each at once)
+while [ $i -lt 200 ] && [ "$(grep -c '"from":"node-b"' "$TMPD/t6.json" 2>/dev/null)" -lt 3 ]; do sleep 0.05; i=$((i + 1)); done
 kill -STOP "$(cat "$TMPD/pids/link")"
 wait $ask_pid
 kill -CONT "$(cat "$TMPD/pids/link")"
