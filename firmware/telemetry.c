@@ -10,10 +10,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "textpeer.h"   /* first: it brings fw_json.h and service.h too */
 #include "fw_json.h"
 #include "kvmesh_board.h"
 #include "service.h"
-#include "textpeer.h"
 
 static void topic(const fw_svc *s, const char *leaf, char *out, size_t cap)
 {
