@@ -13,6 +13,7 @@
 #include "config.h"
 #include "hal.h"
 #include "mqtt_session.h"
+#include "privacy.h"
 
 static const char *const mode_names[FW_MODE_COUNT_] = { "standalone", "cache-share" };
 
@@ -209,6 +210,52 @@ static int sp_led(fw_config *c, const char *v, char *why, size_t whylen)
     return 0;
 }
 
+static const char *const offload_names[] = { "never", "always", "when-model-differs" };
+
+const char *fw_text_offload_name(fw_text_offload o) { return (unsigned)o < 3 ? offload_names[o] : "?"; }
+
+static int sp_text_offload(fw_config *c, const char *v, char *why, size_t whylen)
+{
+    for (int i = 0; i < 3; i++)
+        if (strcmp(v, offload_names[i]) == 0) { c->text_offload = (fw_text_offload)i; return 0; }
+    snprintf(why, whylen, "needs never, always or when-model-differs, not '%s'", v);
+    return -1;
+}
+
+static int sp_text_peer(fw_config *c, const char *v, char *why, size_t whylen)
+{
+    if (*v && !mqtt_node_id_valid(v)) {
+        snprintf(why, whylen, "needs a node id (1..31 characters of A-Z a-z 0-9 _ -) or empty, not '%s'", v);
+        return -1;
+    }
+    snprintf(c->text_peer, sizeof c->text_peer, "%s", v);
+    return 0;
+}
+
+/* "none", "all", or a comma-separated list of email, phone, names. */
+static int sp_redact(fw_config *c, const char *v, char *why, size_t whylen)
+{
+    unsigned bits = 0;
+    if (strcmp(v, "all") == 0) bits = FW_PRIV_ALL;
+    else if (strcmp(v, "none") != 0) {
+        for (const char *p = v; *p;) {
+            size_t n = strcspn(p, ",");
+            while (n && p[n - 1] == ' ') n--;
+            if (n == 5 && !strncmp(p, "email", 5)) bits |= FW_PRIV_EMAIL;
+            else if (n == 5 && !strncmp(p, "phone", 5)) bits |= FW_PRIV_PHONE;
+            else if (n == 5 && !strncmp(p, "names", 5)) bits |= FW_PRIV_NAME;
+            else {
+                snprintf(why, whylen, "needs none, all, or a list of email, phone, names, not '%s'", v);
+                return -1;
+            }
+            p += strcspn(p, ",");
+            while (*p == ',' || *p == ' ') p++;
+        }
+    }
+    c->redact = bits;
+    return 0;
+}
+
 static int q16(const char *v, int32_t *out, int32_t max, char *why, size_t whylen)
 {
     if (nn_parse_q16(v, out) != NN_OK || *out > max) {
@@ -288,6 +335,13 @@ static const fw_key keys[] = {
     { "requests", "max_tokens", K_U32, F(max_tokens), 1, NN_MAX_SEQ, NULL, true },
     { "requests", "temp", K_SPECIAL, F(temp_q16), 0, 0, sp_temp, true },
     { "requests", "top_p", K_SPECIAL, F(top_p_q16), 0, 0, sp_top_p, true },
+    { "collab", "text_peer", K_SPECIAL, F(text_peer), 0, 0, sp_text_peer, true },
+    { "collab", "text_offload", K_SPECIAL, F(text_offload), 0, 0, sp_text_offload, true },
+    { "collab", "text_deadline_ms", K_U32, F(text_deadline_ms), 10, 600000, NULL, true },
+    { "collab", "text_stall_ms", K_U32, F(text_stall_ms), 10, 600000, NULL, true },
+    { "collab", "text_retry_ms", K_U32, F(text_retry_ms), 0, 3600000, NULL, true },
+    { "privacy", "redact", K_SPECIAL, F(redact), 0, 0, sp_redact, true },
+    { "privacy", "names_file", K_STR, F(names_file), 0, 0, NULL, false },
 };
 #undef F
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -347,6 +401,11 @@ void fw_config_defaults(fw_config *c)
     c->max_tokens = 256;
     c->temp_q16 = 65536;
     c->top_p_q16 = 58982;   /* 0.9 */
+    c->text_offload = FW_TEXT_NEVER;
+    c->text_deadline_ms = 2000;
+    c->text_stall_ms = 2000;
+    c->text_retry_ms = 30000;
+    c->redact = FW_PRIV_EMAIL | FW_PRIV_PHONE;
 }
 
 /* ---- loading -------------------------------------------------------------------------------- */
@@ -450,6 +509,8 @@ int fw_config_load(fw_config *c, const char *path, char *err, size_t errlen)
     else if (!c->image[0]) { bad = "[model] image"; snprintf(why, sizeof why, "is required"); }
     else if (!c->secret_file[0]) { bad = "[security] secret_file"; snprintf(why, sizeof why, "is required (the fleet secret)"); }
     else if (!c->store_dir[0] || !c->state_dir[0]) { bad = c->state_dir[0] ? "[cache] dir" : "[node] state_dir"; snprintf(why, sizeof why, "is required"); }
+    else if (c->text_offload != FW_TEXT_NEVER && (!c->text_peer[0] || !strcmp(c->text_peer, c->node_id))) { bad = "[collab] text_peer"; snprintf(why, sizeof why, "must name another node when text_offload is %s", fw_text_offload_name(c->text_offload)); }
+    else if ((c->redact & FW_PRIV_NAME) && !c->names_file[0]) { bad = "[privacy] names_file"; snprintf(why, sizeof why, "is required when redact includes names"); }
     if (bad) {
         snprintf(err, errlen, "%s: %s %s", path, bad, why);
         return -1;
@@ -476,7 +537,7 @@ void fw_config_apply_reload(fw_config *cur, const fw_config *next, char *why, si
         const fw_key *k = &keys[i];
         const uint8_t *a = (const uint8_t *)cur + k->off, *b = (const uint8_t *)next + k->off;
         bool same = k->kind == K_STR || k->fn == sp_node_id || k->fn == sp_fleet || k->fn == sp_root ||
-                            k->fn == sp_url || k->fn == sp_share_group || k->fn == sp_codec
+                            k->fn == sp_url || k->fn == sp_share_group || k->fn == sp_codec || k->fn == sp_text_peer
                         ? strcmp((const char *)a, (const char *)b) == 0
                         : memcmp(a, b, k->size) == 0;
         if (same) continue;

@@ -40,6 +40,13 @@ typedef enum {
 
 typedef enum { FW_BACKEND_LINUX = 0, FW_BACKEND_SIM } fw_backend;
 
+/* When a request goes to the text peer ([collab] text_offload; textpeer.c). */
+typedef enum {
+    FW_TEXT_NEVER = 0,              /* always generate here */
+    FW_TEXT_ALWAYS,                 /* send every request to text_peer, local on failure */
+    FW_TEXT_WHEN_MODEL_DIFFERS,     /* only when text_peer runs another model (no KV reuse) */
+} fw_text_offload;
+
 /* Button actions; FW_BUTTON_BOARD takes the board description's role. */
 typedef enum { FW_BUTTON_BOARD = 0, FW_BUTTON_RUN_PROMPT, FW_BUTTON_TOGGLE_MODE, FW_BUTTON_NONE } fw_button;
 
@@ -104,6 +111,15 @@ typedef struct fw_config {
     uint32_t max_request_bytes;   /* a whole request payload */
     uint32_t max_tokens;          /* cap, and the default when a request names none */
     int32_t temp_q16, top_p_q16;  /* defaults when a request names none */
+    /* [collab], the text level (textpeer.c) */
+    char text_peer[32];           /* node id; "" = none */
+    fw_text_offload text_offload;
+    uint32_t text_deadline_ms;    /* the peer's first record must arrive within this */
+    uint32_t text_stall_ms;       /* ... and each later one within this of the last */
+    uint32_t text_retry_ms;       /* after a failure, generate here this long before trying again */
+    /* [privacy] (privacy.h) */
+    unsigned redact;              /* FW_PRIV_* classes redacted before text leaves the board */
+    char names_file[FW_PATH_MAX]; /* names to redact, one per line; "" = none */
 } fw_config;
 
 /* Fills the defaults (what kvmesh.conf.example documents). */
@@ -117,6 +133,7 @@ const char *fw_mode_name(fw_mode m);
 /* FW_MODE_* for a name, or -1. */
 int fw_mode_parse(const char *name);
 const char *fw_publish_name(fw_publish p);
+const char *fw_text_offload_name(fw_text_offload o);
 
 /* The keys a running service can take over from a reloaded file; anything else needs a
  * restart. Fills why (comma-separated key names that differ and need a restart, "" if

@@ -22,8 +22,13 @@
 
 #include "fw_json.h"
 #include "service.h"
+#include "textpeer.h"
 
 #define REQ_TOKENS 128    /* JSON values a request may have */
+/* The longest token piece streamed whole. It was 8 bytes, which cut aidreams260K's longer
+ * pieces (" whispers" came out as " whisper") and would cut the 32k Llama 2 vocabulary's
+ * (up to 27 bytes); the shared tokenizers stay far below this. */
+#define FW_PIECE_MAX 256
 
 static size_t text_cap(const fw_svc *s) { return (size_t)s->cfg.max_prompt_bytes + 2; }
 
@@ -62,6 +67,8 @@ static void reply(fw_svc *s, const fw_req *r, const char *json, size_t len)
                         .kind = "tokens" };
     mqtt_node_publish_sealed(&s->node, t, &h, (const uint8_t *)json, len, &o);
 }
+
+void fw_req_reply(fw_svc *s, const fw_req *r, const char *json, size_t len) { reply(s, r, json, len); }
 
 static void id_field(fw_jw *w, const fw_req *r)
 {
@@ -314,7 +321,7 @@ static double ms_between(uint64_t a_ns, uint64_t b_ns) { return (double)(b_ns - 
 /* The token stream: pieces as llama2.c's run.c prints them, held back while a UTF-8
  * character is split between tokens, so every record's text is valid JSON. */
 typedef struct {
-    uint8_t pend[8];
+    uint8_t pend[FW_PIECE_MAX + 8];   /* a whole piece, after up to 3 held-back bytes */
     size_t npend;
 } utf8_acc;
 
@@ -340,6 +347,7 @@ static void fail_request(fw_svc *s, fw_req *r, const char *code, const char *msg
 
 static void run(fw_svc *s, fw_req *r)
 {
+    if (fw_textpeer_offload(s, r)) return;   /* a text peer answered it ([collab]) */
     fw_engine *e = &s->eng;
     const nn_model *m = e->m;
     char err[256];
@@ -396,7 +404,7 @@ static void run(fw_svc *s, fw_req *r)
     utf8_acc acc = { .npend = 0 };
     uint32_t prev = e->ids[n_prompt - 1], made = 0;
     const char *stop = "length";
-    char json[512], piece[16];
+    char json[2048], piece[FW_PIECE_MAX + 8];
     while (made < r->max_tokens) {
         uint32_t next = nn_sampler_sample(&e->sp, logits);
         if (next == m->tok.bos_id || next == m->tok.eos_id) {
@@ -408,7 +416,7 @@ static void run(fw_svc *s, fw_req *r)
         fw_jw_init(&w, json, sizeof json);
         fw_jw_raw(&w, "{");
         id_field(&w, r);
-        fw_jw_raw(&w, ",\"i\":"); fw_jw_u64(&w, made);
+        fw_jw_raw(&w, ",\"i\":"); fw_jw_u64(&w, r->i_base + made);
         fw_jw_raw(&w, ",\"token\":"); fw_jw_u64(&w, next);
         fw_jw_raw(&w, ",\"text\":"); fw_jw_str(&w, piece, pn);
         fw_jw_raw(&w, "}");
@@ -468,6 +476,7 @@ static void run(fw_svc *s, fw_req *r)
         fw_jw_raw(&w, ",\"text\":");
         fw_jw_str(&w, (const char *)acc.pend, acc.npend);
     }
+    fw_textpeer_final_fields(s, &w);
     fw_jw_raw(&w, "}");
     int jn = fw_jw_done(&w);
     if (jn > 0) reply(s, r, json, (size_t)jn);

@@ -19,6 +19,7 @@
 
 #include "cli.h"
 #include "service.h"
+#include "textpeer.h"
 
 static fw_svc fw_service;   /* large (engine, node, config): static, not on the stack */
 
@@ -43,6 +44,7 @@ static void on_deliver(void *user, const mqtt_frame_hdr *h, const uint8_t *p, si
     case MQTT_FT_KV_ANNOUNCE: fw_share_on_announce(s, h, p, len); break;
     case MQTT_FT_PROMPT: fw_req_deliver(s, h, p, len); break;
     case MQTT_FT_COMMAND: fw_cmd_deliver(s, h, p, len); break;
+    case MQTT_FT_TOKENS: fw_textpeer_deliver(s, h, p, len); break;   /* a text peer's answer */
     default: break;   /* hidden states, tokens, pushed caches: later modes */
     }
 }
@@ -113,7 +115,7 @@ static int start(fw_svc *s)
     fprintf(stderr, "kvmesh run: cache store %s: %u entries verified (%" PRIu64 " bytes of %" PRIu64 "), "
             "%" PRIu64 " torn and %" PRIu64 " foreign files discarded, %" PRIu64 " evicted\n", c->store_dir,
             s->store.count, s->store.bytes, s->store.max_bytes, ss->torn, ss->foreign, ss->evicted);
-    if (fw_share_init(s, err, sizeof err) || fw_req_init(s, err, sizeof err)) {
+    if (fw_share_init(s, err, sizeof err) || fw_req_init(s, err, sizeof err) || fw_textpeer_init(s, err, sizeof err)) {
         fprintf(stderr, "kvmesh run: %s\n", err);
         return -1;
     }
@@ -221,6 +223,7 @@ static void release(fw_svc *s)
 {
     fw_share_free(s);
     fw_req_free(s);
+    fw_textpeer_free(s);
     fw_store_close(&s->store);
     fw_engine_close(&s->eng);
     free(s->inbox);

@@ -47,6 +47,7 @@ typedef struct {
     uint64_t seed;
     bool has_seed;
     uint64_t arrived_ms;
+    uint32_t i_base;            /* token records already sent for it (by a text peer) */
 } fw_req;
 
 /* A cache another node announced. */
@@ -151,6 +152,8 @@ void fw_req_button(fw_svc *s);
 void fw_req_run_next(fw_svc *s);
 /* Answers every queued request with an error (shutting down). */
 void fw_req_reject_all(fw_svc *s, const char *code, const char *msg);
+/* Sends one sealed record to the requester (the button's go nowhere). */
+void fw_req_reply(fw_svc *s, const fw_req *r, const char *json, size_t len);
 /* Keeps the service responsive during long work: network, board, telemetry. */
 void fw_svc_pump(fw_svc *s);
 

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "textpeer.h"   /* first: it brings fw_json.h and service.h too */
 #include "fw_json.h"
 #include "kvmesh_board.h"
 #include "service.h"
@@ -65,6 +66,7 @@ int fw_metrics_json(fw_svc *s, char *out, size_t cap)
     fw_jw_raw(&w, ","); fw_jw_key(&w, "cache_out_bytes"); fw_jw_u64(&w, st->cache_out_bytes);
     fw_jw_raw(&w, ","); fw_jw_key(&w, "caches_served"); fw_jw_u64(&w, st->served);
     fw_jw_raw(&w, ","); fw_jw_key(&w, "caches_published"); fw_jw_u64(&w, st->published);
+    fw_textpeer_metrics(s, &w);
     const fw_store_stats *ss = &s->store.st;
     fw_jw_raw(&w, ","); fw_jw_key(&w, "store_entries"); fw_jw_u64(&w, s->store.count);
     fw_jw_raw(&w, ","); fw_jw_key(&w, "store_bytes"); fw_jw_u64(&w, s->store.bytes);
@@ -126,7 +128,7 @@ void fw_telemetry_tick(fw_svc *s, uint64_t now, bool force)
     if (!s->node_ok || !mqtt_session_connected(&s->node.session)) return;
     if (!force && now - s->last_metrics_ms < (uint64_t)s->cfg.period_s * 1000u) return;
     s->last_metrics_ms = now;
-    char json[4096], t[MQTT_TOPIC_MAX];
+    char json[8192], t[MQTT_TOPIC_MAX];   /* the metrics document was near 4 KiB */
     if (fw_metrics_json(s, json, sizeof json) < 0) return;
     topic(s, "metrics", t, sizeof t);
     publish_plain(s, t, json, true, 0);
