@@ -79,6 +79,8 @@ typedef struct {
     uint64_t dev_ns, peer_ns, wait_ns;
     uint64_t rounds, drafted, accepted, kept, offloaded;
     uint8_t *kept_flag;         /* [max_seq + 1]: the token was decided on the device */
+    nn_sha256 lhash;            /* over every logits row the device sampled from */
+    uint32_t lhash_rows;
     uint32_t ping_rtt_us, ping_bw_kbps, peer_ns_row_layer, dev_ns_row_layer;
 } dev_state;
 
@@ -464,9 +466,17 @@ static int exit_step(dev_state *d)
 
 /* ---- standalone steps (device mode, and after a fallback) ------------------------------ */
 
+/* Samples from d->logits, recording them in the logits digest. */
+static uint32_t dev_sample(dev_state *d)
+{
+    nn_sha256_update(&d->lhash, d->logits, (size_t)d->vocab * 4);
+    d->lhash_rows++;
+    return nn_sampler_sample(&d->e.sp, d->logits);
+}
+
 static int standalone_step(dev_state *d)
 {
-    uint32_t t = nn_sampler_sample(&d->e.sp, d->logits);
+    uint32_t t = dev_sample(d);
     emit(d, t, 1);
     if (d->done)
         return 0;
@@ -799,6 +809,7 @@ int fw_cmd_collab(int argc, char **argv)
 
     /* Prefill: print the prompt as generate does, then produce the first token. */
     d->t_start = fw_now_ns();
+    nn_sha256_init(&d->lhash);
     nn_session_truncate(&d->e.s, 0);
     for (uint32_t i = 1; i < n_prompt; i++)
         print_piece(nn_tok_decode(&md->tok, d->tok[i - 1], d->tok[i]));
@@ -834,7 +845,7 @@ int fw_cmd_collab(int argc, char **argv)
             continue;
         }
         if (mode == CM_SPLIT) {
-            uint32_t t = nn_sampler_sample(&d->e.sp, d->logits);
+            uint32_t t = dev_sample(d);
             emit(d, t, 1);
             if (!d->done)
                 r = split_run(d, d->ntok - 1);
@@ -901,6 +912,16 @@ int fw_cmd_collab(int argc, char **argv)
             fprintf(f, ",\"kept\":%llu,\"offloaded\":%llu,\"kept_fraction\":%.4f", (unsigned long long)d->kept,
                     (unsigned long long)d->offloaded,
                     d->kept + d->offloaded ? (double)d->kept / (double)(d->kept + d->offloaded) : 0);
+        if (mode == CM_SPLIT || mode == CM_DEVICE) {
+            /* Every token came from logits computed here: their digest, to compare
+             * runs bit for bit (random-weight models repeat one token). */
+            uint8_t dg[32];
+            char hex[65];
+            nn_sha256_final(&d->lhash, dg);
+            for (int i = 0; i < 32; i++)
+                snprintf(hex + 2 * i, 3, "%02x", dg[i]);
+            fprintf(f, ",\"logits_rows\":%u,\"logits_digest\":\"%s\"", d->lhash_rows, hex);
+        }
         if (checked)
             fprintf(f, ",\"agreement\":%.4f,\"agreement_kept\":%.4f", d->made ? (double)same / d->made : 1.0,
                     d->kept ? (double)same_kept / d->kept : 1.0);

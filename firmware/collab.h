@@ -27,7 +27,8 @@
  *           own greedy choice, and replies `accepted` and `token` (its choice after the
  *           last accepted one). draft 0: just the next token (peer-only generation).
  *   PING    link and speed probe: the reply says how fast the peer runs a row through
- *           one layer (peer_ns_per_row_layer), for the chunk size.
+ *           one layer (peer_ns_per_row_layer), for the chunk size. In every other reply
+ *           that field is the nanoseconds the peer computed for the request.
  * `have` in a reply is how many positions the peer holds for the session. A request
  * that starts beyond it (the peer restarted, or serves another device now) gets status
  * COLLAB_ST_NEED and the device resends from `have`; one that starts below it rolls

@@ -304,7 +304,12 @@ int fw_cmd_peer(int argc, char **argv)
             snprintf(sender, sizeof sender, "%s", ps->qsender[i]);
             uint8_t type = ps->qtype[i];
             int ok = collab_msg_read(&m, ps->q[i], ps->qlen[i]) == 0;
+            uint64_t tq = fw_now_ns();
             uint32_t dlen = ok ? serve(ps, &m, ps->q[i] + COLLAB_HDR, sender, &r) : 0;
+            if (ok && m.op != COLLAB_OP_PING) {   /* the time this request took here */
+                uint64_t dq = fw_now_ns() - tq;
+                r.peer_ns = dq > UINT32_MAX ? UINT32_MAX : (uint32_t)dq;
+            }
             ps->qhead = (ps->qhead + 1) % PEER_QUEUE;
             ps->qcount--;
             if (!ok)

@@ -16,11 +16,12 @@ fw_conf node-b "[model]" "context = 512"
 # peer_start NAME [ARGS]: kvmesh peer in the background until it says ready.
 peer_start() {
     _pn=$1; shift
+    _before=$(cat "$TMPD/$_pn.log" 2>/dev/null | grep -c 'kvmesh peer: ready')
     $RUN "$BIN/kvmesh" peer --config "$TMPD/$_pn.conf" "$@" >>"$TMPD/$_pn.out" 2>>"$TMPD/$_pn.log" &
     echo $! >"$TMPD/pids/$_pn"
     _i=0
     while [ $_i -lt 600 ]; do
-        [ "$(grep -c 'kvmesh peer: ready' "$TMPD/$_pn.log" 2>/dev/null)" -ge "${PEER_READY:-1}" ] && return 0
+        [ "$(cat "$TMPD/$_pn.log" 2>/dev/null | grep -c 'kvmesh peer: ready')" -gt "$_before" ] && return 0
         kill -0 "$(cat "$TMPD/pids/$_pn")" 2>/dev/null || return 1
         sleep 0.1
         _i=$((_i + 1))
@@ -60,5 +61,82 @@ for k in 2 4; do
 done
 collab --mode peer -p "$P" -n 80 >"$TMPD/peer.txt" 2>/dev/null
 check "peer-only baseline: bit-identical" cmp -s "$TMPD/ref.txt" "$TMPD/peer.txt"
+
+# ---- fallback: the peer killed with -9 mid-generation ------------------------------------
+# collab_bg MODE ARGS: a long generation in the background; kill_when_started waits
+# until it has printed 20 tokens' worth of text, then kills the peer.
+gen -m "$IMG" -p "$P" -n 150 >"$TMPD/ref150.txt"
+plen=$(printf '%s' "$P" | wc -c)
+kill_when_started() {
+    _i=0
+    while [ $_i -lt 600 ]; do
+        [ "$(cat "$TMPD/fb.txt" 2>/dev/null | wc -c)" -gt $((plen + 60)) ] && break
+        sleep 0.05
+        _i=$((_i + 1))
+    done
+    kill -9 "$(cat "$TMPD/pids/node-b")"
+    wait "$(cat "$TMPD/pids/node-b")" 2>/dev/null
+}
+for mode in split spec; do
+    collab --mode "$mode" -p "$P" -n 150 --deadline-ms 1500 --json "$TMPD/fb.json" >"$TMPD/fb.txt" 2>"$TMPD/fb.err" &
+    cpid=$!
+    kill_when_started
+    wait $cpid
+    crc=$?
+    at=$(sed -n 's/.*continuing standalone after \([0-9]*\) tokens.*/\1/p' "$TMPD/fb.err")
+    echo "# $mode: $(grep 'continuing standalone' "$TMPD/fb.err")"
+    check "$mode: the peer killed after ${at:-?} tokens, the device completes (exit $crc)" \
+        [ "$crc" = 0 ] && [ "${at:-0}" -gt 0 ] && [ "${at:-0}" -lt 150 ]
+    check "$mode with the fallback: output bit-identical to standalone" cmp -s "$TMPD/ref150.txt" "$TMPD/fb.txt"
+    check "$mode: the JSON says it fell back" [ "$(jget fallback "$TMPD/fb.json")" = true ]
+    check "the peer comes back" peer_start node-b
+done
+collab --mode split -p "$P" -n 80 >"$TMPD/split.txt" 2>"$TMPD/split.err"
+check "a new session on the restarted peer: bit-identical, no fallback" \
+    sh -c "cmp -s '$TMPD/ref.txt' '$TMPD/split.txt' && ! grep -q standalone '$TMPD/split.err'"
+expect_fail "no peer at all: a clear error" 1 "did not answer a probe" \
+    run "$BIN/kvmesh" collab --config "$TMPD/node-a.conf" --peer node-c --mode split -p "$P" -n 5 --deadline-ms 500
+
+# ---- early exit ----------------------------------------------------------------------------
+run "$BIN/kvmesh-exit-train" -q -m "$IMG" --layers 3 --tokens 4000 --epochs 3 -o "$TMPD/x.kvm"
+fw_conf node-c "[model]" "context = 512" "image = $TMPD/x.kvm"
+check "a peer with the exit-head image starts" peer_start node-c
+xcollab() { run "$BIN/kvmesh" collab --config "$TMPD/node-a.conf" -m "$TMPD/x.kvm" --peer node-c "$@"; }
+gen -m "$TMPD/x.kvm" -p "$P" -n 80 >"$TMPD/refx.txt"
+xcollab --mode exit --layer 3 --exit-threshold 1 -p "$P" -n 80 >"$TMPD/x1.txt" 2>/dev/null
+check "exit with threshold 1 (every token offloaded): bit-identical to the full model" \
+    cmp -s "$TMPD/refx.txt" "$TMPD/x1.txt"
+xcollab --mode exit --layer 3 --exit-threshold 0.5 --check -p "$P" -n 120 --json "$TMPD/x.json" >/dev/null 2>"$TMPD/x.err"
+kf=$(jget kept_fraction "$TMPD/x.json"); ag=$(jget agreement "$TMPD/x.json")
+echo "# exit at layer 3 of 5, threshold 0.5: kept on device $kf, agreement with the full model $ag, $(jget link_bytes_per_token "$TMPD/x.json") link bytes per token"
+check "exit: both paths taken (kept $(jget kept "$TMPD/x.json"), offloaded $(jget offloaded "$TMPD/x.json"))" \
+    [ "$(jget kept "$TMPD/x.json")" -gt 0 ] && [ "$(jget offloaded "$TMPD/x.json")" -gt 0 ]
+# A head trained on 4000 tokens (the docs' numbers use 20000): a loose bound.
+check "exit: agreement with the full model >= 0.85 ($ag)" awk -v a="$ag" 'BEGIN { exit !(a >= 0.85) }'
+fw_stop node-c KILL 2>/dev/null
+
+# ---- a random smollm2-135m-shape image ------------------------------------------------------
+if [ -n "$RUN" ]; then
+    # 30 layers of dim 576 under qemu take minutes per run: the x86-64 suite covers it.
+    echo "# smollm2-135m-shape cases: host build only (too slow under qemu); not run here"
+else
+    run "$BIN/kvmesh-convert" -q --random smollm2-135m --seed 1 -o "$TMPD/sm.kvm"
+    fw_conf node-c "[model]" "context = 256" "image = $TMPD/sm.kvm"
+    fw_conf node-a "[model]" "context = 256"
+    check "a peer with the smollm2-shape image starts" peer_start node-c
+    Q="Once upon a time, there was a little girl named Lily."
+    gen -m "$TMPD/sm.kvm" --ctx 256 -p "$Q" -n 16 >"$TMPD/refs.txt"
+    scollab() { run "$BIN/kvmesh" collab --config "$TMPD/node-a.conf" -m "$TMPD/sm.kvm" --peer node-c "$@"; }
+    scollab --mode device -p "$Q" -n 16 --json "$TMPD/sd.json" >"$TMPD/sd.txt" 2>/dev/null
+    scollab --mode split --split 2,2 --chunk 4 -p "$Q" -n 16 --json "$TMPD/ss.json" >"$TMPD/ss.txt" 2>/dev/null
+    check "smollm2 shape: split text bit-identical to generate" cmp -s "$TMPD/refs.txt" "$TMPD/ss.txt"
+    check "smollm2 shape: split logits digest equals standalone ($(jget logits_rows "$TMPD/ss.json") rows)" \
+        [ "$(jget logits_digest "$TMPD/ss.json")" = "$(jget logits_digest "$TMPD/sd.json")" ]
+    scollab --mode split --split 2,2 --hidden int8 -p "$Q" -n 16 --json "$TMPD/s8.json" >/dev/null 2>&1
+    check "smollm2 shape: int8 hidden states change the logits (the digest check can fail)" \
+        [ "$(jget logits_digest "$TMPD/s8.json")" != "$(jget logits_digest "$TMPD/sd.json")" ]
+    scollab --mode spec --layer 8 -p "$Q" -n 16 >"$TMPD/sp2.txt" 2>/dev/null
+    check "smollm2 shape: spec bit-identical to generate" cmp -s "$TMPD/refs.txt" "$TMPD/sp2.txt"
+fi
 
 fw_done
