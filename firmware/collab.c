@@ -57,6 +57,7 @@ typedef struct {
     uint32_t L, dim, vocab, k, m_tail, hidden, chunk, deadline_ms;
     uint32_t d, dmax;
     int32_t exit_q30;
+    int32_t exit_margin_q16;    /* > 0: decide by the top-2 logit margin instead */
     uint32_t slow_x100;         /* device slowdown factor x 100 (800 = 8x slower) */
     uint32_t session, seq;
     int32_t *hist;              /* [max_seq][dim] Q16: the residual at the input of layer k */
@@ -339,10 +340,12 @@ static dev_slot *verify(dev_state *d, const uint32_t *drafts, uint32_t draft)
     int64_t seq = dev_send(d, MQTT_FT_TOKENS, &m);
     if (seq < 0)
         return NULL;
-    /* Overlap: the device reads the prompt through its own layers meanwhile. */
-    if (d->mode == CM_SPEC && d->dev_fed + 1 < d->ntok && draft == 0) {
-        while (d->dev_fed < d->ntok - 1) {
-            uint32_t c = d->ntok - 1 - d->dev_fed < COLLAB_MAX_ROWS ? d->ntok - 1 - d->dev_fed : COLLAB_MAX_ROWS;
+    /* Overlap: the device reads the prompt through its own layers meanwhile, in small
+     * pieces, until the answer is there (the rest waits for the first draft). */
+    dev_slot *w = &d->slots[(uint32_t)seq % DEV_SLOTS];
+    if (d->mode == CM_SPEC && draft == 0) {
+        while (d->dev_fed < d->ntok && !(w->seq == (uint32_t)seq && w->ready)) {
+            uint32_t c = d->ntok - d->dev_fed < 8 ? d->ntok - d->dev_fed : 8;
             if (front(d, d->dev_fed, c))
                 return NULL;
             d->dev_fed += c;
@@ -430,7 +433,7 @@ static int exit_step(dev_state *d)
     dev_end(d);
     if (st)
         return -1;
-    if (p1 >= d->exit_q30) {
+    if (d->exit_margin_q16 > 0 ? margin >= d->exit_margin_q16 : p1 >= d->exit_q30) {
         d->kept++;
         emit(d, t, 1);
         return 0;
@@ -590,6 +593,8 @@ static void usage(FILE *f)
         "  --layer K            spec/exit: the device's layers and exit head (default L/2)\n"
         "  --draft D            spec: largest draft (default 6; adapts between 1 and D)\n"
         "  --exit-threshold P   exit: top-1 probability to decide on the device (default 0.5)\n"
+        "  --exit-margin M      exit: decide on the device when the two largest logits are at\n"
+        "                       least M apart instead (logit units, e.g. 2.5)\n"
         "  --hidden exact|int8  hidden states on the wire (default exact: bit-identical;\n"
         "                       int8 is a quarter of the size and only close)\n"
         "  --chunk N|auto       split: prompt rows per message (default auto: from the\n"
@@ -631,7 +636,7 @@ int fw_cmd_collab(int argc, char **argv)
         { "hidden", required_argument, 0, 'H' }, { "chunk", required_argument, 0, 'C' },
         { "deadline-ms", required_argument, 0, 'd' }, { "slowdown", required_argument, 0, 'W' },
         { "temp", required_argument, 0, 't' }, { "seed", required_argument, 0, 's' },
-        { "check", no_argument, 0, 'k' }, { "json", required_argument, 0, 'j' },
+        { "check", no_argument, 0, 'k' }, { "exit-margin", required_argument, 0, 'G' }, { "json", required_argument, 0, 'j' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     int c;
@@ -666,6 +671,7 @@ int fw_cmd_collab(int argc, char **argv)
         case 't': if (fw_parse_q16(prog, "--temp", optarg, &temp_q16)) return 2; break;
         case 's': if (fw_parse_u32(prog, "--seed", optarg, 0, UINT32_MAX, &seed)) return 2; break;
         case 'k': check = 1; break;
+        case 'G': if (fw_parse_q16(prog, "--exit-margin", optarg, &d->exit_margin_q16)) return 2; break;
         case 'j': json = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
