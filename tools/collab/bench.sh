@@ -12,18 +12,21 @@
 #     kvmesh collab sleeps (F-1) times each measured compute interval).
 #
 # Usage: tools/collab/bench.sh [--links "lan wifi lte"] [--models "stories smollm2"]
-#                              [--modes "device peer split spec exit"] [--slowdown F]
+#                              [--modes "device peer split split-int8 spec exit"] [--slowdown F]
 #                              [-n TOKENS] [--out DIR]
-# Models: stories = stories260K with exit heads at layers 2 and 3 (kvmesh-exit-train,
+# Models: stories = stories260K with exit heads at layers 2, 3 and 4 (kvmesh-exit-train,
 # 20000 tokens); smollm2 = a random smollm2-135m-shape image (compute-heavy; random
 # weights, so drafts and exits are never right: spec and exit are left out for it).
+# Modes: split (exact hidden states), split-int8 (int8, with the agreement measured),
+# spec (drafts from layers [0,4) + the exit head), exit (layer 4, top-1 probability >= 0.6,
+# agreement measured), device and peer (the baselines).
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 B="${KVMESH_BUILD:-$top/build/host}"
 case "$B" in /*) ;; *) B="$top/$B" ;; esac
 BIN="$B/bin"
 M="${KVMESH_MODELS:-$top/../shared/models}"
-LINKS="lan wifi lte" MODELS="stories smollm2" MODES="device peer split spec exit" SLOW=8 NTOK=64 OUT=""
+LINKS="lan wifi lte" MODELS="stories smollm2" MODES="device peer split split-int8 spec exit" SLOW=8 NTOK=64 OUT=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --links) LINKS=$2; shift ;;
@@ -66,8 +69,8 @@ S="$M/stories260K"
 log "images"
 "$BIN/kvmesh-convert" -q --llama2c "$S/stories260K.bin" --tokenizer "$S/tok512.bin" -g 4 -o "$T/s.kvm" || exit 1
 if [ ! -f "$OUT/stories-exit.kvm" ]; then
-    log "training exit heads (layers 2,3; 20000 tokens)"
-    "$BIN/kvmesh-exit-train" -q -m "$T/s.kvm" --layers 2,3 --tokens 20000 -o "$OUT/stories-exit.kvm" || exit 1
+    log "training exit heads (layers 2,3,4; 20000 tokens)"
+    "$BIN/kvmesh-exit-train" -q -m "$T/s.kvm" --layers 2,3,4 --tokens 20000 -o "$OUT/stories-exit.kvm" || exit 1
 fi
 case " $MODELS " in *" smollm2 "*)
     [ -f "$OUT/smollm2.kvm" ] || "$BIN/kvmesh-convert" -q --random smollm2-135m --seed 1 -o "$OUT/smollm2.kvm" || exit 1
@@ -115,8 +118,9 @@ echo "[" >"$OUT/results.json"
 first=1
 for model in $MODELS; do
     case $model in
-        stories) IMG="$OUT/stories-exit.kvm"; CTX=512; modes=$MODES; extra="--layer 3 --split 1,1"; nt=$NTOK ;;
-        smollm2) IMG="$OUT/smollm2.kvm"; CTX=256; modes=$(echo " $MODES " | sed 's/ spec / /; s/ exit / /'); extra="--layer 8 --split 2,2"; nt=$((NTOK / 4)) ;;
+        stories) IMG="$OUT/stories-exit.kvm"; CTX=512; modes=$MODES; layer=4; split=1,1; nt=$NTOK ;;
+        smollm2) IMG="$OUT/smollm2.kvm"; CTX=256; modes=$(echo " $MODES " | sed 's/ spec / /; s/ exit / /')
+                 layer=8; split=2,2; nt=$((NTOK / 4)) ;;
         *) log "unknown model $model"; exit 2 ;;
     esac
     conf peer "$BP" "$IMG" "$CTX"
@@ -132,13 +136,18 @@ for model in $MODELS; do
         wait_port "$LP" || { log "linksim did not start"; exit 1; }
         conf dev "$LP" "$IMG" "$CTX"
         for mode in $modes; do
-            thr=""
-            [ "$mode" = exit ] && thr="--exit-threshold 0.5 --check"
+            case $mode in
+                split) args="--mode split --split $split" ;;
+                split-int8) args="--mode split --split $split --hidden int8 --check" ;;
+                spec) args="--mode spec --layer $layer" ;;
+                exit) args="--mode exit --layer $layer --exit-threshold 0.6 --check" ;;
+                *) args="--mode $mode" ;;
+            esac
             # shellcheck disable=SC2086
-            if "$BIN/kvmesh" collab --config "$T/dev.conf" --peer peer --mode "$mode" $extra $thr \
+            if "$BIN/kvmesh" collab --config "$T/dev.conf" --peer peer $args \
                 --slowdown "$SLOW" --deadline-ms 20000 -p "$STORY" -n "$nt" --json "$T/r.json" \
                 >"$T/out.txt" 2>"$T/err.txt"; then
-                line=$(sed "s/^{/{\"model\":\"$model\",\"link\":\"$link\",/" "$T/r.json")
+                line=$(sed "s/^{\"mode\":\"[a-z]*\"/{\"model\":\"$model\",\"link\":\"$link\",\"mode\":\"$mode\"/" "$T/r.json")
                 [ $first = 1 ] || echo "," >>"$OUT/results.json"
                 printf '%s' "$line" >>"$OUT/results.json"
                 first=0
