@@ -82,7 +82,9 @@ typedef struct {
     uint8_t *kept_flag;         /* [max_seq + 1]: the token was decided on the device */
     nn_sha256 lhash;            /* over every logits row the device sampled from */
     uint32_t lhash_rows;
-    uint32_t ping_rtt_us, ping_bw_kbps, peer_ns_row_layer, dev_ns_row_layer;
+    uint32_t ping_rtt_us, ping_bw_kbps;
+    uint32_t peer_ns_row_layer, peer_ns_call_layer, dev_ns_row_layer, dev_ns_call_layer;
+    uint64_t probe_bytes;       /* the link probe's, not counted per token */
 } dev_state;
 
 static dev_state dev_g;
@@ -495,11 +497,12 @@ static int standalone_step(dev_state *d)
 /* ---- link probe and chunk size ----------------------------------------------------------- */
 
 /*
- * The prompt chunk. Per chunk of c rows the pipeline pays a fixed cost (one message's
- * round trip, o) and fills/drains once with c rows' worth of every stage (device rows,
- * link both ways, peer rows); the steady part is the same for every c. So
- *   T(c) ~ (P / c) o + c (dev_row + link_row + peer_row)   ->   c = sqrt(P o / per_row),
- * clamped to 1 .. COLLAB_MAX_ROWS.
+ * The prompt chunk. Each chunk of c rows costs a fixed part: one message's round trip
+ * o, and on both sides a per-call cost for each layer (streaming that layer's weights,
+ * which batching amortises); the pipeline also fills and drains once with c rows'
+ * worth of every stage (device rows, link both ways, peer rows). So
+ *   T(c) ~ (P / c) (o + calls) + c (dev_row + link_row + peer_row)
+ *   ->  c = sqrt(P (o + calls) / per_row), clamped to 1 .. COLLAB_MAX_ROWS.
  */
 static uint32_t choose_chunk(dev_state *d, uint32_t P)
 {
@@ -508,7 +511,9 @@ static uint32_t choose_chunk(dev_state *d, uint32_t P)
     double link = d->ping_bw_kbps ? 2.0 * row_bytes / (d->ping_bw_kbps * 1e3 / 8.0) * 1e9 : 0;
     double per_row = (double)d->dev_ns_row_layer * (d->k + d->m_tail) +
                      (double)d->peer_ns_row_layer * (d->L - d->k - d->m_tail) + link;
-    double c = per_row > 0 ? sqrt(P * o / per_row) : COLLAB_MAX_ROWS;
+    double calls = (double)d->dev_ns_call_layer * (d->k + d->m_tail) +
+                   (double)d->peer_ns_call_layer * (d->L - d->k - d->m_tail);
+    double c = per_row > 0 ? sqrt(P * (o + calls) / per_row) : COLLAB_MAX_ROWS;
     uint32_t ci = c < 1 ? 1 : c > COLLAB_MAX_ROWS ? COLLAB_MAX_ROWS : (uint32_t)c;
     return ci > P ? (P ? P : 1) : ci;
 }
@@ -522,16 +527,28 @@ static int probe_link(dev_state *d)
     for (int i = 0; i < 2; i++) {
         uint32_t len = sizes[i] < d->max_msg - COLLAB_HDR ? sizes[i] : (uint32_t)(d->max_msg - COLLAB_HDR);
         collab_msg m = { .op = COLLAB_OP_PING, .data_len = len };
-        uint64_t t0 = fw_now_ns();
-        int64_t seq = dev_send(d, MQTT_FT_HIDDEN, &m);
-        dev_slot *s = seq < 0 ? NULL : dev_wait(d, (uint32_t)seq);
+        /* A peer that has just started may not have its subscription in place yet:
+         * ask again every 250 ms until the deadline (late answers are ignored by seq). */
+        uint64_t t0 = 0, end = fw_now_ns() + (uint64_t)d->deadline_ms * 1000000u;
+        uint32_t deadline = d->deadline_ms;
+        dev_slot *s = NULL;
+        d->deadline_ms = deadline < 250 ? deadline : 250;
+        while (!s && fw_now_ns() < end) {
+            t0 = fw_now_ns();
+            int64_t seq = dev_send(d, MQTT_FT_HIDDEN, &m);
+            s = seq < 0 ? NULL : dev_wait(d, (uint32_t)seq);
+        }
+        d->deadline_ms = deadline;
         if (!s)
             return -1;
         t[i] = fw_now_ns() - t0;
         d->peer_ns_row_layer = s->r.peer_ns;
+        d->peer_ns_call_layer = s->r.peer_ns_call;
         sizes[i] = len;
     }
     d->ping_rtt_us = (uint32_t)(t[0] / 1000u);
+    d->probe_bytes = d->net.sent_bytes + d->net.recv_bytes;
+    d->net.sent_bytes = d->net.recv_bytes = 0;
     uint64_t extra = t[1] > t[0] ? t[1] - t[0] : 1;
     d->ping_bw_kbps = (uint32_t)((uint64_t)sizes[1] * 8u * 1000000u / extra);
     return 0;
@@ -782,13 +799,20 @@ int fw_cmd_collab(int argc, char **argv)
     d->ntok = d->n_prompt = n_prompt;
     d->session = (uint32_t)(fw_now_ns() ^ ((uint64_t)getpid() << 16));
 
-    /* Device speed: a row through one layer (slowdown included), for the chunk size. */
-    {
-        uint32_t c0 = n_prompt < 8 ? n_prompt : 8;
-        uint64_t before = d->dev_ns;
-        front(d, 0, c0);
-        d->dev_ns_row_layer = (uint32_t)((d->dev_ns - before) / ((uint64_t)c0 * (d->k ? d->k : 1)));
-        d->dev_ns = before;
+    /* Device speed (slowdown included), for the chunk size: per call and per row of a
+     * layer, from runs of 1 and up to 16 rows (their KV is overwritten by the prompt). */
+    if (mode == CM_SPLIT) {
+        uint32_t c1 = n_prompt < 16 ? n_prompt : 16, kl = d->k ? d->k : 1;
+        uint64_t t1 = d->dev_ns;
+        front(d, 0, 1);
+        t1 = (d->dev_ns - t1) / kl;
+        uint64_t tc = d->dev_ns;
+        front(d, 0, c1);
+        tc = (d->dev_ns - tc) / kl;
+        uint64_t per_row = c1 > 1 && tc > t1 ? (tc - t1) / (c1 - 1) : t1;
+        d->dev_ns_row_layer = (uint32_t)per_row;
+        d->dev_ns_call_layer = (uint32_t)(t1 > per_row ? t1 - per_row : 0);
+        d->dev_ns = 0;
     }
     if (mode != CM_DEVICE) {
         mqtt_model_id mid;
@@ -808,10 +832,11 @@ int fw_cmd_collab(int argc, char **argv)
     if (!d->chunk)
         d->chunk = mode == CM_SPLIT ? choose_chunk(d, n_prompt) : COLLAB_MAX_ROWS;
     fprintf(stderr, "kvmesh collab: mode %s, %u layers (device: %s), prompt %u tokens, chunk %u, hidden %s, "
-            "rtt %.2f ms, link %.1f Mbit/s, device %u / peer %u ns per row and layer\n", mode_names[mode], d->L,
+            "rtt %.2f ms, link %.1f Mbit/s; a layer costs the device %u ns per call + %u per row, the peer %u + %u\n", mode_names[mode], d->L,
             mode == CM_SPLIT ? "front and back" : mode == CM_DEVICE ? "all" : mode == CM_PEER ? "none" : "front",
             n_prompt, d->chunk, d->hidden == NN_HIDDEN_INT8 ? "int8" : "exact", d->ping_rtt_us / 1000.0,
-            d->ping_bw_kbps / 1000.0, d->dev_ns_row_layer, d->peer_ns_row_layer);
+            d->ping_bw_kbps / 1000.0, d->dev_ns_call_layer, d->dev_ns_row_layer, d->peer_ns_call_layer,
+            d->peer_ns_row_layer);
 
     /* Prefill: print the prompt as generate does, then produce the first token. */
     d->t_start = fw_now_ns();
@@ -903,12 +928,12 @@ int fw_cmd_collab(int argc, char **argv)
                 "\"total_ms\":%.3f,\"link_bytes_sent\":%llu,\"link_bytes_received\":%llu,"
                 "\"link_bytes_per_token\":%.1f,\"device_compute_ms\":%.3f,\"peer_compute_ms\":%.3f,"
                 "\"device_share\":%.4f,\"slowdown\":%.2f,\"chunk\":%u,\"hidden\":\"%s\",\"layers\":%u,\"k\":%u,"
-                "\"m\":%u,\"rtt_ms\":%.3f,\"link_mbit_s\":%.2f,\"fallback\":%s",
+                "\"m\":%u,\"rtt_ms\":%.3f,\"link_mbit_s\":%.2f,\"probe_bytes\":%llu,\"fallback\":%s",
                 mode_names[mode], n_prompt, d->made, ttft, tbt, (double)(t_end - d->t_start) / 1e6,
                 (unsigned long long)d->net.sent_bytes, (unsigned long long)d->net.recv_bytes,
                 d->made ? link / d->made : 0, d->dev_ns / 1e6, d->peer_ns / 1e6, share, d->slow_x100 / 100.0,
                 d->chunk, d->hidden == NN_HIDDEN_INT8 ? "int8" : "exact", d->L, d->k, d->m_tail,
-                d->ping_rtt_us / 1000.0, d->ping_bw_kbps / 1000.0,
+                d->ping_rtt_us / 1000.0, d->ping_bw_kbps / 1000.0, (unsigned long long)d->probe_bytes,
                 d->standalone && mode != CM_DEVICE ? "true" : "false");
         if (mode == CM_SPEC)
             fprintf(f, ",\"drafted\":%llu,\"accepted\":%llu,\"rounds\":%llu,\"acceptance\":%.4f",

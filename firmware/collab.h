@@ -16,7 +16,7 @@
  *    8 u32 session        12 u32 seq         16 u32 pos0   20 u32 n
  *   24 u32 l0             28 u32 l1          32 u32 draft  36 u32 have
  *   40 u32 token          44 u32 accepted    48 u32 flags  52 u32 peer_ns_per_row_layer
- *   56 u32 data_len       60 u32 reserved (0)
+ *   56 u32 data_len       60 u32 peer_ns_per_call_layer
  *
  * Ops (device -> peer; the reply carries the same op, session and seq):
  *   LAYERS  rows at the input of layer l0 for positions pos0 .. pos0+n-1; the peer runs
@@ -26,9 +26,10 @@
  *           whole model over them, accepts the longest prefix of drafts that equals its
  *           own greedy choice, and replies `accepted` and `token` (its choice after the
  *           last accepted one). draft 0: just the next token (peer-only generation).
- *   PING    link and speed probe: the reply says how fast the peer runs a row through
- *           one layer (peer_ns_per_row_layer), for the chunk size. In every other reply
- *           that field is the nanoseconds the peer computed for the request.
+ *   PING    link and speed probe: the reply says how fast the peer runs rows through
+ *           one layer, as a cost per call plus a cost per row (peer_ns_per_call_layer,
+ *           peer_ns_per_row_layer), for the chunk size. In every other reply
+ *           peer_ns_per_row_layer is the nanoseconds the peer computed for the request.
  * `have` in a reply is how many positions the peer holds for the session. A request
  * that starts beyond it (the peer restarted, or serves another device now) gets status
  * COLLAB_ST_NEED and the device resends from `have`; one that starts below it rolls
@@ -55,7 +56,7 @@ enum { COLLAB_ST_OK = 0, COLLAB_ST_NEED = 1, COLLAB_ST_ERROR = 2 };
 
 typedef struct {
     uint8_t op, hidden, status;
-    uint32_t session, seq, pos0, n, l0, l1, draft, have, token, accepted, flags, peer_ns;
+    uint32_t session, seq, pos0, n, l0, l1, draft, have, token, accepted, flags, peer_ns, peer_ns_call;
     uint32_t data_len;
 } collab_msg;
 

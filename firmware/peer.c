@@ -41,7 +41,7 @@ typedef struct {
     int32_t *logits;       /* [vocab] Q16 */
     uint32_t targ[COLLAB_MAX_ROWS];
     uint8_t *out;          /* reply: COLLAB_HDR + encoded rows */
-    uint32_t ns_per_row_layer;
+    uint32_t ns_per_row_layer, ns_per_call_layer;
     uint64_t served, rows, verify_tokens;
 } peer_state;
 
@@ -79,7 +79,7 @@ static uint32_t serve(peer_state *ps, const collab_msg *m, const uint8_t *data, 
     uint32_t L = md->cfg.n_layers, dim = md->cfg.dim, vocab = md->cfg.vocab_size;
     *r = (collab_msg){ .op = m->op, .hidden = m->hidden, .session = m->session, .seq = m->seq, .pos0 = m->pos0,
                        .n = m->n, .l0 = m->l0, .l1 = m->l1, .draft = m->draft, .flags = m->flags,
-                       .peer_ns = ps->ns_per_row_layer };
+                       .peer_ns = ps->ns_per_row_layer, .peer_ns_call = ps->ns_per_call_layer };
     if (m->op == COLLAB_OP_PING)
         return 0;
     if (strcmp(ps->owner, sender) != 0 || ps->session != m->session) {
@@ -266,15 +266,21 @@ int fw_cmd_peer(int argc, char **argv)
             fprintf(stderr, "%s: no memory for the request queue\n", prog);
             return 1;
         }
-    /* Speed: a row through one layer, measured once (the device sizes its chunks by it). */
-    uint32_t probe_n = 8, toks[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
-    for (uint32_t i = 0; i < probe_n; i++)
-        toks[i] %= md->cfg.vocab_size;
-    uint64_t t0 = fw_now_ns();
-    nn_session_embed(&ps->e.s, toks, probe_n, ps->x);
-    nn_session_run_layers(&ps->e.s, 0, ps->x, probe_n, 0, md->cfg.n_layers, ps->x);
-    uint64_t dt = fw_now_ns() - t0;
-    ps->ns_per_row_layer = (uint32_t)(dt / ((uint64_t)probe_n * md->cfg.n_layers));
+    /* Speed, measured once (the device sizes its chunks by it): one layer costs a per
+     * call (streaming the weights) plus b per row; from runs of 1 and 16 rows. */
+    uint32_t toks[16];
+    uint64_t t1 = 0, t16 = 0;
+    for (uint32_t i = 0; i < 16; i++)
+        toks[i] = (i + 1) % md->cfg.vocab_size;
+    for (uint32_t n = 1; n <= 16; n += 15) {
+        uint64_t t0 = fw_now_ns();
+        nn_session_embed(&ps->e.s, toks, n, ps->x);
+        nn_session_run_layers(&ps->e.s, 0, ps->x, n, 0, md->cfg.n_layers, ps->x);
+        *(n == 1 ? &t1 : &t16) = (fw_now_ns() - t0) / md->cfg.n_layers;
+    }
+    uint64_t per_row = t16 > t1 ? (t16 - t1) / 15 : 0;
+    ps->ns_per_row_layer = (uint32_t)per_row;
+    ps->ns_per_call_layer = (uint32_t)(t1 > per_row ? t1 - per_row : 0);
 
     mqtt_model_id mid;
     memcpy(mid.fingerprint, ps->e.img.id.fingerprint, 32);
@@ -289,8 +295,9 @@ int fw_cmd_peer(int argc, char **argv)
     sa.sa_handler = on_stop;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    fprintf(stderr, "kvmesh peer: ready: node %s, %u layers, dim %u, context %u, %u ns per row and layer\n",
-            ps->cfg.node_id, md->cfg.n_layers, dim, ps->e.s.max_seq, ps->ns_per_row_layer);
+    fprintf(stderr, "kvmesh peer: ready: node %s, %u layers, dim %u, context %u; a layer costs %u ns per call "
+            "+ %u ns per row\n", ps->cfg.node_id, md->cfg.n_layers, dim, ps->e.s.max_seq, ps->ns_per_call_layer,
+            ps->ns_per_row_layer);
     int rc = 0;
     while (!peer_stop) {
         if ((rc = mqtt_node_poll(&ps->net.node, ps->qcount ? 0 : 20)) != MQTT_OK) {
