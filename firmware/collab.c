@@ -71,6 +71,8 @@ typedef struct {
     uint32_t peer_have, dev_fed;
     int standalone;             /* the peer failed: everything here from now on */
     uint32_t fallback_at;       /* tokens made when it happened */
+    uint32_t resume_every;      /* tokens between probes for a returned peer; 0: never */
+    uint32_t next_probe_at, probe_seq, resumes, fallbacks;
     /* output */
     uint32_t n_new, made, max_seq;
     const char *stop;
@@ -218,6 +220,14 @@ static nn_status front(dev_state *d, uint32_t pos0, uint32_t n)
 
 /* ---- fallback ------------------------------------------------------------------------ */
 
+/* While standalone, hist keeps being recorded (a returned peer is sent it). */
+static void hist_hook(void *ctx, uint32_t layer, uint32_t pos0, uint32_t n, const int32_t *x)
+{
+    dev_state *d = ctx;
+    if (layer == d->k)
+        memcpy(d->hist + (size_t)pos0 * d->dim, x, (size_t)n * d->dim * 4);
+}
+
 /*
  * The peer is gone. The device holds layers [0, k) for positions [0, fed), and in split
  * mode layers [L-m, L) for [0, back_done). It computes the rest from hist, in order of
@@ -258,6 +268,10 @@ static int fallback(dev_state *d, uint32_t fed, uint32_t back_done, const char *
     }
     d->standalone = 1;
     d->fallback_at = d->made;
+    d->fallbacks++;
+    d->next_probe_at = d->made + d->resume_every;
+    d->probe_seq = 0;
+    nn_session_set_hook(s, hist_hook, d);
     fprintf(stderr, "kvmesh collab: %s: continuing standalone after %u tokens (computed layers %u..%u for %u "
             "positions in %.1f ms)\n", why, d->made, d->k, d->L, fed, (double)(fw_now_ns() - t0) / 1e6);
     return 0;
@@ -469,6 +483,63 @@ static int exit_step(dev_state *d)
     return 0;
 }
 
+/* ---- resuming after a fallback ------------------------------------------------------------ */
+
+/*
+ * Every resume_every tokens the standalone device sends a probe without waiting; when a
+ * peer answers one, it starts a new session there. The device holds every layer's KV for
+ * [0, ntok) and hist: in split mode it sends hist for all of it at once (the peer
+ * rebuilds the middle layers' KV; the rows it returns are not needed); spec and exit
+ * mode send the peer what it has not seen in their next request anyway (from 0).
+ */
+static void try_resume(dev_state *d)
+{
+    if (!d->probe_seq) {
+        if (d->made < d->next_probe_at || !mqtt_session_connected(&d->net.node.session))
+            return;
+        d->next_probe_at = d->made + d->resume_every;
+        collab_msg m = { .op = COLLAB_OP_PING };
+        int64_t seq = dev_send(d, MQTT_FT_HIDDEN, &m);
+        d->probe_seq = seq < 0 ? 0 : (uint32_t)seq;
+        return;
+    }
+    mqtt_node_poll(&d->net.node, 0);
+    dev_slot *s = &d->slots[d->probe_seq % DEV_SLOTS];
+    if (!(s->seq == d->probe_seq && s->ready)) {
+        if (d->made >= d->next_probe_at)
+            d->probe_seq = 0;   /* no answer for a whole period: ask again */
+        return;
+    }
+    s->ready = 0;
+    s->seq = 0;
+    d->probe_seq = 0;
+    d->session++;
+    d->peer_have = 0;
+    uint32_t n = d->e.s.n_pos;
+    if (d->mode == CM_SPLIT) {
+        for (uint32_t p = 0; p < n; p += COLLAB_MAX_ROWS) {
+            uint32_t c = n - p < COLLAB_MAX_ROWS ? n - p : COLLAB_MAX_ROWS;
+            size_t len;
+            if (nn_hidden_encode(d->hist + (size_t)p * d->dim, c, d->dim, d->hidden, &d->w, d->msg + COLLAB_HDR,
+                                 d->max_msg - COLLAB_HDR, &len))
+                return;
+            collab_msg m = { .op = COLLAB_OP_LAYERS, .hidden = (uint8_t)d->hidden, .pos0 = p, .n = c, .l0 = d->k,
+                             .l1 = d->L - d->m_tail, .data_len = (uint32_t)len };
+            int64_t seq = dev_send(d, MQTT_FT_HIDDEN, &m);
+            dev_slot *r = seq < 0 ? NULL : dev_wait(d, (uint32_t)seq);
+            if (!r || r->r.status != COLLAB_ST_OK)
+                return;   /* still standalone; the next period asks again */
+        }
+        d->peer_have = n;
+    }
+    d->dev_fed = n;
+    d->standalone = 0;
+    d->resumes++;
+    nn_session_set_hook(&d->e.s, NULL, NULL);
+    fprintf(stderr, "kvmesh collab: the peer answers again: collaborating from token %u (%u positions resent)\n",
+            d->made, d->mode == CM_SPLIT ? n : 0);
+}
+
 /* ---- standalone steps (device mode, and after a fallback) ------------------------------ */
 
 /* Samples from d->logits, recording them in the logits digest. */
@@ -617,6 +688,9 @@ static void usage(FILE *f)
         "  --chunk N|auto       split: prompt rows per message (default auto: from the\n"
         "                       measured RTT, link rate and both sides' speed)\n"
         "  --deadline-ms MS     a reply later than this: continue standalone (default 3000)\n"
+        "  --resume-every N     standalone after a fallback: ask every N tokens whether a peer\n"
+        "                       answers again, and collaborate again when one does (default\n"
+        "                       16; 0: never)\n"
         "  --slowdown F         device compute made F times slower (sleep), to stand for a\n"
         "                       slow board against a fast peer (default 1)\n"
         "  --temp T, --seed S   sampling (split and device modes; default greedy)\n"
@@ -643,6 +717,7 @@ int fw_cmd_collab(int argc, char **argv)
     uint32_t layer = 0, dmax = 6, deadline = 3000, seed = 0, slow_x100 = 100;
     int32_t thr_q16 = 32768, temp_q16 = 0, slow_q16 = 65536;
     d->n_new = 256;
+    d->resume_every = 16;
     d->hidden = NN_HIDDEN_EXACT;
     static const struct option opts[] = {
         { "config", required_argument, 0, 'c' }, { "peer", required_argument, 0, 'P' },
@@ -653,7 +728,8 @@ int fw_cmd_collab(int argc, char **argv)
         { "hidden", required_argument, 0, 'H' }, { "chunk", required_argument, 0, 'C' },
         { "deadline-ms", required_argument, 0, 'd' }, { "slowdown", required_argument, 0, 'W' },
         { "temp", required_argument, 0, 't' }, { "seed", required_argument, 0, 's' },
-        { "check", no_argument, 0, 'k' }, { "exit-margin", required_argument, 0, 'G' }, { "json", required_argument, 0, 'j' },
+        { "check", no_argument, 0, 'k' }, { "exit-margin", required_argument, 0, 'G' },
+        { "resume-every", required_argument, 0, 'R' }, { "json", required_argument, 0, 'j' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     int c;
@@ -688,6 +764,7 @@ int fw_cmd_collab(int argc, char **argv)
         case 't': if (fw_parse_q16(prog, "--temp", optarg, &temp_q16)) return 2; break;
         case 's': if (fw_parse_u32(prog, "--seed", optarg, 0, UINT32_MAX, &seed)) return 2; break;
         case 'k': check = 1; break;
+        case 'R': if (fw_parse_u32(prog, "--resume-every", optarg, 0, NN_MAX_SEQ, &d->resume_every)) return 2; break;
         case 'G': if (fw_parse_q16(prog, "--exit-margin", optarg, &d->exit_margin_q16)) return 2; break;
         case 'j': json = optarg; break;
         case 'h': usage(stdout); return 0;
@@ -824,8 +901,10 @@ int fw_cmd_collab(int argc, char **argv)
         }
         d->net_ok = 1;
         if (probe_link(d)) {
+            char why[256];
+            collab_net_drops(&d->net, why, sizeof why);
             fprintf(stderr, "%s: the peer %s did not answer a probe within %u ms (is `kvmesh peer` running with "
-                    "the same image?)\n", prog, d->peer, d->deadline_ms);
+                    "the same image?) [%s]\n", prog, d->peer, d->deadline_ms, why);
             goto out_net;
         }
     }
@@ -873,6 +952,8 @@ int fw_cmd_collab(int argc, char **argv)
     while (r >= 0 && !d->done) {
         if (d->standalone) {
             r = standalone_step(d);
+            if (r == 0 && !d->done && mode != CM_DEVICE && d->resume_every)
+                try_resume(d);
             continue;
         }
         if (mode == CM_SPLIT) {
@@ -915,8 +996,10 @@ int fw_cmd_collab(int argc, char **argv)
                 (unsigned long long)d->offloaded);
     if (checked)
         fprintf(stderr, ", agreement with the full model %u/%u", same, d->made);
-    if (d->standalone && mode != CM_DEVICE)
+    if (d->fallbacks && mode != CM_DEVICE)
         fprintf(stderr, ", fell back to standalone after %u tokens", d->fallback_at);
+    if (d->resumes)
+        fprintf(stderr, ", resumed %u times", d->resumes);
     fprintf(stderr, "\n");
     if (json) {
         FILE *f = fopen(json, "w");
@@ -934,7 +1017,8 @@ int fw_cmd_collab(int argc, char **argv)
                 d->made ? link / d->made : 0, d->dev_ns / 1e6, d->peer_ns / 1e6, share, d->slow_x100 / 100.0,
                 d->chunk, d->hidden == NN_HIDDEN_INT8 ? "int8" : "exact", d->L, d->k, d->m_tail,
                 d->ping_rtt_us / 1000.0, d->ping_bw_kbps / 1000.0, (unsigned long long)d->probe_bytes,
-                d->standalone && mode != CM_DEVICE ? "true" : "false");
+                d->fallbacks && mode != CM_DEVICE ? "true" : "false");
+        fprintf(f, ",\"resumes\":%u", d->resumes);
         if (mode == CM_SPEC)
             fprintf(f, ",\"drafted\":%llu,\"accepted\":%llu,\"rounds\":%llu,\"acceptance\":%.4f",
                     (unsigned long long)d->drafted, (unsigned long long)d->accepted, (unsigned long long)d->rounds,

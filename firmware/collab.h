@@ -92,6 +92,9 @@ void collab_net_close(collab_net *n);
  * (pipelining); a larger one goes chunked and waits up to deadline_ms. MQTT status. */
 int collab_net_send(collab_net *n, const char *dest, uint8_t type, const collab_msg *m, uint8_t *buf,
                     uint32_t deadline_ms);
+/* "N frames in, reason N, ..." for the frames the mqtt layer dropped (diagnostics). */
+void collab_net_drops(const collab_net *n, char *out, size_t cap);
+
 /* Counts a received payload of len bytes (link bytes, like collab_net_send). */
 void collab_net_count_rx(collab_net *n, size_t len);
 

@@ -151,6 +151,18 @@ static uint64_t link_bytes(const collab_net *n, uint64_t len)
     return len + chunks * (MQTT_FRAME_HDR_SIZE + MQTT_TAG_SIZE);
 }
 
+void collab_net_drops(const collab_net *n, char *out, size_t cap)
+{
+    mqtt_node_stats st;
+    mqtt_node_get_stats(&n->node, &st);
+    int k = snprintf(out, cap, "%llu frames in, %llu delivered", (unsigned long long)st.rx.frames_in,
+                     (unsigned long long)st.rx.delivered);
+    for (int r = 0; r < MQTT_DROP_REASONS_ && k > 0 && (size_t)k < cap; r++)
+        if (st.rx.drops[r])
+            k += snprintf(out + k, cap - (size_t)k, ", dropped %s %llu", mqtt_drop_reason_name(r),
+                          (unsigned long long)st.rx.drops[r]);
+}
+
 void collab_net_count_rx(collab_net *n, size_t len)
 {
     n->recv_bytes += link_bytes(n, len);

@@ -330,10 +330,12 @@ int fw_cmd_peer(int argc, char **argv)
             mqtt_node_poll(&ps->net.node, 0);
         }
     }
-    fprintf(stderr, "kvmesh peer: stopping: %llu requests served, %llu rows, %llu verified tokens, %llu dropped, "
-            "%llu bytes sent, %llu received\n", (unsigned long long)ps->served, (unsigned long long)ps->rows,
-            (unsigned long long)ps->verify_tokens, (unsigned long long)ps->dropped,
-            (unsigned long long)ps->net.sent_bytes, (unsigned long long)ps->net.recv_bytes);
+    char drops[256];
+    collab_net_drops(&ps->net, drops, sizeof drops);
+    fprintf(stderr, "kvmesh peer: stopping: %llu requests served, %llu rows, %llu verified tokens, %llu dropped "
+            "(queue full), %llu bytes sent, %llu received; frames: %s\n", (unsigned long long)ps->served,
+            (unsigned long long)ps->rows, (unsigned long long)ps->verify_tokens, (unsigned long long)ps->dropped,
+            (unsigned long long)ps->net.sent_bytes, (unsigned long long)ps->net.recv_bytes, drops);
     collab_net_close(&ps->net);
     for (int i = 0; i < PEER_QUEUE; i++)
         free(ps->q[i]);

@@ -92,6 +92,23 @@ for mode in split spec; do
     check "$mode: the JSON says it fell back" [ "$(jget fallback "$TMPD/fb.json")" = true ]
     check "the peer comes back" peer_start node-b
 done
+# Resume: the peer killed, then started again while the device goes on alone (slowed
+# down so that it is still generating): it collaborates again, the text unchanged.
+gen -m "$IMG" -p "$P" -n 400 >"$TMPD/ref400.txt"
+for mode in split spec; do
+    collab --mode "$mode" -p "$P" -n 400 --slowdown 60 --deadline-ms 1000 --resume-every 8 --json "$TMPD/rs.json" \
+        >"$TMPD/fb.txt" 2>"$TMPD/rs.err" &
+    cpid=$!
+    kill_when_started
+    peer_start node-b
+    wait $cpid
+    crc=$?
+    echo "# $mode: $(grep -E 'standalone|again' "$TMPD/rs.err" | tr '\n' ' ')"
+    check "$mode: the peer back during the generation: collaborating again (resumes $(jget resumes "$TMPD/rs.json"), exit $crc)" \
+        [ "$crc" = 0 ] && [ "$(jget resumes "$TMPD/rs.json")" -ge 1 ] && grep -q "answers again" "$TMPD/rs.err"
+    check "$mode after the fallback and the resume: output bit-identical to standalone" \
+        cmp -s "$TMPD/ref400.txt" "$TMPD/fb.txt"
+done
 collab --mode split -p "$P" -n 80 >"$TMPD/split.txt" 2>"$TMPD/split.err"
 check "a new session on the restarted peer: bit-identical, no fallback" \
     sh -c "cmp -s '$TMPD/ref.txt' '$TMPD/split.txt' && ! grep -q standalone '$TMPD/split.err'"

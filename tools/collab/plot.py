@@ -26,8 +26,10 @@ for mi, model in enumerate(models):
             for li, link in enumerate(links):
                 for r in rows:
                     if r["model"] == model and r["link"] == link and r["mode"] == mode:
+                        if logy and r.get(key, 0) <= 0:
+                            continue  # nothing on a log axis (device mode sends no bytes)
                         xs.append(li + (k - (len(modes) - 1) / 2) * w)
-                        ys.append(max(r.get(key, 0), 1e-3) if logy else r.get(key, 0))
+                        ys.append(r.get(key, 0))
             ax.bar(xs, ys, w, label=mode)
         ax.set_xticks(range(len(links)))
         ax.set_xticklabels(links)
