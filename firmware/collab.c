@@ -60,6 +60,7 @@ typedef struct {
     int32_t exit_margin_q16;    /* > 0: decide by the top-2 logit margin instead */
     uint32_t slow_x100;         /* device slowdown factor x 100 (800 = 8x slower) */
     uint32_t session, seq;
+    uint64_t seed;
     int32_t *hist;              /* [max_seq][dim] Q16: the residual at the input of layer k */
     int32_t *xa;                /* [COLLAB_MAX_ROWS][dim] Q16 */
     int32_t *logits;            /* [vocab] Q16: the prediction after position ntok-1 */
@@ -353,6 +354,13 @@ static dev_slot *verify(dev_state *d, const uint32_t *drafts, uint32_t draft)
     }
     collab_msg m = { .op = COLLAB_OP_VERIFY, .pos0 = d->peer_have, .n = n, .l0 = 0, .l1 = d->L, .draft = draft,
                      .data_len = 4 * n };
+    if (d->e.sp.temp_q16) {
+        /* The peer samples with its own generator (a seed unrelated to the device's). */
+        m.flags = COLLAB_F_SAMPLE;
+        m.l0 = d->k;
+        m.token = (uint32_t)d->e.sp.temp_q16;
+        m.have = (uint32_t)(d->seed * 2654435761u + 0x5bd1e995u);
+    }
     int64_t seq = dev_send(d, MQTT_FT_TOKENS, &m);
     if (seq < 0)
         return NULL;
@@ -399,7 +407,9 @@ static int spec_round(dev_state *d, int first)
             dev_end(d);
             if (st)
                 return -1;
-            drafts[i] = nn_argmax_i32(d->logits, d->vocab);
+            /* Greedy: the head's argmax. Sampling: a draw from the head's distribution
+             * (no nucleus cut: the peer's accept rule needs exactly that distribution). */
+            drafts[i] = d->e.sp.temp_q16 ? nn_sampler_sample(&d->e.sp, d->logits) : nn_argmax_i32(d->logits, d->vocab);
             if (i + 1 == nd)
                 break;
             d->tok[d->ntok + i] = drafts[i];   /* scratch beyond ntok: the draft's own position */
@@ -693,7 +703,9 @@ static void usage(FILE *f)
         "                       16; 0: never)\n"
         "  --slowdown F         device compute made F times slower (sleep), to stand for a\n"
         "                       slow board against a fast peer (default 1)\n"
-        "  --temp T, --seed S   sampling (split and device modes; default greedy)\n"
+        "  --temp T, --seed S   sampling (default greedy). split and device: as kvmesh generate\n"
+        "                       (top-p 0.9); spec and peer: no nucleus cut, the peer accepts\n"
+        "                       drafts by the speculative rule (the full model's distribution)\n"
         "  --check              afterwards, compare every generated token with the full\n"
         "                       model's greedy choice (agreement, on stderr and in JSON)\n"
         "  --json FILE          write the measurements as one JSON object\n"
@@ -780,8 +792,12 @@ int fw_cmd_collab(int argc, char **argv)
         fprintf(stderr, "%s: --peer NODE is required in mode %s\n", prog, mode_names[mode]);
         return 2;
     }
-    if (temp_q16 && mode != CM_SPLIT && mode != CM_DEVICE) {
-        fprintf(stderr, "%s: --temp: modes spec, exit and peer decode greedily in this version\n", prog);
+    if (temp_q16 && mode == CM_EXIT) {
+        fprintf(stderr, "%s: --temp: exit mode decodes greedily in this version\n", prog);
+        return 2;
+    }
+    if (temp_q16 && mode == CM_SPEC && dmax > COLLAB_SAMPLE_MAX) {
+        fprintf(stderr, "%s: --draft: at most %u drafts when sampling\n", prog, COLLAB_SAMPLE_MAX);
         return 2;
     }
     if (slow_q16 < 65536) {
@@ -790,6 +806,7 @@ int fw_cmd_collab(int argc, char **argv)
     }
     slow_x100 = (uint32_t)(((int64_t)slow_q16 * 100 + 32768) >> 16);
     d->mode = (collab_mode)mode;
+    d->seed = seed;
     d->deadline_ms = deadline;
     d->dmax = dmax;
     d->d = dmax < 4 ? dmax : 4;
@@ -802,7 +819,9 @@ int fw_cmd_collab(int argc, char **argv)
         return 1;
     }
     fw_engine_opts eo = { .model = model ? model : d->cfg.image, .ctx = d->cfg.context, .batch = d->cfg.batch,
-                          .threads = d->cfg.threads, .temp_q16 = temp_q16, .topp_q16 = 58982, .seed = seed,
+                          .threads = d->cfg.threads, .temp_q16 = temp_q16,
+                          /* Speculative sampling draws drafts and verifies without a nucleus cut. */
+                          .topp_q16 = mode == CM_SPEC || mode == CM_PEER ? 0 : 58982, .seed = seed,
                           .max_prompt_bytes = strlen(prompt) };
     if (fw_engine_open(&d->e, &eo, err, sizeof err)) {
         fprintf(stderr, "%s: [model] image: %s\n", prog, err);

@@ -26,6 +26,13 @@
  *           whole model over them, accepts the longest prefix of drafts that equals its
  *           own greedy choice, and replies `accepted` and `token` (its choice after the
  *           last accepted one). draft 0: just the next token (peer-only generation).
+ *           With COLLAB_F_SAMPLE the request's `token` is the temperature (Q16), `have`
+ *           the peer's sampling seed and l0 the drafter's exit layer: the peer computes
+ *           the drafter's logits itself (the same first layers and head) and accepts each
+ *           draft by the speculative rule (nn_sampler_verify), which keeps the output
+ *           distributed as the full model's; a rejected draft is replaced by a draw
+ *           from the residual, and when all are accepted `token` is drawn from the full
+ *           model (draft <= COLLAB_SAMPLE_MAX).
  *   PING    link and speed probe: the reply says how fast the peer runs rows through
  *           one layer, as a cost per call plus a cost per row (peer_ns_per_call_layer,
  *           peer_ns_per_row_layer), for the chunk size. In every other reply
@@ -53,6 +60,8 @@
 enum { COLLAB_OP_LAYERS = 1, COLLAB_OP_VERIFY = 2, COLLAB_OP_PING = 3 };
 enum { COLLAB_ST_OK = 0, COLLAB_ST_NEED = 1, COLLAB_ST_ERROR = 2 };
 #define COLLAB_F_TOKEN 1u          /* LAYERS to the last layer: reply the token, no rows */
+#define COLLAB_F_SAMPLE 2u         /* VERIFY by sampling (see above) */
+#define COLLAB_SAMPLE_MAX 16       /* drafts per VERIFY when sampling */
 
 typedef struct {
     uint8_t op, hidden, status;

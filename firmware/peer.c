@@ -40,6 +40,12 @@ typedef struct {
     int32_t *x;            /* [COLLAB_MAX_ROWS][dim] Q16 residual rows */
     int32_t *logits;       /* [vocab] Q16 */
     uint32_t targ[COLLAB_MAX_ROWS];
+    int32_t *tl, *dl;      /* sampling: [COLLAB_SAMPLE_MAX+1][vocab] target, [..][vocab] draft Q16 */
+    nn_sampler sp;         /* sampling: seeded per device session */
+    uint8_t *sp_mem;
+    size_t sp_bytes;
+    uint32_t sp_session;
+    char sp_owner[MQTT_NODE_ID_MAX + 1];
     uint8_t *out;          /* reply: COLLAB_HDR + encoded rows */
     uint32_t ns_per_row_layer, ns_per_call_layer;
     uint64_t served, rows, verify_tokens;
@@ -133,8 +139,10 @@ static uint32_t serve(peer_state *ps, const collab_msg *m, const uint8_t *data, 
         return (uint32_t)len;
     }
     /* VERIFY: the whole model over n tokens; logits only for the last draft+1. */
+    int sample = (m->flags & COLLAB_F_SAMPLE) != 0;
     if (m->n == 0 || m->n > COLLAB_MAX_TOKENS || m->data_len != 4 * m->n || m->draft >= m->n ||
-        m->draft + 1 > COLLAB_MAX_ROWS || m->pos0 + m->n > s->max_seq) {
+        m->draft + 1 > COLLAB_MAX_ROWS || m->pos0 + m->n > s->max_seq ||
+        (sample && (m->draft > COLLAB_SAMPLE_MAX || m->l0 == 0 || m->l0 >= L))) {
         r->status = COLLAB_ST_ERROR;
         r->have = ps->have;
         return 0;
@@ -147,13 +155,23 @@ static uint32_t serve(peer_state *ps, const collab_msg *m, const uint8_t *data, 
             toks[j] = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
         }
         st = nn_session_embed(s, toks, cnt, ps->x);
+        /* Sampling also needs the drafter's logits: the first l0 layers and the exit
+         * head, at the rows that produced the drafts. */
+        uint32_t split = sample ? m->l0 : L;
         if (!st)
-            st = nn_session_run_layers(s, m->pos0 + off, ps->x, cnt, 0, L, ps->x);
+            st = nn_session_run_layers(s, m->pos0 + off, ps->x, cnt, 0, split, ps->x);
+        for (uint32_t j = 0; j < cnt && !st && sample; j++)
+            if (off + j >= first && off + j < first + m->draft)
+                st = nn_session_exit_logits(s, split, ps->x + (size_t)j * dim, 1,
+                                            ps->dl + (size_t)(off + j - first) * vocab);
+        if (!st && split < L)
+            st = nn_session_run_layers(s, m->pos0 + off, ps->x, cnt, split, L, ps->x);
         for (uint32_t j = 0; j < cnt && !st; j++) {
             if (off + j < first)
                 continue;
-            nn_session_logits(s, ps->x + (size_t)j * dim, 1, ps->logits);
-            ps->targ[off + j - first] = nn_argmax_i32(ps->logits, vocab);
+            int32_t *lg = sample ? ps->tl + (size_t)(off + j - first) * vocab : ps->logits;
+            nn_session_logits(s, ps->x + (size_t)j * dim, 1, lg);
+            ps->targ[off + j - first] = nn_argmax_i32(lg, vocab);
         }
     }
     if (st) {
@@ -164,18 +182,35 @@ static uint32_t serve(peer_state *ps, const collab_msg *m, const uint8_t *data, 
     }
     /* Greedy acceptance: drafts are the last `draft` tokens; targ[j] is the model's
      * choice after position first + j. */
-    uint32_t a = 0;
+    uint32_t a = 0, next;
+    if (sample && (ps->sp_session != m->session || strcmp(ps->sp_owner, sender) != 0)) {
+        nn_arena sa;
+        nn_arena_init(&sa, ps->sp_mem, ps->sp_bytes);
+        nn_sampler_init(&ps->sp, vocab, (int32_t)m->token, 0, m->have, &sa);
+        ps->sp_session = m->session;
+        snprintf(ps->sp_owner, sizeof ps->sp_owner, "%s", sender);
+    }
     while (a < m->draft) {
         const uint8_t *b = data + 4 * (first + 1 + a);
         uint32_t d = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-        if (d != ps->targ[a])
+        if (sample) {
+            uint32_t corr;
+            if (!nn_sampler_verify(&ps->sp, ps->tl + (size_t)a * vocab, ps->dl + (size_t)a * vocab, d, &corr)) {
+                ps->targ[a] = corr;   /* drawn from the residual max(0, P - Q) */
+                break;
+            }
+        } else if (d != ps->targ[a]) {
             break;
+        }
         a++;
     }
+    next = ps->targ[a];
+    if (sample && a == m->draft)
+        next = nn_sampler_sample(&ps->sp, ps->tl + (size_t)a * vocab);
     ps->have = m->pos0 + first + 1 + a;   /* rejected drafts' KV is forgotten */
     ps->verify_tokens += m->n;
     r->accepted = a;
-    r->token = ps->targ[a];
+    r->token = next;
     r->have = ps->have;
     return 0;
 }
@@ -253,7 +288,11 @@ int fw_cmd_peer(int argc, char **argv)
     st = nn_kv_work_init(&ps->w, md, wpos, &ps->e.arena);
     ps->x = nn_arena_alloc(&ps->e.arena, (size_t)COLLAB_MAX_ROWS * dim * 4, 64);
     ps->logits = nn_arena_alloc(&ps->e.arena, (size_t)md->cfg.vocab_size * 4, 64);
-    if (st || !ps->x || !ps->logits) {
+    ps->tl = nn_arena_alloc(&ps->e.arena, (size_t)(COLLAB_SAMPLE_MAX + 1) * md->cfg.vocab_size * 4, 64);
+    ps->dl = nn_arena_alloc(&ps->e.arena, (size_t)COLLAB_SAMPLE_MAX * md->cfg.vocab_size * 4, 64);
+    ps->sp_bytes = nn_sampler_arena_bytes(md->cfg.vocab_size) + 256;
+    ps->sp_mem = nn_arena_alloc(&ps->e.arena, ps->sp_bytes, 64);
+    if (st || !ps->x || !ps->logits || !ps->tl || !ps->dl || !ps->sp_mem) {
         fprintf(stderr, "%s: the arena has no room for the peer's buffers\n", prog);
         fw_engine_close(&ps->e);
         return 1;

@@ -61,6 +61,16 @@ for k in 2 4; do
 done
 collab --mode peer -p "$P" -n 80 >"$TMPD/peer.txt" 2>/dev/null
 check "peer-only baseline: bit-identical" cmp -s "$TMPD/ref.txt" "$TMPD/peer.txt"
+# Sampling: drafts drawn from the head, accepted by the speculative rule on the peer.
+# At temperature 0.001 both distributions are all but one-hot (at 0.01 stories260K has
+# near-ties that sampling rightly resolves either way), so every step of that
+# path (draws, acceptances, residual draws) must land on the greedy text.
+collab --mode spec --layer 4 --temp 0.001 --seed 5 -p "$P" -n 80 --json "$TMPD/ss.json" >"$TMPD/spec-t.txt" 2>/dev/null
+check "spec sampling at temperature 0.001 (accepted $(jget accepted "$TMPD/ss.json") of $(jget drafted "$TMPD/ss.json")): the greedy text" \
+    cmp -s "$TMPD/ref.txt" "$TMPD/spec-t.txt"
+collab --mode spec --layer 4 --temp 0.8 --seed 5 -p "$P" -n 80 --json "$TMPD/ss.json" >"$TMPD/spec-t.txt" 2>/dev/null
+check "spec sampling at temperature 0.8 completes, drafts accepted ($(jget accepted "$TMPD/ss.json") of $(jget drafted "$TMPD/ss.json"))" \
+    [ "$(jget new_tokens "$TMPD/ss.json")" -gt 0 ] && [ "$(jget accepted "$TMPD/ss.json")" -gt 0 ]
 
 # ---- fallback: the peer killed with -9 mid-generation ------------------------------------
 # collab_bg MODE ARGS: a long generation in the background; kill_when_started waits
