@@ -53,7 +53,10 @@ typedef struct {
     int net_ok;
     nn_kv_work w;
     collab_mode mode;
-    const char *peer;
+    const char *peer;           /* the peer's node id (pinned from the group's answer) */
+    const char *group;          /* --peer-group: peers behind a shared subscription */
+    int pinned;                 /* peer is known: messages go to it, not to the group */
+    char peer_buf[MQTT_NODE_ID_MAX + 1];
     uint32_t L, dim, vocab, k, m_tail, hidden, chunk, deadline_ms;
     uint32_t d, dmax;
     int32_t exit_q30;
@@ -155,8 +158,19 @@ static void on_deliver(void *user, const mqtt_frame_hdr *h, const uint8_t *p, si
     dev_state *d = user;
     collab_msg r;
     if ((h->type != MQTT_FT_HIDDEN && h->type != MQTT_FT_TOKENS) || collab_msg_read(&r, p, len) ||
-        r.session != d->session || strcmp(h->sender, d->peer) != 0)
+        r.session != d->session)
         return;
+    if (!d->pinned) {
+        /* Asking a group: the member that answers a probe serves the session (a shared
+         * subscription hands each message to any member, so the rest must go to one). */
+        if (r.op != COLLAB_OP_PING)
+            return;
+        snprintf(d->peer_buf, sizeof d->peer_buf, "%s", h->sender);
+        d->peer = d->peer_buf;
+        d->pinned = 1;
+    } else if (strcmp(h->sender, d->peer) != 0) {
+        return;
+    }
     collab_net_count_rx(&d->net, len);
     dev_slot *s = &d->slots[r.seq % DEV_SLOTS];
     if (s->seq != r.seq || s->ready)
@@ -176,9 +190,10 @@ static int64_t dev_send(dev_state *d, uint8_t type, collab_msg *m)
     dev_slot *s = &d->slots[m->seq % DEV_SLOTS];
     s->seq = m->seq;
     s->ready = 0;
-    int rc = collab_net_send(&d->net, d->peer, type, m, d->msg, d->deadline_ms);
+    const char *dest = d->pinned ? d->peer : d->group;
+    int rc = collab_net_send(&d->net, dest, type, m, d->msg, d->deadline_ms);
     if (rc) {
-        fprintf(stderr, "kvmesh collab: sending to %s failed: %s\n", d->peer, mqtt_strerror(rc));
+        fprintf(stderr, "kvmesh collab: sending to %s failed: %s\n", dest, mqtt_strerror(rc));
         return -1;
     }
     return m->seq;
@@ -508,6 +523,8 @@ static void try_resume(dev_state *d)
         if (d->made < d->next_probe_at || !mqtt_session_connected(&d->net.node.session))
             return;
         d->next_probe_at = d->made + d->resume_every;
+        if (d->group)
+            d->pinned = 0;   /* any member of the group may take the session now */
         collab_msg m = { .op = COLLAB_OP_PING };
         int64_t seq = dev_send(d, MQTT_FT_HIDDEN, &m);
         d->probe_seq = seq < 0 ? 0 : (uint32_t)seq;
@@ -520,6 +537,8 @@ static void try_resume(dev_state *d)
             d->probe_seq = 0;   /* no answer for a whole period: ask again */
         return;
     }
+    if (d->group)
+        fprintf(stderr, "kvmesh collab: %s of group %s answers\n", d->peer, d->group);
     s->ready = 0;
     s->seq = 0;
     d->probe_seq = 0;
@@ -609,9 +628,10 @@ static int probe_link(dev_state *d)
         uint32_t len = sizes[i] < d->max_msg - COLLAB_HDR ? sizes[i] : (uint32_t)(d->max_msg - COLLAB_HDR);
         collab_msg m = { .op = COLLAB_OP_PING, .data_len = len };
         /* A peer that has just started may not have its subscription in place yet:
-         * ask again every 250 ms until the deadline (late answers are ignored by seq). */
-        uint64_t t0 = 0, end = fw_now_ns() + (uint64_t)d->deadline_ms * 1000000u;
-        uint32_t deadline = d->deadline_ms;
+         * ask again every 250 ms, for the deadline but at least 5 s (start-up only;
+         * late answers are ignored by seq). */
+        uint32_t deadline = d->deadline_ms, wait_ms = deadline > 5000 ? deadline : 5000;
+        uint64_t t0 = 0, end = fw_now_ns() + (uint64_t)wait_ms * 1000000u;
         dev_slot *s = NULL;
         d->deadline_ms = deadline < 250 ? deadline : 250;
         while (!s && fw_now_ns() < end) {
@@ -675,6 +695,8 @@ static void usage(FILE *f)
         "\n"
         "  --config FILE        this node's configuration (broker, security, [model] image)\n"
         "  --peer NODE          the peer's node id (required except in device mode)\n"
+        "  --peer-group G       instead of --peer: peers that set [broker] share_group = G;\n"
+        "                       the member that answers the first probe serves the session\n"
         "  --mode MODE          split   device runs embedding, layers [0,k), [L-m,L), head;\n"
         "                               the peer runs [k,L-m) and keeps that KV\n"
         "                       spec    device drafts with layers [0,k) + the exit head at k;\n"
@@ -741,7 +763,7 @@ int fw_cmd_collab(int argc, char **argv)
         { "deadline-ms", required_argument, 0, 'd' }, { "slowdown", required_argument, 0, 'W' },
         { "temp", required_argument, 0, 't' }, { "seed", required_argument, 0, 's' },
         { "check", no_argument, 0, 'k' }, { "exit-margin", required_argument, 0, 'G' },
-        { "resume-every", required_argument, 0, 'R' }, { "json", required_argument, 0, 'j' },
+        { "resume-every", required_argument, 0, 'R' }, { "peer-group", required_argument, 0, 'g' }, { "json", required_argument, 0, 'j' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     int c;
@@ -750,6 +772,7 @@ int fw_cmd_collab(int argc, char **argv)
         switch (c) {
         case 'c': conf = optarg; break;
         case 'P': d->peer = optarg; break;
+        case 'g': d->group = optarg; break;
         case 'M':
             if ((mode = parse_mode(optarg)) < 0) {
                 fprintf(stderr, "%s: --mode is split, spec, exit, device or peer, not '%s'\n", prog, optarg);
@@ -788,10 +811,16 @@ int fw_cmd_collab(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (mode != CM_DEVICE && !d->peer) {
-        fprintf(stderr, "%s: --peer NODE is required in mode %s\n", prog, mode_names[mode]);
+    if (mode != CM_DEVICE && !d->peer == !d->group) {
+        fprintf(stderr, "%s: one of --peer NODE or --peer-group G is required in mode %s\n", prog,
+                mode_names[mode]);
         return 2;
     }
+    if ((d->peer && !mqtt_node_id_valid(d->peer)) || (d->group && !mqtt_node_id_valid(d->group))) {
+        fprintf(stderr, "%s: a node or group id is 1..31 of A-Z a-z 0-9 _ -\n", prog);
+        return 2;
+    }
+    d->pinned = d->peer != NULL;
     if (temp_q16 && mode == CM_EXIT) {
         fprintf(stderr, "%s: --temp: exit mode decodes greedily in this version\n", prog);
         return 2;
@@ -923,12 +952,15 @@ int fw_cmd_collab(int argc, char **argv)
             char why[256];
             collab_net_drops(&d->net, why, sizeof why);
             fprintf(stderr, "%s: the peer %s did not answer a probe within %u ms (is `kvmesh peer` running with "
-                    "the same image?) [%s]\n", prog, d->peer, d->deadline_ms, why);
+                    "the same image?) [%s]\n", prog, d->group ? d->group : d->peer,
+                    d->deadline_ms > 5000 ? d->deadline_ms : 5000, why);
             goto out_net;
         }
     }
     if (!d->chunk)
         d->chunk = mode == CM_SPLIT ? choose_chunk(d, n_prompt) : COLLAB_MAX_ROWS;
+    if (d->group && d->peer)
+        fprintf(stderr, "kvmesh collab: %s of group %s answers\n", d->peer, d->group);
     fprintf(stderr, "kvmesh collab: mode %s, %u layers (device: %s), prompt %u tokens, chunk %u, hidden %s, "
             "rtt %.2f ms, link %.1f Mbit/s; a layer costs the device %u ns per call + %u per row, the peer %u + %u\n", mode_names[mode], d->L,
             mode == CM_SPLIT ? "front and back" : mode == CM_DEVICE ? "all" : mode == CM_PEER ? "none" : "front",

@@ -125,6 +125,46 @@ check "a new session on the restarted peer: bit-identical, no fallback" \
 expect_fail "no peer at all: a clear error" 1 "did not answer a probe" \
     run "$BIN/kvmesh" collab --config "$TMPD/node-a.conf" --peer node-c --mode split -p "$P" -n 5 --deadline-ms 500
 
+# ---- a group of peers behind a shared subscription -----------------------------------------
+# node-b and node-c both serve the group "cloud"; the member that answers the device's
+# first probe serves the session; killed, the device goes on alone, and its next probe
+# to the group finds the other member, which rebuilds the session.
+{
+    printf 'pattern read %s/req/cloud\n' "$MQTT_ROOT"
+    printf 'pattern read $share/cloud/%s/req/cloud\n' "$MQTT_ROOT"
+} >>"$TMPD/brokers/fw/acl"
+kill -HUP "$(cat "$TMPD/brokers/fw/pid")"
+sleep 0.3
+fw_stop node-b 2>/dev/null
+fw_conf node-b "[model]" "context = 512" "[broker]" "share_group = cloud"
+fw_conf node-c "[model]" "context = 512" "[broker]" "share_group = cloud"
+if peer_start node-b && peer_start node-c; then ok "two peers in the group 'cloud' start"; else fail "two peers in the group 'cloud' start"; fi
+gcollab() { run "$BIN/kvmesh" collab --config "$TMPD/node-a.conf" --peer-group cloud "$@"; }
+gcollab --mode split -p "$P" -n 80 >"$TMPD/g.txt" 2>"$TMPD/g.err"
+first=$(sed -n 's/.*collab: \(node-[bc]\) of group cloud answers.*/\1/p' "$TMPD/g.err" | head -1)
+check "split through the group (served by ${first:-nobody}): bit-identical" \
+    sh -c "[ -n '$first' ] && cmp -s '$TMPD/ref.txt' '$TMPD/g.txt'"
+gcollab --mode split -p "$P" -n 400 --slowdown 60 --deadline-ms 1000 --resume-every 8 --json "$TMPD/g.json" \
+    >"$TMPD/fb.txt" 2>"$TMPD/g.err" &
+cpid=$!
+_i=0
+while [ $_i -lt 600 ] && ! grep -q "of group cloud answers" "$TMPD/g.err" 2>/dev/null; do sleep 0.05; _i=$((_i + 1)); done
+served=$(sed -n 's/.*collab: \(node-[bc]\) of group cloud answers.*/\1/p' "$TMPD/g.err" | head -1)
+other=node-b; [ "$served" = node-b ] && other=node-c
+_i=0
+while [ $_i -lt 600 ] && [ "$(cat "$TMPD/fb.txt" 2>/dev/null | wc -c)" -le $((plen + 60)) ]; do sleep 0.05; _i=$((_i + 1)); done
+kill -9 "$(cat "$TMPD/pids/$served")" 2>/dev/null
+wait $cpid
+crc=$?
+echo "# group: $(grep -E 'answers|standalone' "$TMPD/g.err" | tr '\n' ' ')"
+check "group: $served killed, $other takes the session over (exit $crc)" \
+    sh -c "[ $crc = 0 ] && grep -q '$other of group cloud answers' '$TMPD/g.err'"
+check "group: the output after the switch is bit-identical to standalone" cmp -s "$TMPD/ref400.txt" "$TMPD/fb.txt"
+wait "$(cat "$TMPD/pids/$served")" 2>/dev/null
+fw_stop "$other" 2>/dev/null
+fw_conf node-b "[model]" "context = 512"
+fw_conf node-c "[model]" "context = 512"
+
 # ---- early exit ----------------------------------------------------------------------------
 run "$BIN/kvmesh-exit-train" -q -m "$IMG" --layers 3 --tokens 4000 --epochs 3 -o "$TMPD/x.kvm"
 fw_conf node-c "[model]" "context = 512" "image = $TMPD/x.kvm"
