@@ -712,7 +712,8 @@ static void usage(FILE *f)
         "                       (default 1,1)\n"
         "  --layer K            spec/exit: the device's layers and exit head (default L/2)\n"
         "  --draft D            spec: largest draft (default 6; adapts between 1 and D)\n"
-        "  --exit-threshold P   exit: top-1 probability to decide on the device (default 0.5)\n"
+        "  --exit-threshold P   exit: top-1 probability to decide on the device (default 0.5;\n"
+        "                       1: never, every token offloaded)\n"
         "  --exit-margin M      exit: decide on the device when the two largest logits are at\n"
         "                       least M apart instead (logit units, e.g. 2.5)\n"
         "  --hidden exact|int8  hidden states on the wire (default exact: bit-identical;\n"
@@ -839,7 +840,8 @@ int fw_cmd_collab(int argc, char **argv)
     d->deadline_ms = deadline;
     d->dmax = dmax;
     d->d = dmax < 4 ? dmax : 4;
-    d->exit_q30 = thr_q16 >= 65536 ? (1 << 30) : thr_q16 << 14;
+    /* A threshold of 1 never exits (a saturated softmax reaches exactly 1.0 in Q30). */
+    d->exit_q30 = thr_q16 >= 65536 ? INT32_MAX : thr_q16 << 14;
     d->slow_x100 = slow_x100;
     d->stop = "token limit";
     char err[512];

@@ -34,6 +34,18 @@ jget() { run "$JSONCHECK" --get "$1" <"$2"; }
 
 check "kvmesh peer starts on stories260K" peer_start node-b
 
+# Bad usage: a message and exit 2, nothing sent.
+K="$BIN/kvmesh"
+expect_fail "collab: no peer" 2 "one of .*peer NODE" run "$K" collab --config "$TMPD/node-a.conf" --mode split -p x
+expect_fail "collab: unknown mode" 2 "mode is split, spec" run "$K" collab --config "$TMPD/node-a.conf" --peer node-b --mode u -p x
+expect_fail "collab: a split that leaves the peer nothing" 2 "K \\+ M < 5" \
+    run "$K" collab --config "$TMPD/node-a.conf" --peer node-b --mode split --split 3,2 -p x
+expect_fail "collab: exit mode does not sample" 2 "greedily" \
+    run "$K" collab --config "$TMPD/node-a.conf" --peer node-b --mode exit --temp 0.8 -p x
+expect_fail "collab: a bad node id" 2 "node or group id" run "$K" collab --config "$TMPD/node-a.conf" --peer 'a/b' --mode split -p x
+expect_fail "peer: no config" 2 "config FILE is required" run "$K" peer
+check "collab --help exits 0" run "$K" collab --help >/dev/null
+
 # ---- split -------------------------------------------------------------------------------
 gen -m "$IMG" -p "$P" -n 80 >"$TMPD/ref.txt"
 for spec in 1,1 2,2 1,3 0,1; do
