@@ -114,13 +114,15 @@ CONF
 
 # ---- runs ---------------------------------------------------------------------------------------
 STORY="Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends. One day, she saw a big red ball under a tree. She ran to get it, but a dog took it first. Lily was sad, but then the dog brought the ball back to her and wagged its tail. They played together all day long, and Lily was very happy."
+# The smollm2 shape's tokenizer makes about one token per character of this: 111 tokens.
+SHORT="Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends."
 echo "[" >"$OUT/results.json"
 first=1
 for model in $MODELS; do
     case $model in
-        stories) IMG="$OUT/stories-exit.kvm"; CTX=512; modes=$MODES; layer=4; split=1,1; nt=$NTOK ;;
+        stories) IMG="$OUT/stories-exit.kvm"; CTX=512; modes=$MODES; layer=4; split=1,1; nt=$NTOK; prompt=$STORY ;;
         smollm2) IMG="$OUT/smollm2.kvm"; CTX=256; modes=$(echo " $MODES " | sed 's/ spec / /; s/ exit / /')
-                 layer=8; split=2,2; nt=$((NTOK / 4)) ;;
+                 layer=8; split=2,2; nt=$((NTOK / 4)); prompt=$SHORT ;;
         *) log "unknown model $model"; exit 2 ;;
     esac
     conf peer "$BP" "$IMG" "$CTX"
@@ -145,7 +147,7 @@ for model in $MODELS; do
             esac
             # shellcheck disable=SC2086
             if "$BIN/kvmesh" collab --config "$T/dev.conf" --peer peer $args \
-                --slowdown "$SLOW" --deadline-ms 20000 -p "$STORY" -n "$nt" --json "$T/r.json" \
+                --slowdown "$SLOW" --deadline-ms 20000 -p "$prompt" -n "$nt" --json "$T/r.json" \
                 >"$T/out.txt" 2>"$T/err.txt"; then
                 line=$(sed "s/^{\"mode\":\"[a-z]*\"/{\"model\":\"$model\",\"link\":\"$link\",\"mode\":\"$mode\"/" "$T/r.json")
                 [ $first = 1 ] || echo "," >>"$OUT/results.json"
