@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "collab.h"
 #include "nn.h"
 #include "kvmesh_version.h"
 
@@ -20,6 +21,8 @@ static void usage(FILE *f)
         "Commands:\n"
         "  run        the device service: prompts over MQTT, cache sharing, telemetry\n"
         "  generate   one-shot text generation from a prompt (no broker needed)\n"
+        "  collab     generate together with a peer: split, speculative, early exit\n"
+        "  peer       serve collaborating devices (middle layers, verification)\n"
         "  bench      prefill and decode speed against the memory-bandwidth limit (JSON)\n"
         "  verify     check an image's fingerprint and print its identity\n"
         "  version    print version, numerics version and kernel paths\n"
@@ -129,6 +132,10 @@ int main(int argc, char **argv)
         return fw_cmd_bench(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0)
         return fw_cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "collab") == 0)
+        return fw_cmd_collab(argc - 1, argv + 1);
+    if (strcmp(cmd, "peer") == 0)
+        return fw_cmd_peer(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0) {
         printf("kvmesh %s, image format %u, numerics %u, kernels: %s\n", KVMESH_VERSION, NN_IMAGE_FORMAT_VERSION,
                NN_NUMERICS_VERSION, nn_kernels_available());

@@ -1,0 +1,384 @@
+/*
+ * kvmesh peer --config FILE: the stronger side of a collaboration (collab.h). It holds
+ * one device session at a time: the KV of the layers it runs for that device (the middle
+ * layers in split mode, the deep layers in early-exit mode, all of them for speculative
+ * verification), and answers each request with rows, a token, or an accepted count.
+ *
+ * Requests are copied out of the mqtt layer's callback into a small ring and served in
+ * order from the main loop, so a reply (which may be chunked and wait for the broker)
+ * is never sent from inside the callback.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "collab.h"
+#include "engine.h"
+
+#define PEER_QUEUE 16
+
+typedef struct {
+    fw_config cfg;
+    fw_engine e;
+    collab_net net;
+    nn_kv_work w;
+    size_t max_msg;
+    /* the device session being served */
+    char owner[MQTT_NODE_ID_MAX + 1];
+    uint32_t session, have;
+    /* requests waiting, in arrival order */
+    uint8_t *q[PEER_QUEUE];
+    size_t qlen[PEER_QUEUE];
+    uint8_t qtype[PEER_QUEUE];
+    char qsender[PEER_QUEUE][MQTT_NODE_ID_MAX + 1];
+    uint32_t qhead, qcount;
+    uint64_t dropped;
+    /* work buffers */
+    int32_t *x;            /* [COLLAB_MAX_ROWS][dim] Q16 residual rows */
+    int32_t *logits;       /* [vocab] Q16 */
+    uint32_t targ[COLLAB_MAX_ROWS];
+    int32_t *tl, *dl;      /* sampling: [COLLAB_SAMPLE_MAX+1][vocab] target, [..][vocab] draft Q16 */
+    nn_sampler sp;         /* sampling: seeded per device session */
+    uint8_t *sp_mem;
+    size_t sp_bytes;
+    uint32_t sp_session;
+    char sp_owner[MQTT_NODE_ID_MAX + 1];
+    uint8_t *out;          /* reply: COLLAB_HDR + encoded rows */
+    uint32_t ns_per_row_layer, ns_per_call_layer;
+    uint64_t served, rows, verify_tokens;
+} peer_state;
+
+static peer_state peer_g;   /* large: not on the stack */
+static volatile sig_atomic_t peer_stop;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    peer_stop = 1;
+}
+
+static void on_deliver(void *user, const mqtt_frame_hdr *h, const uint8_t *p, size_t len)
+{
+    peer_state *ps = user;
+    if (h->type != MQTT_FT_HIDDEN && h->type != MQTT_FT_TOKENS)
+        return;
+    collab_net_count_rx(&ps->net, len);
+    if (ps->qcount == PEER_QUEUE || len > ps->max_msg) {
+        ps->dropped++;   /* the device's deadline notices and it resends or goes on alone */
+        return;
+    }
+    uint32_t i = (ps->qhead + ps->qcount++) % PEER_QUEUE;
+    memcpy(ps->q[i], p, len);
+    ps->qlen[i] = len;
+    ps->qtype[i] = h->type;
+    snprintf(ps->qsender[i], sizeof ps->qsender[i], "%s", h->sender);
+}
+
+/* Serves one request; fills the reply header r and returns the reply's data length. */
+static uint32_t serve(peer_state *ps, const collab_msg *m, const uint8_t *data, const char *sender, collab_msg *r)
+{
+    const nn_model *md = ps->e.m;
+    nn_session *s = &ps->e.s;
+    uint32_t L = md->cfg.n_layers, dim = md->cfg.dim, vocab = md->cfg.vocab_size;
+    *r = (collab_msg){ .op = m->op, .hidden = m->hidden, .session = m->session, .seq = m->seq, .pos0 = m->pos0,
+                       .n = m->n, .l0 = m->l0, .l1 = m->l1, .draft = m->draft, .flags = m->flags,
+                       .peer_ns = ps->ns_per_row_layer, .peer_ns_call = ps->ns_per_call_layer };
+    if (m->op == COLLAB_OP_PING)
+        return 0;
+    if (strcmp(ps->owner, sender) != 0 || ps->session != m->session) {
+        /* A new device session takes the peer over when it starts from position 0;
+         * anything else learns that the peer holds nothing for it. */
+        if (m->pos0 != 0) {
+            r->status = COLLAB_ST_NEED;
+            r->have = 0;
+            return 0;
+        }
+        snprintf(ps->owner, sizeof ps->owner, "%s", sender);
+        ps->session = m->session;
+        ps->have = 0;
+        fprintf(stderr, "kvmesh peer: serving session %08x of %s\n", m->session, sender);
+    }
+    if (m->pos0 > ps->have) {
+        r->status = COLLAB_ST_NEED;
+        r->have = ps->have;
+        return 0;
+    }
+    nn_status st = NN_OK;
+    if (m->op == COLLAB_OP_LAYERS) {
+        if (m->n == 0 || m->n > COLLAB_MAX_ROWS || m->l0 >= m->l1 || m->l1 > L || m->pos0 + m->n > s->max_seq ||
+            m->hidden > NN_HIDDEN_INT8)
+            st = NN_E_ARG;
+        if (!st)
+            st = nn_hidden_decode(data, m->data_len, m->n, dim, &ps->w, ps->x);
+        if (!st)
+            st = nn_session_run_layers(s, m->pos0, ps->x, m->n, m->l0, m->l1, ps->x);
+        if (st) {
+            fprintf(stderr, "kvmesh peer: bad LAYERS request from %s: %s\n", sender, nn_strerror(st));
+            r->status = COLLAB_ST_ERROR;
+            r->have = ps->have;
+            return 0;
+        }
+        ps->have = m->pos0 + m->n;
+        ps->rows += m->n;
+        r->have = ps->have;
+        if (m->l1 == L && (m->flags & COLLAB_F_TOKEN)) {
+            nn_session_logits(s, ps->x + (size_t)(m->n - 1) * dim, 1, ps->logits);
+            r->token = nn_argmax_i32(ps->logits, vocab);
+            return 0;
+        }
+        size_t len;
+        st = nn_hidden_encode(ps->x, m->n, dim, m->hidden, &ps->w, ps->out + COLLAB_HDR,
+                              ps->max_msg - COLLAB_HDR, &len);
+        if (st) {
+            r->status = COLLAB_ST_ERROR;
+            return 0;
+        }
+        return (uint32_t)len;
+    }
+    /* VERIFY: the whole model over n tokens; logits only for the last draft+1. */
+    int sample = (m->flags & COLLAB_F_SAMPLE) != 0;
+    if (m->n == 0 || m->n > COLLAB_MAX_TOKENS || m->data_len != 4 * m->n || m->draft >= m->n ||
+        m->draft + 1 > COLLAB_MAX_ROWS || m->pos0 + m->n > s->max_seq ||
+        (sample && (m->draft > COLLAB_SAMPLE_MAX || m->l0 == 0 || m->l0 >= L))) {
+        r->status = COLLAB_ST_ERROR;
+        r->have = ps->have;
+        return 0;
+    }
+    uint32_t toks[COLLAB_MAX_ROWS], first = m->n - m->draft - 1;
+    for (uint32_t off = 0; off < m->n && !st; off += COLLAB_MAX_ROWS) {
+        uint32_t cnt = m->n - off < COLLAB_MAX_ROWS ? m->n - off : COLLAB_MAX_ROWS;
+        for (uint32_t j = 0; j < cnt; j++) {
+            const uint8_t *b = data + 4 * (off + j);
+            toks[j] = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+        }
+        st = nn_session_embed(s, toks, cnt, ps->x);
+        /* Sampling also needs the drafter's logits: the first l0 layers and the exit
+         * head, at the rows that produced the drafts. */
+        uint32_t split = sample ? m->l0 : L;
+        if (!st)
+            st = nn_session_run_layers(s, m->pos0 + off, ps->x, cnt, 0, split, ps->x);
+        for (uint32_t j = 0; j < cnt && !st && sample; j++)
+            if (off + j >= first && off + j < first + m->draft)
+                st = nn_session_exit_logits(s, split, ps->x + (size_t)j * dim, 1,
+                                            ps->dl + (size_t)(off + j - first) * vocab);
+        if (!st && split < L)
+            st = nn_session_run_layers(s, m->pos0 + off, ps->x, cnt, split, L, ps->x);
+        for (uint32_t j = 0; j < cnt && !st; j++) {
+            if (off + j < first)
+                continue;
+            int32_t *lg = sample ? ps->tl + (size_t)(off + j - first) * vocab : ps->logits;
+            nn_session_logits(s, ps->x + (size_t)j * dim, 1, lg);
+            ps->targ[off + j - first] = nn_argmax_i32(lg, vocab);
+        }
+    }
+    if (st) {
+        fprintf(stderr, "kvmesh peer: bad VERIFY request from %s: %s\n", sender, nn_strerror(st));
+        r->status = COLLAB_ST_ERROR;
+        r->have = ps->have;
+        return 0;
+    }
+    /* Greedy acceptance: drafts are the last `draft` tokens; targ[j] is the model's
+     * choice after position first + j. */
+    uint32_t a = 0, next;
+    if (sample && (ps->sp_session != m->session || strcmp(ps->sp_owner, sender) != 0)) {
+        nn_arena sa;
+        nn_arena_init(&sa, ps->sp_mem, ps->sp_bytes);
+        nn_sampler_init(&ps->sp, vocab, (int32_t)m->token, 0, m->have, &sa);
+        ps->sp_session = m->session;
+        snprintf(ps->sp_owner, sizeof ps->sp_owner, "%s", sender);
+    }
+    while (a < m->draft) {
+        const uint8_t *b = data + 4 * (first + 1 + a);
+        uint32_t d = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+        if (sample) {
+            uint32_t corr;
+            if (!nn_sampler_verify(&ps->sp, ps->tl + (size_t)a * vocab, ps->dl + (size_t)a * vocab, d, &corr)) {
+                ps->targ[a] = corr;   /* drawn from the residual max(0, P - Q) */
+                break;
+            }
+        } else if (d != ps->targ[a]) {
+            break;
+        }
+        a++;
+    }
+    next = ps->targ[a];
+    if (sample && a == m->draft)
+        next = nn_sampler_sample(&ps->sp, ps->tl + (size_t)a * vocab);
+    ps->have = m->pos0 + first + 1 + a;   /* rejected drafts' KV is forgotten */
+    ps->verify_tokens += m->n;
+    r->accepted = a;
+    r->token = next;
+    r->have = ps->have;
+    return 0;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: kvmesh peer --config FILE [-m IMAGE] [--threads N]\n"
+        "\n"
+        "Serves collaborating devices (kvmesh collab) with the same image: the middle layers\n"
+        "of a split, the deep layers of an early exit, and verification of drafted tokens.\n"
+        "It connects as the config's node and takes requests on req/<node>; it holds one\n"
+        "device session at a time (a device starting a new one takes it over).\n"
+        "\n"
+        "  --config FILE    the node's configuration (kvmesh.conf: broker, security, model)\n"
+        "  -m, --model IMG  image (default: [model] image of the config)\n"
+        "  --threads N      engine threads (default: [model] threads)\n"
+        "  -h, --help       this text\n");
+}
+
+int fw_cmd_peer(int argc, char **argv)
+{
+    const char *prog = "kvmesh peer", *conf = NULL, *model = NULL;
+    uint32_t threads = 0;
+    static const struct option opts[] = {
+        { "config", required_argument, 0, 'c' }, { "model", required_argument, 0, 'm' },
+        { "threads", required_argument, 0, 'T' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+    };
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:m:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': conf = optarg; break;
+        case 'm': model = optarg; break;
+        case 'T': if (fw_parse_u32(prog, "--threads", optarg, 1, 64, &threads)) return 2; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc || !conf) {
+        fprintf(stderr, "%s: --config FILE is required\n", prog);
+        usage(stderr);
+        return 2;
+    }
+    peer_state *ps = &peer_g;
+    char err[512];
+    if (fw_config_load(&ps->cfg, conf, err, sizeof err)) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        return 1;
+    }
+    fw_engine_opts eo = { .model = model ? model : ps->cfg.image, .ctx = ps->cfg.context,
+                          .batch = ps->cfg.batch, .threads = threads ? threads : ps->cfg.threads };
+    if (fw_engine_open(&ps->e, &eo, err, sizeof err)) {
+        fprintf(stderr, "%s: [model] image: %s\n", prog, err);
+        return 1;
+    }
+    const nn_model *md = ps->e.m;
+    uint32_t dim = md->cfg.dim;
+    size_t rows_bound = nn_hidden_bound(COLLAB_MAX_ROWS, dim);
+    ps->max_msg = COLLAB_HDR + (rows_bound > 4u * COLLAB_MAX_TOKENS ? rows_bound : 4u * COLLAB_MAX_TOKENS);
+    if (ps->max_msg < COLLAB_HDR + 65536)   /* the device's link probe */
+        ps->max_msg = COLLAB_HDR + 65536;
+    /* The hidden codec's scratch must hold COLLAB_MAX_ROWS rows of 4 bytes per value. */
+    uint32_t wpos = COLLAB_MAX_ROWS;
+    nn_status st = NN_OK;
+    for (;;) {
+        nn_arena probe;
+        nn_arena_init(&probe, NULL, 0);
+        nn_kv_work w;
+        nn_kv_work_init(&w, md, wpos, &probe);
+        if (w.scratch_bytes >= (size_t)COLLAB_MAX_ROWS * dim * 4)
+            break;
+        wpos *= 2;
+    }
+    st = nn_kv_work_init(&ps->w, md, wpos, &ps->e.arena);
+    ps->x = nn_arena_alloc(&ps->e.arena, (size_t)COLLAB_MAX_ROWS * dim * 4, 64);
+    ps->logits = nn_arena_alloc(&ps->e.arena, (size_t)md->cfg.vocab_size * 4, 64);
+    ps->tl = nn_arena_alloc(&ps->e.arena, (size_t)(COLLAB_SAMPLE_MAX + 1) * md->cfg.vocab_size * 4, 64);
+    ps->dl = nn_arena_alloc(&ps->e.arena, (size_t)COLLAB_SAMPLE_MAX * md->cfg.vocab_size * 4, 64);
+    ps->sp_bytes = nn_sampler_arena_bytes(md->cfg.vocab_size) + 256;
+    ps->sp_mem = nn_arena_alloc(&ps->e.arena, ps->sp_bytes, 64);
+    if (st || !ps->x || !ps->logits || !ps->tl || !ps->dl || !ps->sp_mem) {
+        fprintf(stderr, "%s: the arena has no room for the peer's buffers\n", prog);
+        fw_engine_close(&ps->e);
+        return 1;
+    }
+    ps->out = malloc(ps->max_msg);
+    for (int i = 0; i < PEER_QUEUE; i++)
+        ps->q[i] = malloc(ps->max_msg);
+    for (int i = 0; i < PEER_QUEUE; i++)
+        if (!ps->q[i] || !ps->out) {
+            fprintf(stderr, "%s: no memory for the request queue\n", prog);
+            return 1;
+        }
+    /* Speed, measured once (the device sizes its chunks by it): one layer costs a per
+     * call (streaming the weights) plus b per row; from runs of 1 and 16 rows. */
+    uint32_t toks[16];
+    uint64_t t1 = 0, t16 = 0;
+    for (uint32_t i = 0; i < 16; i++)
+        toks[i] = (i + 1) % md->cfg.vocab_size;
+    for (uint32_t n = 1; n <= 16; n += 15) {
+        uint64_t t0 = fw_now_ns();
+        nn_session_embed(&ps->e.s, toks, n, ps->x);
+        nn_session_run_layers(&ps->e.s, 0, ps->x, n, 0, md->cfg.n_layers, ps->x);
+        *(n == 1 ? &t1 : &t16) = (fw_now_ns() - t0) / md->cfg.n_layers;
+    }
+    uint64_t per_row = t16 > t1 ? (t16 - t1) / 15 : 0;
+    ps->ns_per_row_layer = (uint32_t)per_row;
+    ps->ns_per_call_layer = (uint32_t)(t1 > per_row ? t1 - per_row : 0);
+
+    mqtt_model_id mid;
+    memcpy(mid.fingerprint, ps->e.img.id.fingerprint, 32);
+    mid.numerics = ps->e.img.id.numerics_version;
+    if (collab_net_open(&ps->net, &ps->cfg, &mid, ps->max_msg, on_deliver, ps, 30000, err, sizeof err)) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        fw_engine_close(&ps->e);
+        return 1;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    fprintf(stderr, "kvmesh peer: ready: node %s, %u layers, dim %u, context %u; a layer costs %u ns per call "
+            "+ %u ns per row\n", ps->cfg.node_id, md->cfg.n_layers, dim, ps->e.s.max_seq, ps->ns_per_call_layer,
+            ps->ns_per_row_layer);
+    int rc = 0;
+    while (!peer_stop) {
+        if ((rc = mqtt_node_poll(&ps->net.node, ps->qcount ? 0 : 20)) != MQTT_OK) {
+            fprintf(stderr, "%s: broker session failed: %s\n", prog, mqtt_strerror(rc));
+            break;
+        }
+        while (ps->qcount && !peer_stop) {
+            uint32_t i = ps->qhead;
+            collab_msg m, r;
+            char sender[MQTT_NODE_ID_MAX + 1];
+            snprintf(sender, sizeof sender, "%s", ps->qsender[i]);
+            uint8_t type = ps->qtype[i];
+            int ok = collab_msg_read(&m, ps->q[i], ps->qlen[i]) == 0;
+            uint64_t tq = fw_now_ns();
+            uint32_t dlen = ok ? serve(ps, &m, ps->q[i] + COLLAB_HDR, sender, &r) : 0;
+            if (ok && m.op != COLLAB_OP_PING) {   /* the time this request took here */
+                uint64_t dq = fw_now_ns() - tq;
+                r.peer_ns = dq > UINT32_MAX ? UINT32_MAX : (uint32_t)dq;
+            }
+            ps->qhead = (ps->qhead + 1) % PEER_QUEUE;
+            ps->qcount--;
+            if (!ok)
+                continue;
+            r.data_len = dlen;
+            ps->served++;
+            int src = collab_net_send(&ps->net, sender, type, &r, ps->out, 5000);
+            if (src)
+                fprintf(stderr, "kvmesh peer: reply to %s failed: %s\n", sender, mqtt_strerror(src));
+            /* Pick up what arrived meanwhile without blocking. */
+            mqtt_node_poll(&ps->net.node, 0);
+        }
+    }
+    char drops[256];
+    collab_net_drops(&ps->net, drops, sizeof drops);
+    fprintf(stderr, "kvmesh peer: stopping: %llu requests served, %llu rows, %llu verified tokens, %llu dropped "
+            "(queue full), %llu bytes sent, %llu received; frames: %s\n", (unsigned long long)ps->served,
+            (unsigned long long)ps->rows, (unsigned long long)ps->verify_tokens, (unsigned long long)ps->dropped,
+            (unsigned long long)ps->net.sent_bytes, (unsigned long long)ps->net.recv_bytes, drops);
+    collab_net_close(&ps->net);
+    for (int i = 0; i < PEER_QUEUE; i++)
+        free(ps->q[i]);
+    free(ps->out);
+    fw_engine_close(&ps->e);
+    return rc ? 1 : 0;
+}
