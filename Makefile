@@ -181,6 +181,8 @@ help:
 # under qemu for an armv8-a board (Pi 4: no dotprod) and an armv8.2-a+dotprod board (Pi 5).
 CHECK_BOARDS ?= rpi4 rpi5
 .PHONY: check
+# Builds run in parallel (one job per CPU); the tests themselves run one at a time.
+CHECK_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 check:
-	$(Q)$(MAKE) --no-print-directory test
-	$(Q)for b in $(CHECK_BOARDS); do $(MAKE) --no-print-directory test BOARD=$$b || exit 1; done
+	$(Q)$(MAKE) --no-print-directory -j$(CHECK_JOBS) test
+	$(Q)for b in $(CHECK_BOARDS); do $(MAKE) --no-print-directory -j$(CHECK_JOBS) test BOARD=$$b || exit 1; done

@@ -92,22 +92,9 @@ int collab_net_open(collab_net *n, const fw_config *c, const mqtt_model_id *mid,
         return -1;
     }
     mqtt_node_cfg nc = mqtt_node_cfg_default();
-    mqtt_session_cfg *sc = &nc.session;
-    sc->host = c->host;
-    sc->port = c->port;
-    sc->tls = c->tls;
-    sc->ca_file = c->ca_file[0] ? c->ca_file : NULL;
-    sc->cert_file = c->cert_file[0] ? c->cert_file : NULL;
-    sc->key_file = c->key_file[0] ? c->key_file : NULL;
-    sc->username = c->username[0] ? c->username : NULL;
-    sc->password = c->password[0] ? c->password : NULL;
-    sc->node_id = c->node_id;
-    sc->root = n->root;
-    sc->protocol = c->protocol;
-    sc->keepalive_s = (int)c->keepalive_s;
-    sc->max_attempts = 0;
+    fw_config_session(c, n->root, &nc.session);
     /* Pipelined chunks are small single-frame publishes; let many be in flight. */
-    sc->inflight_max = 64;
+    nc.session.inflight_max = 64;
     nc.keys = &n->keys;
     nc.seq = &n->seq;
     nc.model = &n->mid;

@@ -549,3 +549,20 @@ void fw_config_apply_reload(fw_config *cur, const fw_config *next, char *why, si
     }
     cur->codec = next->codec;   /* follows codec_name */
 }
+
+void fw_config_session(const fw_config *c, const char *root, mqtt_session_cfg *sc)
+{
+    sc->host = c->host;
+    sc->port = c->port;
+    sc->tls = c->tls;
+    sc->ca_file = c->ca_file[0] ? c->ca_file : NULL;
+    sc->cert_file = c->cert_file[0] ? c->cert_file : NULL;
+    sc->key_file = c->key_file[0] ? c->key_file : NULL;
+    sc->username = c->username[0] ? c->username : NULL;
+    sc->password = c->password[0] ? c->password : NULL;
+    sc->node_id = c->node_id;
+    sc->root = root;
+    sc->protocol = c->protocol;
+    sc->keepalive_s = (int)c->keepalive_s;
+    sc->max_attempts = 0;
+}

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mqtt_session.h"
 #include "nn.h"
 
 #define FW_PATH_MAX 256
@@ -124,6 +125,14 @@ typedef struct fw_config {
 
 /* Fills the defaults (what kvmesh.conf.example documents). */
 void fw_config_defaults(fw_config *c);
+
+/*
+ * The [broker] and [node] keys as an MQTT session configuration, for a node whose topic
+ * root is `root` (kept by the caller). The strings point into c; empty optional files
+ * and credentials become NULL. The session keeps reconnecting (max_attempts 0): a board
+ * works standalone meanwhile.
+ */
+void fw_config_session(const fw_config *c, const char *root, mqtt_session_cfg *sc);
 
 /* Defaults, then the file. Returns 0, or -1 with err naming the file, line, section and
  * key (or the missing key) and the problem. */

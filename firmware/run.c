@@ -148,20 +148,7 @@ static int start(fw_svc *s)
         return -1;
     }
     mqtt_node_cfg nc = mqtt_node_cfg_default();
-    mqtt_session_cfg *ss2 = &nc.session;
-    ss2->host = c->host;
-    ss2->port = c->port;
-    ss2->tls = c->tls;
-    ss2->ca_file = c->ca_file[0] ? c->ca_file : NULL;
-    ss2->cert_file = c->cert_file[0] ? c->cert_file : NULL;
-    ss2->key_file = c->key_file[0] ? c->key_file : NULL;
-    ss2->username = c->username[0] ? c->username : NULL;
-    ss2->password = c->password[0] ? c->password : NULL;
-    ss2->node_id = c->node_id;
-    ss2->root = s->root;
-    ss2->protocol = c->protocol;
-    ss2->keepalive_s = (int)c->keepalive_s;
-    ss2->max_attempts = 0;   /* a board keeps trying; it works standalone meanwhile */
+    fw_config_session(c, s->root, &nc.session);
     nc.keys = &s->keys;
     nc.seq = &s->seq;
     nc.model = &s->mid;

@@ -67,4 +67,4 @@ SRC
 fi
 
 make -j"$(nproc)"
-echo "setup.sh: done. Run the tests with: make test"
+echo "setup.sh: done. Run the tests with: make check"
