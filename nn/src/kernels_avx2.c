@@ -386,13 +386,6 @@ int64_t nn_softmax_exp_q30_avx2(const int32_t *x, int32_t xmax, uint32_t n, int3
 }
 
 /*
- * x[i] = nn_silu_q16(x[i]), four lanes at a time: e = exp(-|x|) as above, then the
- * sigmoid's rounded quotient (num + den/2) / den with den = 2^30 + e in (2^30, 2^31]
- * and num = 2^60 (x >= 0) or e * 2^30 (x < 0), by restoring division over the 31
- * quotient bits (q <= 2^30; every partial remainder and shifted divisor is below 2^62,
- * so signed 64-bit compares are exact), then round(x * q / 2^30) with the biased shift.
- */
-/*
  * floor(n / d) for four lanes (0 <= n < 2^61, 2^30 < d <= 2^31): four scalar 64-bit
  * divisions. The hardware divider beats the 31-step restoring division in vector lanes
  * that made SiLU a seventh of decode time (Zen 4: 3.2 against 14.7 ns per element), and
@@ -408,6 +401,12 @@ static inline __m256i div4_u61_u32(__m256i n, __m256i d)
     return _mm256_loadu_si256((const __m256i *)(const void *)nv);
 }
 
+/*
+ * x[i] = nn_silu_q16(x[i]), four lanes at a time: e = exp(-|x|) as above, then the
+ * sigmoid's rounded quotient (num + den/2) / den with den = 2^30 + e in (2^30, 2^31]
+ * and num = 2^60 (x >= 0) or e * 2^30 (x < 0), so q <= 2^30 (div4_u61_u32), then
+ * round(x * q / 2^30) with the biased shift.
+ */
 void nn_silu_q16_avx2(int32_t *x, uint32_t n)
 {
     const __m256i zero = _mm256_setzero_si256();

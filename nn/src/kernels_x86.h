@@ -13,7 +13,8 @@
 /*
  * Software prefetch distance for weight streams, in bytes ahead of the reads. The
  * hardware prefetcher alone left decode at a quarter of the memory bandwidth on the
- * Zen 3 development machine; 2 KiB beat 0.5 and 1 KiB in the engine at 1 and 2 threads. The AVX-512 path uses the same.
+ * Zen 3 development machine; 2 KiB beat 0.5 and 1 KiB in the engine at 1 and 2 threads.
+ * The AVX-512 path uses the same.
  */
 #define PF_DIST 2048
 
