@@ -190,10 +190,10 @@ static size_t llc_bytes(void)
 
 /*
  * Streaming read of `bytes` split over `threads` threads; returns the best GB/s of
- * max(2 * reps, 4) passes after one warm pass, cycling through the prefetch distances. The buffer is mmap'd here, at bench time, and
- * unmapped before returning: it is a measuring instrument, not engine state, so it
- * does not belong in the static arena (which holds only what the engine needs on a
- * board). It is filled first so that every page is real memory, not the shared zero
+ * max(2 * reps, 4) passes after one warm pass, cycling through the prefetch distances.
+ * The buffer is mmap'd here, at bench time, and unmapped before returning: it is a
+ * measuring instrument, not engine state, so it does not belong in the static arena
+ * (which holds only what the engine needs on a board). It is filled first so that every page is real memory, not the shared zero
  * page (which would be read from cache).
  */
 static int mem_read_gbps(size_t bytes, uint32_t threads, uint32_t reps, double *gbps, char *err, size_t errlen)
