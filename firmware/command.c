@@ -184,7 +184,7 @@ void fw_cmd_deliver(fw_svc *s, const mqtt_frame_hdr *h, const uint8_t *p, size_t
     s->st.commands++;
     fprintf(stderr, "kvmesh run: command %s from %s\n", cmd, h->sender);
 
-    static char json[10240];  /* the status answer embeds the metrics document */
+    static char json[FW_METRICS_MAX + 2048];   /* the status answer embeds the metrics document */
     fw_jw w;
     fw_jw_init(&w, json, sizeof json);
     fw_jw_raw(&w, "{");
@@ -195,7 +195,7 @@ void fw_cmd_deliver(fw_svc *s, const mqtt_frame_hdr *h, const uint8_t *p, size_t
     why[0] = '\0';
     switch (which) {
     case 0: {
-        static char metrics[8192];
+        static char metrics[FW_METRICS_MAX];
         if (fw_metrics_json(s, metrics, sizeof metrics) > 0) {
             fw_jw_raw(&w, ",\"status\":");
             fw_jw_raw(&w, metrics);

@@ -193,6 +193,8 @@ int fw_svc_reload(fw_svc *s, char *msg, size_t msglen);
 /* telemetry.c */
 /* The metrics document (also the status command's answer). Returns its length or -1. */
 int fw_metrics_json(fw_svc *s, char *out, size_t cap);
+/* Room for the metrics document (about 4 KiB with the text-level counters). */
+#define FW_METRICS_MAX 8192
 void fw_telemetry_tick(fw_svc *s, uint64_t now_ms, bool force);
 void fw_telemetry_on_connect(fw_svc *s);
 void fw_telemetry_event(fw_svc *s, const char *json);

@@ -10,11 +10,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "textpeer.h"   /* first: it brings fw_json.h and service.h too */
 #include "fw_json.h"
 #include "kvmesh_board.h"
-#include "service.h"
 #include "kvmesh_version.h"
+#include "service.h"
+#include "textpeer.h"
 
 static void topic(const fw_svc *s, const char *leaf, char *out, size_t cap)
 {
@@ -128,7 +128,7 @@ void fw_telemetry_tick(fw_svc *s, uint64_t now, bool force)
     if (!s->node_ok || !mqtt_session_connected(&s->node.session)) return;
     if (!force && now - s->last_metrics_ms < (uint64_t)s->cfg.period_s * 1000u) return;
     s->last_metrics_ms = now;
-    char json[8192], t[MQTT_TOPIC_MAX];   /* the metrics document was near 4 KiB */
+    char json[FW_METRICS_MAX], t[MQTT_TOPIC_MAX];
     if (fw_metrics_json(s, json, sizeof json) < 0) return;
     topic(s, "metrics", t, sizeof t);
     publish_plain(s, t, json, true, 0);
