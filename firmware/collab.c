@@ -893,20 +893,8 @@ int fw_cmd_collab(int argc, char **argv)
         goto out_engine;
     }
     /* Buffers (start-up only): hist, rows, logits, tokens, the codec's work area, messages. */
-    size_t rows_bound = nn_hidden_bound(COLLAB_MAX_ROWS, d->dim);
-    d->max_msg = COLLAB_HDR + (rows_bound > 4u * COLLAB_MAX_TOKENS ? rows_bound : 4u * COLLAB_MAX_TOKENS);
-    if (d->max_msg < COLLAB_HDR + 65536)
-        d->max_msg = COLLAB_HDR + 65536;
-    uint32_t wpos = COLLAB_MAX_ROWS;
-    for (;;) {
-        nn_arena probe;
-        nn_arena_init(&probe, NULL, 0);
-        nn_kv_work w;
-        nn_kv_work_init(&w, md, wpos, &probe);
-        if (w.scratch_bytes >= (size_t)COLLAB_MAX_ROWS * d->dim * 4)
-            break;
-        wpos *= 2;
-    }
+    d->max_msg = collab_max_msg(d->dim);
+    uint32_t wpos = collab_work_positions(md, d->dim);
     d->hist = malloc((size_t)(d->max_seq + COLLAB_MAX_ROWS) * d->dim * 4);
     d->xa = malloc((size_t)COLLAB_MAX_ROWS * d->dim * 4);
     d->logits = malloc((size_t)d->vocab * 4);

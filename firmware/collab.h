@@ -73,6 +73,13 @@ void collab_msg_write(const collab_msg *m, uint8_t out[COLLAB_HDR]);
 /* 0, or -1 when the bytes are not a version-1 message whose data fits len. */
 int collab_msg_read(collab_msg *m, const uint8_t *in, size_t len);
 
+/* The largest message either side sends or takes for a model of width dim: COLLAB_MAX_ROWS
+ * hidden rows or COLLAB_MAX_TOKENS token ids, and at least the device's 64 KiB link probe. */
+size_t collab_max_msg(uint32_t dim);
+/* Positions to size the hidden codec's work area (nn_kv_work_init) with, so that its
+ * scratch holds COLLAB_MAX_ROWS rows of 4 bytes per value. */
+uint32_t collab_work_positions(const nn_model *md, uint32_t dim);
+
 /* The broker side both programs share: keys, the persisted frame counter, the node. */
 typedef struct {
     mqtt_node node;

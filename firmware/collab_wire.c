@@ -10,6 +10,25 @@
 
 #include "collab.h"
 
+size_t collab_max_msg(uint32_t dim)
+{
+    size_t rows = nn_hidden_bound(COLLAB_MAX_ROWS, dim), toks = 4u * COLLAB_MAX_TOKENS;
+    size_t m = COLLAB_HDR + (rows > toks ? rows : toks);
+    return m < COLLAB_HDR + 65536 ? COLLAB_HDR + 65536 : m;
+}
+
+uint32_t collab_work_positions(const nn_model *md, uint32_t dim)
+{
+    for (uint32_t wpos = COLLAB_MAX_ROWS;; wpos *= 2) {
+        nn_arena probe;
+        nn_arena_init(&probe, NULL, 0);
+        nn_kv_work w;
+        nn_kv_work_init(&w, md, wpos, &probe);
+        if (w.scratch_bytes >= (size_t)COLLAB_MAX_ROWS * dim * 4)
+            return wpos;
+    }
+}
+
 static void wr32(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)v;

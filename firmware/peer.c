@@ -269,23 +269,8 @@ int fw_cmd_peer(int argc, char **argv)
     }
     const nn_model *md = ps->e.m;
     uint32_t dim = md->cfg.dim;
-    size_t rows_bound = nn_hidden_bound(COLLAB_MAX_ROWS, dim);
-    ps->max_msg = COLLAB_HDR + (rows_bound > 4u * COLLAB_MAX_TOKENS ? rows_bound : 4u * COLLAB_MAX_TOKENS);
-    if (ps->max_msg < COLLAB_HDR + 65536)   /* the device's link probe */
-        ps->max_msg = COLLAB_HDR + 65536;
-    /* The hidden codec's scratch must hold COLLAB_MAX_ROWS rows of 4 bytes per value. */
-    uint32_t wpos = COLLAB_MAX_ROWS;
-    nn_status st = NN_OK;
-    for (;;) {
-        nn_arena probe;
-        nn_arena_init(&probe, NULL, 0);
-        nn_kv_work w;
-        nn_kv_work_init(&w, md, wpos, &probe);
-        if (w.scratch_bytes >= (size_t)COLLAB_MAX_ROWS * dim * 4)
-            break;
-        wpos *= 2;
-    }
-    st = nn_kv_work_init(&ps->w, md, wpos, &ps->e.arena);
+    ps->max_msg = collab_max_msg(dim);
+    nn_status st = nn_kv_work_init(&ps->w, md, collab_work_positions(md, dim), &ps->e.arena);
     ps->x = nn_arena_alloc(&ps->e.arena, (size_t)COLLAB_MAX_ROWS * dim * 4, 64);
     ps->logits = nn_arena_alloc(&ps->e.arena, (size_t)md->cfg.vocab_size * 4, 64);
     ps->tl = nn_arena_alloc(&ps->e.arena, (size_t)(COLLAB_SAMPLE_MAX + 1) * md->cfg.vocab_size * 4, 64);
