@@ -79,6 +79,12 @@ pc_cflags = $(shell $(PKG_CONFIG) --cflags $(1) 2>/dev/null)
 pc_libs   = $(shell $(PKG_CONFIG) --libs $(1) 2>/dev/null)
 MBEDTLS_LIBS := -lmbedtls -lmbedx509 -lmbedcrypto
 
+# $(call write_if_changed,FILE,LINE): at parse time, makes FILE hold LINE, rewriting it
+# only when it differs, so what depends on FILE rebuilds only on a real change (the
+# version header, the libgpiod 2.x headers' stamp). LINE must not contain a single quote.
+write_if_changed = $(shell mkdir -p $(dir $(1)) && \
+    { printf '%s\n' '$(2)' | cmp -s - $(1) || printf '%s\n' '$(2)' >$(1); })
+
 LIBS  :=
 PROGS :=
 TESTS :=

@@ -4,8 +4,7 @@ KVMESH_VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo unkn
 # The version as a generated header, rewritten only when it changes: the files that print
 # it depend on it (-MMD), so a new commit rebuilds them and nothing else. A -D flag
 # would leave their objects stale (bench JSON and telemetry reported an old commit).
-$(shell mkdir -p $(GENDIR) && v='#define KVMESH_VERSION "$(KVMESH_VERSION)"' && \
-  { [ "$$(cat $(GENDIR)/kvmesh_version.h 2>/dev/null)" = "$$v" ] || printf '%s\n' "$$v" >$(GENDIR)/kvmesh_version.h; })
+$(call write_if_changed,$(GENDIR)/kvmesh_version.h,#define KVMESH_VERSION "$(KVMESH_VERSION)")
 #
 # fwjson is the firmware's JSON reader/writer (libc only) on its own, so that the tools
 # that read what the device writes (kvmesh-monitor, kvmesh-kv ask) use the same code.

@@ -70,9 +70,7 @@ HAL_GPIOD2_WRAPPED := gpiod_chip_open gpiod_chip_close gpiod_chip_get_info \
 HAL_GPIOD2_STAMP := $(OBJDIR)/tests/hal/gpiod2/headers
 HAL_GPIOD2_FOUND := $(HAL_GPIOD2_CFLAGS) version=$(or $(HAL_GPIOD2_VERSION),missing)
 ifneq ($(filter-out clean help boards,$(or $(MAKECMDGOALS),all)),)
-  $(shell mkdir -p $(dir $(HAL_GPIOD2_STAMP)) && \
-          { echo '$(HAL_GPIOD2_FOUND)' | cmp -s - $(HAL_GPIOD2_STAMP) || \
-            echo '$(HAL_GPIOD2_FOUND)' > $(HAL_GPIOD2_STAMP); })
+  $(call write_if_changed,$(HAL_GPIOD2_STAMP),$(HAL_GPIOD2_FOUND))
 endif
 $(OBJDIR)/tests/hal/test_gpio_linux_v2.o: $(HAL_GPIOD2_STAMP)
 
