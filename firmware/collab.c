@@ -36,8 +36,8 @@
 
 #define DEV_SLOTS 32   /* replies buffered, and messages in flight at most */
 
-typedef enum { CM_SPLIT, CM_SPEC, CM_EXIT, CM_DEVICE, CM_PEER } collab_mode;
-static const char *const mode_names[] = { "split", "spec", "exit", "device", "peer" };
+typedef enum { CM_SPLIT, CM_SPEC, CM_EXIT, CM_DEVICE, CM_PEER, CM_SPLIT_SPEC } collab_mode;
+static const char *const mode_names[] = { "split", "spec", "exit", "device", "peer", "split-spec" };
 
 typedef struct {
     uint32_t seq;
@@ -59,6 +59,8 @@ typedef struct {
     char peer_buf[MQTT_NODE_ID_MAX + 1];
     uint32_t L, dim, vocab, k, m_tail, hidden, chunk, deadline_ms;
     uint32_t d, dmax;
+    int whole;                  /* --chunk whole: no pipelining (the unchunked U, a baseline) */
+    int draft_skip;             /* split-spec: draft through [0,k) + [L-m,L) + the head */
     int32_t exit_q30;
     int32_t exit_margin_q16;    /* > 0: decide by the top-2 logit margin instead */
     uint32_t slow_x100;         /* device slowdown factor x 100 (800 = 8x slower) */
@@ -67,6 +69,8 @@ typedef struct {
     int32_t *hist;              /* [max_seq][dim] Q16: the residual at the input of layer k */
     int32_t *xa;                /* [COLLAB_MAX_ROWS][dim] Q16 */
     int32_t *logits;            /* [vocab] Q16: the prediction after position ntok-1 */
+    int32_t *tl, *dl;           /* split-spec: [dmax+1][vocab] the full model's rows,
+                                 * [dmax][vocab] the drafter's (sampling) */
     uint32_t *tok;              /* [max_seq + 1] every token: prompt and output */
     uint32_t ntok, n_prompt;
     uint8_t *msg;               /* outgoing: COLLAB_HDR + data */
@@ -149,6 +153,14 @@ static void emit(dev_state *d, uint32_t t, int on_device)
         d->stop = "context full";
         d->done = 1;
     }
+}
+
+/* Samples from d->logits, recording them in the logits digest. */
+static uint32_t dev_sample(dev_state *d)
+{
+    nn_sha256_update(&d->lhash, d->logits, (size_t)d->vocab * 4);
+    d->lhash_rows++;
+    return nn_sampler_sample(&d->e.sp, d->logits);
 }
 
 /* ---- the link --------------------------------------------------------------------- */
@@ -236,6 +248,9 @@ static nn_status front(dev_state *d, uint32_t pos0, uint32_t n)
 
 /* ---- fallback ------------------------------------------------------------------------ */
 
+/* The U-shaped modes: the device also holds the last m layers. */
+static int has_back(const dev_state *d) { return d->mode == CM_SPLIT || d->mode == CM_SPLIT_SPEC; }
+
 /* While standalone, hist keeps being recorded (a returned peer is sent it). */
 static void hist_hook(void *ctx, uint32_t layer, uint32_t pos0, uint32_t n, const int32_t *x)
 {
@@ -253,7 +268,7 @@ static void hist_hook(void *ctx, uint32_t layer, uint32_t pos0, uint32_t n, cons
 static int fallback(dev_state *d, uint32_t fed, uint32_t back_done, const char *why)
 {
     uint64_t t0 = fw_now_ns();
-    uint32_t mid_end = d->mode == CM_SPLIT ? d->L - d->m_tail : d->L;
+    uint32_t mid_end = has_back(d) ? d->L - d->m_tail : d->L;
     nn_session *s = &d->e.s;
     nn_status st = NN_OK;
     dev_begin();
@@ -301,15 +316,21 @@ static int split_run(dev_state *d, uint32_t pos0)
 {
     uint32_t end = d->ntok, sent = pos0, done = pos0, mid_end = d->L - d->m_tail;
     uint32_t q_seq[DEV_SLOTS], q_pos[DEV_SLOTS], q_n[DEV_SLOTS], qh = 0, qn = 0;
+    /* --chunk whole: the front of every row first, then the messages (the U without
+     * chunking, which HAT's chunking is measured against). */
+    uint32_t fronted = pos0;
+    for (; d->whole && fronted < end; fronted += d->chunk)
+        if (front(d, fronted, end - fronted < d->chunk ? end - fronted : d->chunk))
+            return -1;
     while (done < end) {
         /* Send the next chunk while there is room in flight; otherwise (or when every
          * chunk is out) take the oldest reply. */
         if (sent < end && qn < DEV_SLOTS - 1) {
             uint32_t c = end - sent < d->chunk ? end - sent : d->chunk;
-            if (front(d, sent, c))
+            if (sent >= fronted && front(d, sent, c))
                 return -1;
             size_t len;
-            if (nn_hidden_encode(d->xa, c, d->dim, d->hidden, &d->w, d->msg + COLLAB_HDR, d->max_msg - COLLAB_HDR,
+            if (nn_hidden_encode(d->hist + (size_t)sent * d->dim, c, d->dim, d->hidden, &d->w, d->msg + COLLAB_HDR, d->max_msg - COLLAB_HDR,
                                  &len))
                 return -1;
             collab_msg m = { .op = COLLAB_OP_LAYERS, .hidden = (uint8_t)d->hidden, .pos0 = sent, .n = c,
@@ -461,6 +482,99 @@ static int spec_round(dev_state *d, int first)
     return 0;
 }
 
+/* ---- split plus speculative (HAT) ------------------------------------------------------------ */
+
+/*
+ * One round, with the last committed token (position p0 = ntok-1) not yet read by any
+ * layer. The device drafts d tokens with what it holds: its front layers and the exit
+ * head at k, or (--drafter skip) the whole U without the peer's middle: [0,k), then
+ * [L-m,L) and the final head. On the way it computes the rows at k of p0 and every draft; the peer runs its middle layers over those d+1 rows in one pass; the device runs
+ * its back layers and the head over all d+1 and keeps the drafts the full model agrees
+ * with (greedy: its argmax; sampling: the speculative rule), plus the full model's next
+ * token. Tokens never leave the device, only hidden states, as in split mode; and every
+ * committed token comes from a logits row computed exactly as standalone. Rejected
+ * positions are overwritten by the next round on both sides. 0, 1 (fell back) or -1.
+ */
+static int split_spec_round(dev_state *d)
+{
+    uint32_t drafts[COLLAB_MAX_ROWS];
+    uint32_t p0 = d->ntok - 1, nd = d->d, mid_end = d->L - d->m_tail;
+    int sample = d->e.sp.temp_q16 != 0;
+    if (p0 + nd >= d->max_seq)
+        nd = d->max_seq - 1 - p0;
+    for (uint32_t i = 0;; i++) {
+        if (front(d, p0 + i, 1))
+            return -1;
+        if (i == nd)
+            break;
+        int32_t *q = sample ? d->dl + (size_t)i * d->vocab : d->logits;
+        const int32_t *x = d->hist + (size_t)(p0 + i) * d->dim;
+        nn_status st;
+        dev_begin();
+        if (d->draft_skip) {
+            /* The back layers' KV written here is the draft's; the verification below
+             * rewrites it for every position it keeps. */
+            st = nn_session_run_layers(&d->e.s, p0 + i, x, 1, mid_end, d->L, d->xa);
+            if (!st)
+                st = nn_session_logits(&d->e.s, d->xa, 1, q);
+        } else {
+            st = nn_session_exit_logits(&d->e.s, d->k, x, 1, q);
+        }
+        dev_end(d);
+        if (st)
+            return -1;
+        drafts[i] = sample ? nn_sampler_sample(&d->e.sp, q) : nn_argmax_i32(q, d->vocab);
+        d->tok[d->ntok + i] = drafts[i];   /* scratch beyond ntok: the draft's own position */
+    }
+    d->drafted += nd;
+    size_t len;
+    if (nn_hidden_encode(d->hist + (size_t)p0 * d->dim, nd + 1, d->dim, d->hidden, &d->w, d->msg + COLLAB_HDR,
+                         d->max_msg - COLLAB_HDR, &len))
+        return -1;
+    collab_msg m = { .op = COLLAB_OP_LAYERS, .hidden = (uint8_t)d->hidden, .pos0 = p0, .n = nd + 1, .l0 = d->k,
+                     .l1 = mid_end, .data_len = (uint32_t)len };
+    int64_t seq = dev_send(d, MQTT_FT_HIDDEN, &m);
+    dev_slot *s = seq < 0 ? NULL : dev_wait(d, (uint32_t)seq);
+    if (!s || s->r.status != COLLAB_ST_OK || s->r.pos0 != p0 || s->r.n != nd + 1)
+        return fallback(d, d->ntok, p0, s ? "the peer lost the session" : "the peer did not answer in time") ? -1 : 1;
+    dev_begin();
+    nn_status st = nn_hidden_decode(s->data, s->r.data_len, nd + 1, d->dim, &d->w, d->xa);
+    if (!st && mid_end < d->L)
+        st = nn_session_run_layers(&d->e.s, p0, d->xa, nd + 1, mid_end, d->L, d->xa);
+    if (!st)
+        st = nn_session_logits(&d->e.s, d->xa, nd + 1, d->tl);
+    dev_end(d);
+    if (st)
+        return -1;
+    /* tl row i is the full model's prediction after position p0 + i. */
+    uint32_t a = 0, next = 0;
+    for (; a < nd; a++) {
+        const int32_t *row = d->tl + (size_t)a * d->vocab;
+        if (sample ? !nn_sampler_verify(&d->e.sp, row, d->dl + (size_t)a * d->vocab, drafts[a], &next)
+                   : (next = nn_argmax_i32(row, d->vocab)) != drafts[a])
+            break;
+    }
+    if (a == nd)
+        next = nn_sampler_sample(&d->e.sp, d->tl + (size_t)a * d->vocab);
+    d->rounds++;
+    d->accepted += a;
+    d->peer_have = p0 + a + 1;
+    for (uint32_t i = 0; i <= a && !d->done; i++) {
+        nn_sha256_update(&d->lhash, d->tl + (size_t)i * d->vocab, (size_t)d->vocab * 4);
+        d->lhash_rows++;
+        emit(d, i < a ? drafts[i] : next, i < a);
+    }
+    /* Both sides hold positions up to p0 + a for the committed text; the rest is
+     * overwritten next round (attention reads only positions below its own). */
+    d->dev_fed = p0 + a + 1;
+    nn_session_set_pos(&d->e.s, d->dev_fed);
+    if (a == nd && d->d < d->dmax)
+        d->d++;
+    else if (2 * a < nd && d->d > 1)
+        d->d--;
+    return 0;
+}
+
 /* ---- early exit ------------------------------------------------------------------------ */
 
 /* Decides the token after position ntok-1 (whose row is in hist). 0, 1 (fell back), -1. */
@@ -545,7 +659,7 @@ static void try_resume(dev_state *d)
     d->session++;
     d->peer_have = 0;
     uint32_t n = d->e.s.n_pos;
-    if (d->mode == CM_SPLIT) {
+    if (has_back(d)) {
         for (uint32_t p = 0; p < n; p += COLLAB_MAX_ROWS) {
             uint32_t c = n - p < COLLAB_MAX_ROWS ? n - p : COLLAB_MAX_ROWS;
             size_t len;
@@ -566,18 +680,10 @@ static void try_resume(dev_state *d)
     d->resumes++;
     nn_session_set_hook(&d->e.s, NULL, NULL);
     fprintf(stderr, "kvmesh collab: the peer answers again: collaborating from token %u (%u positions resent)\n",
-            d->made, d->mode == CM_SPLIT ? n : 0);
+            d->made, has_back(d) ? n : 0);
 }
 
 /* ---- standalone steps (device mode, and after a fallback) ------------------------------ */
-
-/* Samples from d->logits, recording them in the logits digest. */
-static uint32_t dev_sample(dev_state *d)
-{
-    nn_sha256_update(&d->lhash, d->logits, (size_t)d->vocab * 4);
-    d->lhash_rows++;
-    return nn_sampler_sample(&d->e.sp, d->logits);
-}
 
 static int standalone_step(dev_state *d)
 {
@@ -705,21 +811,28 @@ static void usage(FILE *f)
         "                               probability passes --exit-threshold, else offloads\n"
         "                       device  everything here (baseline)\n"
         "                       peer    everything on the peer, tokens over the link (baseline)\n"
+        "                       split-spec  split plus speculative (HAT): the device drafts with\n"
+        "                               its front layers and the exit head at K; the peer runs\n"
+        "                               the middle for d+1 rows, the device the back and head\n"
         "  -p, --prompt TEXT    prompt\n"
         "  -n, --new-tokens N   tokens to generate (default 256)\n"
         "  -m, --model IMAGE    image (default: the config's [model] image)\n"
-        "  --split K,M          split: K front layers and M back layers on the device\n"
+        "  --split K,M          split, split-spec: K front layers and M back layers on the device\n"
         "                       (default 1,1)\n"
         "  --layer K            spec/exit: the device's layers and exit head (default L/2)\n"
-        "  --draft D            spec: largest draft (default 6; adapts between 1 and D)\n"
+        "  --draft D            spec, split-spec: largest draft (default 6; adapts between 1 and D)\n"
+        "  --drafter head|skip  split-spec: draft with layers [0,K) and the exit head at K\n"
+        "                       (default), or skip the peer's middle: [0,K), [L-M,L), the head\n"
         "  --exit-threshold P   exit: top-1 probability to decide on the device (default 0.5;\n"
         "                       1: never, every token offloaded)\n"
         "  --exit-margin M      exit: decide on the device when the two largest logits are at\n"
         "                       least M apart instead (logit units, e.g. 2.5)\n"
         "  --hidden exact|int8  hidden states on the wire (default exact: bit-identical;\n"
         "                       int8 is a quarter of the size and only close)\n"
-        "  --chunk N|auto       split: prompt rows per message (default auto: from the\n"
-        "                       measured RTT, link rate and both sides' speed)\n"
+        "  --chunk N|auto|whole split, split-spec: prompt rows per message (default auto: from\n"
+        "                       the measured RTT, link rate and both sides' speed); whole:\n"
+        "                       no pipelining, the device's layers over the whole prompt\n"
+        "                       before the first message (a baseline)\n"
         "  --deadline-ms MS     a reply later than this: continue standalone (default 3000)\n"
         "  --resume-every N     standalone after a fallback: ask every N tokens whether a peer\n"
         "                       answers again, and collaborate again when one does (default\n"
@@ -727,8 +840,9 @@ static void usage(FILE *f)
         "  --slowdown F         device compute made F times slower (sleep), to stand for a\n"
         "                       slow board against a fast peer (default 1)\n"
         "  --temp T, --seed S   sampling (default greedy). split and device: as kvmesh generate\n"
-        "                       (top-p 0.9); spec and peer: no nucleus cut, the peer accepts\n"
-        "                       drafts by the speculative rule (the full model's distribution)\n"
+        "                       (top-p 0.9); spec, split-spec and peer: no nucleus cut, drafts\n"
+        "                       are accepted by the speculative rule (the full model's\n"
+        "                       distribution)\n"
         "  --check              afterwards, compare every generated token with the full\n"
         "                       model's greedy choice (agreement, on stderr and in JSON)\n"
         "  --json FILE          write the measurements as one JSON object\n"
@@ -764,7 +878,7 @@ int fw_cmd_collab(int argc, char **argv)
         { "deadline-ms", required_argument, 0, 'd' }, { "slowdown", required_argument, 0, 'W' },
         { "temp", required_argument, 0, 't' }, { "seed", required_argument, 0, 's' },
         { "check", no_argument, 0, 'k' }, { "exit-margin", required_argument, 0, 'G' },
-        { "resume-every", required_argument, 0, 'R' }, { "peer-group", required_argument, 0, 'g' }, { "json", required_argument, 0, 'j' },
+        { "drafter", required_argument, 0, 'F' }, { "resume-every", required_argument, 0, 'R' }, { "peer-group", required_argument, 0, 'g' }, { "json", required_argument, 0, 'j' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     int c;
@@ -776,7 +890,7 @@ int fw_cmd_collab(int argc, char **argv)
         case 'g': d->group = optarg; break;
         case 'M':
             if ((mode = parse_mode(optarg)) < 0) {
-                fprintf(stderr, "%s: --mode is split, spec, exit, device or peer, not '%s'\n", prog, optarg);
+                fprintf(stderr, "%s: --mode is split, spec, split-spec, exit, device or peer, not '%s'\n", prog, optarg);
                 return 2;
             }
             break;
@@ -795,6 +909,13 @@ int fw_cmd_collab(int argc, char **argv)
             d->hidden = strcmp(optarg, "int8") == 0 ? NN_HIDDEN_INT8 : NN_HIDDEN_EXACT;
             break;
         case 'C': chunk_s = optarg; break;
+        case 'F':
+            if (strcmp(optarg, "head") && strcmp(optarg, "skip")) {
+                fprintf(stderr, "%s: --drafter is head or skip, not '%s'\n", prog, optarg);
+                return 2;
+            }
+            d->draft_skip = strcmp(optarg, "skip") == 0;
+            break;
         case 'd': if (fw_parse_u32(prog, "--deadline-ms", optarg, 10, 600000, &deadline)) return 2; break;
         case 'W': if (fw_parse_q16(prog, "--slowdown", optarg, &slow_q16)) return 2; break;
         case 't': if (fw_parse_q16(prog, "--temp", optarg, &temp_q16)) return 2; break;
@@ -826,7 +947,7 @@ int fw_cmd_collab(int argc, char **argv)
         fprintf(stderr, "%s: --temp: exit mode decodes greedily in this version\n", prog);
         return 2;
     }
-    if (temp_q16 && mode == CM_SPEC && dmax > COLLAB_SAMPLE_MAX) {
+    if (temp_q16 && (mode == CM_SPEC || mode == CM_SPLIT_SPEC) && dmax > COLLAB_SAMPLE_MAX) {
         fprintf(stderr, "%s: --draft: at most %u drafts when sampling\n", prog, COLLAB_SAMPLE_MAX);
         return 2;
     }
@@ -852,7 +973,8 @@ int fw_cmd_collab(int argc, char **argv)
     fw_engine_opts eo = { .model = model ? model : d->cfg.image, .ctx = d->cfg.context, .batch = d->cfg.batch,
                           .threads = d->cfg.threads, .temp_q16 = temp_q16,
                           /* Speculative sampling draws drafts and verifies without a nucleus cut. */
-                          .topp_q16 = mode == CM_SPEC || mode == CM_PEER ? 0 : 58982, .seed = seed,
+                          .topp_q16 = mode == CM_SPEC || mode == CM_PEER || mode == CM_SPLIT_SPEC ? 0 : 58982,
+                          .seed = seed,
                           .max_prompt_bytes = strlen(prompt) };
     if (fw_engine_open(&d->e, &eo, err, sizeof err)) {
         fprintf(stderr, "%s: [model] image: %s\n", prog, err);
@@ -865,7 +987,7 @@ int fw_cmd_collab(int argc, char **argv)
     d->vocab = md->cfg.vocab_size;
     d->max_seq = d->e.s.max_seq;
     uint32_t kf = 1, km = 1;
-    if (mode == CM_SPLIT) {
+    if (mode == CM_SPLIT || mode == CM_SPLIT_SPEC) {
         if (sscanf(split, "%u,%u", &kf, &km) != 2 || kf + km >= d->L) {
             fprintf(stderr, "%s: --split K,M needs K + M < %u layers, not '%s'\n", prog, d->L, split);
             rc = 2;
@@ -881,7 +1003,11 @@ int fw_cmd_collab(int argc, char **argv)
             goto out_engine;
         }
     }
-    if (strcmp(chunk_s, "auto") != 0 && fw_parse_u32(prog, "--chunk", chunk_s, 1, COLLAB_MAX_ROWS, &d->chunk)) {
+    if (strcmp(chunk_s, "whole") == 0) {
+        d->whole = 1;
+        d->chunk = COLLAB_MAX_ROWS;
+    } else if (strcmp(chunk_s, "auto") != 0 &&
+               fw_parse_u32(prog, "--chunk", chunk_s, 1, COLLAB_MAX_ROWS, &d->chunk)) {
         rc = 2;
         goto out_engine;
     }
@@ -898,12 +1024,17 @@ int fw_cmd_collab(int argc, char **argv)
     d->hist = malloc((size_t)(d->max_seq + COLLAB_MAX_ROWS) * d->dim * 4);
     d->xa = malloc((size_t)COLLAB_MAX_ROWS * d->dim * 4);
     d->logits = malloc((size_t)d->vocab * 4);
+    if (mode == CM_SPLIT_SPEC) {
+        d->tl = malloc((size_t)(dmax + 1) * d->vocab * 4);
+        d->dl = malloc((size_t)dmax * d->vocab * 4);
+    }
     d->tok = malloc((size_t)(d->max_seq + COLLAB_MAX_ROWS + 1) * 4);
     d->kept_flag = calloc(d->max_seq + COLLAB_MAX_ROWS + 1, 1);
     d->msg = malloc(d->max_msg);
     for (int i = 0; i < DEV_SLOTS; i++)
         d->slots[i].data = malloc(d->max_msg);
-    int nomem = !d->hist || !d->xa || !d->logits || !d->tok || !d->kept_flag || !d->msg;
+    int nomem = !d->hist || !d->xa || !d->logits || !d->tok || !d->kept_flag || !d->msg ||
+                (mode == CM_SPLIT_SPEC && (!d->tl || !d->dl));
     for (int i = 0; i < DEV_SLOTS; i++)
         nomem |= !d->slots[i].data;
     if (nomem || nn_kv_work_init(&d->w, md, wpos, &d->e.arena)) {
@@ -916,7 +1047,7 @@ int fw_cmd_collab(int argc, char **argv)
 
     /* Device speed (slowdown included), for the chunk size: per call and per row of a
      * layer, from runs of 1 and up to 16 rows (their KV is overwritten by the prompt). */
-    if (mode == CM_SPLIT) {
+    if (has_back(d)) {
         uint32_t c1 = n_prompt < 16 ? n_prompt : 16, kl = d->k ? d->k : 1;
         uint64_t t1 = d->dev_ns;
         front(d, 0, 1);
@@ -948,12 +1079,12 @@ int fw_cmd_collab(int argc, char **argv)
         }
     }
     if (!d->chunk)
-        d->chunk = mode == CM_SPLIT ? choose_chunk(d, n_prompt) : COLLAB_MAX_ROWS;
+        d->chunk = has_back(d) ? choose_chunk(d, n_prompt) : COLLAB_MAX_ROWS;
     if (d->group && d->peer)
         fprintf(stderr, "kvmesh collab: %s of group %s answers\n", d->peer, d->group);
     fprintf(stderr, "kvmesh collab: mode %s, %u layers (device: %s), prompt %u tokens, chunk %u, hidden %s, "
             "rtt %.2f ms, link %.1f Mbit/s; a layer costs the device %u ns per call + %u per row, the peer %u + %u\n", mode_names[mode], d->L,
-            mode == CM_SPLIT ? "front and back" : mode == CM_DEVICE ? "all" : mode == CM_PEER ? "none" : "front",
+            has_back(d) ? "front and back" : mode == CM_DEVICE ? "all" : mode == CM_PEER ? "none" : "front",
             n_prompt, d->chunk, d->hidden == NN_HIDDEN_INT8 ? "int8" : "exact", d->ping_rtt_us / 1000.0,
             d->ping_bw_kbps / 1000.0, d->dev_ns_call_layer, d->dev_ns_row_layer, d->peer_ns_call_layer,
             d->peer_ns_row_layer);
@@ -977,7 +1108,7 @@ int fw_cmd_collab(int argc, char **argv)
         dev_end(d);
         d->standalone = 1;
         r = st ? -1 : 0;
-    } else if (mode == CM_SPLIT) {
+    } else if (has_back(d)) {
         r = split_run(d, 0);
     } else if (mode == CM_SPEC || mode == CM_PEER) {
         r = spec_round(d, 1);   /* no drafts yet: the peer reads the prompt (and the device, too) */
@@ -1002,6 +1133,13 @@ int fw_cmd_collab(int argc, char **argv)
             emit(d, t, 1);
             if (!d->done)
                 r = split_run(d, d->ntok - 1);
+        } else if (mode == CM_SPLIT_SPEC) {
+            /* After the prompt (and after a resume) the last token has been read and
+             * its logits are here: that token first, then rounds. */
+            if (d->e.s.n_pos == d->ntok)
+                emit(d, dev_sample(d), 1);
+            if (!d->done)
+                r = split_spec_round(d);
         } else if (mode == CM_SPEC || mode == CM_PEER) {
             r = spec_round(d, 0);
         } else {
@@ -1029,7 +1167,7 @@ int fw_cmd_collab(int argc, char **argv)
     fprintf(stderr, "kvmesh collab: mode %s, prompt tokens: %u, new tokens: %u (stopped: %s), time to first token: "
             "%.2f ms, between tokens: %.2f ms, link: %.0f bytes (%.0f per token), device compute share %.3f",
             mode_names[mode], n_prompt, d->made, d->stop, ttft, tbt, link, d->made ? link / d->made : 0, share);
-    if (mode == CM_SPEC)
+    if (mode == CM_SPEC || mode == CM_SPLIT_SPEC)
         fprintf(stderr, ", drafted %llu, accepted %llu in %llu rounds, last d %u", (unsigned long long)d->drafted,
                 (unsigned long long)d->accepted, (unsigned long long)d->rounds, d->d);
     if (mode == CM_EXIT)
@@ -1060,7 +1198,7 @@ int fw_cmd_collab(int argc, char **argv)
                 d->ping_rtt_us / 1000.0, d->ping_bw_kbps / 1000.0, (unsigned long long)d->probe_bytes,
                 d->fallbacks && mode != CM_DEVICE ? "true" : "false");
         fprintf(f, ",\"resumes\":%u", d->resumes);
-        if (mode == CM_SPEC)
+        if (mode == CM_SPEC || mode == CM_SPLIT_SPEC)
             fprintf(f, ",\"drafted\":%llu,\"accepted\":%llu,\"rounds\":%llu,\"acceptance\":%.4f",
                     (unsigned long long)d->drafted, (unsigned long long)d->accepted, (unsigned long long)d->rounds,
                     d->drafted ? (double)d->accepted / d->drafted : 0);
@@ -1068,7 +1206,7 @@ int fw_cmd_collab(int argc, char **argv)
             fprintf(f, ",\"kept\":%llu,\"offloaded\":%llu,\"kept_fraction\":%.4f", (unsigned long long)d->kept,
                     (unsigned long long)d->offloaded,
                     d->kept + d->offloaded ? (double)d->kept / (double)(d->kept + d->offloaded) : 0);
-        if (mode == CM_SPLIT || mode == CM_DEVICE) {
+        if (has_back(d) || mode == CM_DEVICE) {
             /* Every token came from logits computed here: their digest, to compare
              * runs bit for bit (random-weight models repeat one token). */
             uint8_t dg[32];
@@ -1092,6 +1230,8 @@ out_buffers:
     free(d->hist);
     free(d->xa);
     free(d->logits);
+    free(d->tl);
+    free(d->dl);
     free(d->tok);
     free(d->kept_flag);
     free(d->msg);

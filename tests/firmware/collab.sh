@@ -1,6 +1,6 @@
 #!/bin/sh
 # kvmesh collab and kvmesh peer on a real mosquitto (TLS, passwords, ACLs): split and
-# speculative greedy output bit-identical to `kvmesh generate --temp 0` for stories260K
+# speculative (and the two combined) greedy output bit-identical to `kvmesh generate --temp 0` for stories260K
 # and a random smollm2-135m-shape image; int8 hidden states measured against the full
 # model; early exit with a trained head (tokens kept on the device, agreement); the
 # peer killed with -9 mid-generation in split and speculative mode (the output still
@@ -55,6 +55,10 @@ for spec in 1,1 2,2 1,3 0,1; do
 done
 collab --mode split --chunk 5 -p "$P" -n 80 >"$TMPD/split.txt" 2>/dev/null
 check "split with 5-row prompt chunks: bit-identical" cmp -s "$TMPD/ref.txt" "$TMPD/split.txt"
+collab --mode split --chunk whole -p "$P" -n 80 >"$TMPD/split.txt" 2>/dev/null
+check "split without pipelining (--chunk whole): bit-identical" cmp -s "$TMPD/ref.txt" "$TMPD/split.txt"
+expect_fail "collab: a bad --drafter" 2 "drafter is head or skip" \
+    run "$K" collab --config "$TMPD/node-a.conf" --peer node-b --mode split-spec --drafter x -p x
 check "split made no fallback" sh -c "! grep -q standalone '$TMPD/split.err'"
 collab --mode split --hidden int8 --check -p "$P" -n 80 --json "$TMPD/i8.json" >"$TMPD/i8.txt" 2>"$TMPD/i8.err"
 a=$(jget agreement "$TMPD/i8.json")
@@ -99,7 +103,7 @@ kill_when_started() {
     kill -9 "$(cat "$TMPD/pids/node-b")"
     wait "$(cat "$TMPD/pids/node-b")" 2>/dev/null
 }
-for mode in split spec; do
+for mode in split spec split-spec; do
     # Fresh files: a background job truncates its redirections only once it runs, and a
     # stale fb.txt would make kill_when_started kill the peer before the device starts.
     rm -f "$TMPD/fb.txt" "$TMPD/fb.err" "$TMPD/fb.json"
@@ -117,10 +121,28 @@ for mode in split spec; do
     check "$mode: the JSON says it fell back" [ "$(jget fallback "$TMPD/fb.json")" = true ]
     check "the peer comes back" peer_start node-b
 done
+# ---- split plus speculative (HAT) ---------------------------------------------------------
+# The device drafts with its front layers and head; the peer runs the middle over d+1
+# rows; the device's back layers and head accept. Greedy: the generate text, and every
+# committed token's logits row equal to standalone's (the digest).
+collab --mode device -p "$P" -n 80 --json "$TMPD/dv.json" >/dev/null 2>&1
+for spec in 2,1 3,1 1,2 "2,2 --drafter skip"; do
+    # shellcheck disable=SC2086
+    collab --mode split-spec --split $spec -p "$P" -n 80 --json "$TMPD/hs.json" >"$TMPD/hs.txt" 2>"$TMPD/hs.err"
+    check "split-spec $spec (accepted $(jget accepted "$TMPD/hs.json") of $(jget drafted "$TMPD/hs.json")): bit-identical, logits digest equal to standalone" \
+        sh -c "cmp -s '$TMPD/ref.txt' '$TMPD/hs.txt' && [ '$(jget logits_digest "$TMPD/hs.json")' = '$(jget logits_digest "$TMPD/dv.json")' ]"
+done
+check "split-spec made no fallback" sh -c "! grep -q standalone '$TMPD/hs.err'"
+collab --mode split-spec --split 3,1 --temp 0.001 --seed 5 -p "$P" -n 80 >"$TMPD/hs.txt" 2>/dev/null
+check "split-spec sampling at temperature 0.001: the greedy text" cmp -s "$TMPD/ref.txt" "$TMPD/hs.txt"
+collab --mode split-spec --split 3,1 --temp 0.8 --seed 5 -p "$P" -n 80 --json "$TMPD/hs.json" >/dev/null 2>&1
+check "split-spec sampling at temperature 0.8 completes, drafts accepted ($(jget accepted "$TMPD/hs.json") of $(jget drafted "$TMPD/hs.json"))" \
+    [ "$(jget new_tokens "$TMPD/hs.json")" -gt 0 ] && [ "$(jget accepted "$TMPD/hs.json")" -gt 0 ]
+
 # Resume: the peer killed, then started again while the device goes on alone (slowed
 # down so that it is still generating): it collaborates again, the text unchanged.
 gen -m "$IMG" -p "$P" -n 400 >"$TMPD/ref400.txt"
-for mode in split spec; do
+for mode in split spec split-spec; do
     rm -f "$TMPD/fb.txt" "$TMPD/rs.err" "$TMPD/rs.json"
     collab --mode "$mode" -p "$P" -n 400 --slowdown 60 --deadline-ms 1000 --resume-every 8 --json "$TMPD/rs.json" \
         >"$TMPD/fb.txt" 2>"$TMPD/rs.err" &
@@ -231,6 +253,9 @@ else
         [ "$(jget logits_digest "$TMPD/s8.json")" != "$(jget logits_digest "$TMPD/sd.json")" ]
     scollab --mode spec --layer 8 -p "$Q" -n 16 >"$TMPD/sp2.txt" 2>/dev/null
     check "smollm2 shape: spec bit-identical to generate" cmp -s "$TMPD/refs.txt" "$TMPD/sp2.txt"
+    scollab --mode split-spec --split 2,2 -p "$Q" -n 16 --json "$TMPD/hs2.json" >"$TMPD/hs2.txt" 2>/dev/null
+    check "smollm2 shape: split-spec text bit-identical, logits digest equal to standalone" \
+        sh -c "cmp -s '$TMPD/refs.txt' '$TMPD/hs2.txt' && [ '$(jget logits_digest "$TMPD/hs2.json")' = '$(jget logits_digest "$TMPD/sd.json")' ]"
 fi
 
 fw_done

@@ -12,13 +12,19 @@
 #     kvmesh collab sleeps (F-1) times each measured compute interval).
 #
 # Usage: tools/collab/bench.sh [--links "lan wifi lte"] [--models "stories smollm2"]
-#                              [--modes "device peer split split-int8 spec exit"] [--slowdown F]
+#                              [--modes "device peer split split-whole split-int8 spec split-spec
+#                                        split-spec-u exit"] [--slowdown F]
 #                              [-n TOKENS] [--out DIR]
 # Models: stories = stories260K with exit heads at layers 2, 3 and 4 (kvmesh-exit-train,
 # 20000 tokens); smollm2 = a random smollm2-135m-shape image (compute-heavy; random
 # weights, so drafts and exits are never right: spec and exit are left out for it).
-# Modes: split (exact hidden states), split-int8 (int8, with the agreement measured),
-# spec (drafts from layers [0,4) + the exit head), exit (layer 4, top-1 probability >= 0.6,
+# Modes: split (exact hidden states, prompt chunks pipelined), split-whole (the same
+# without chunking: the device's front layers over the whole prompt before the first
+# message), split-int8 (int8, with the agreement measured), spec (drafts from layers
+# [0,4) + the exit head), split-spec (split plus speculative, HAT: split 4,0, drafts from
+# the device's layers [0,4) and the exit head at 4, the peer runs layer 4 over d+1 rows),
+# split-spec-u (split 2,2, drafts through the device's own layers [0,2) and [3,5) and the
+# final head, skipping the peer's middle), exit (layer 4, top-1 probability >= 0.6,
 # agreement measured), device and peer (the baselines).
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -26,7 +32,7 @@ B="${KVMESH_BUILD:-$top/build/host}"
 case "$B" in /*) ;; *) B="$top/$B" ;; esac
 BIN="$B/bin"
 M="${KVMESH_MODELS:-$top/../shared/models}"
-LINKS="lan wifi lte" MODELS="stories smollm2" MODES="device peer split split-int8 spec exit" SLOW=8 NTOK=64 OUT=""
+LINKS="lan wifi lte" MODELS="stories smollm2" MODES="device peer split split-whole split-int8 spec split-spec split-spec-u exit" SLOW=8 NTOK=64 OUT=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --links) LINKS=$2; shift ;;
@@ -35,7 +41,7 @@ while [ $# -gt 0 ]; do
         --slowdown) SLOW=$2; shift ;;
         -n) NTOK=$2; shift ;;
         --out) OUT=$2; shift ;;
-        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -121,7 +127,7 @@ first=1
 for model in $MODELS; do
     case $model in
         stories) IMG="$OUT/stories-exit.kvm"; CTX=512; modes=$MODES; layer=4; split=1,1; nt=$NTOK; prompt=$STORY ;;
-        smollm2) IMG="$OUT/smollm2.kvm"; CTX=256; modes=$(echo " $MODES " | sed 's/ spec / /; s/ exit / /')
+        smollm2) IMG="$OUT/smollm2.kvm"; CTX=256; modes=$(echo " $MODES " | sed 's/ spec / /; s/ split-spec / /; s/ split-spec-u / /; s/ exit / /')
                  layer=8; split=2,2; nt=$((NTOK / 4)); prompt=$SHORT ;;
         *) log "unknown model $model"; exit 2 ;;
     esac
@@ -140,8 +146,11 @@ for model in $MODELS; do
         for mode in $modes; do
             case $mode in
                 split) args="--mode split --split $split" ;;
+                split-whole) args="--mode split --split $split --chunk whole" ;;
                 split-int8) args="--mode split --split $split --hidden int8 --check" ;;
                 spec) args="--mode spec --layer $layer" ;;
+                split-spec) args="--mode split-spec --split 4,0" ;;
+                split-spec-u) args="--mode split-spec --split 2,2 --drafter skip" ;;
                 exit) args="--mode exit --layer $layer --exit-threshold 0.6 --check" ;;
                 *) args="--mode $mode" ;;
             esac
@@ -149,7 +158,7 @@ for model in $MODELS; do
             if "$BIN/kvmesh" collab --config "$T/dev.conf" --peer peer $args \
                 --slowdown "$SLOW" --deadline-ms 20000 -p "$prompt" -n "$nt" --json "$T/r.json" \
                 >"$T/out.txt" 2>"$T/err.txt"; then
-                line=$(sed "s/^{\"mode\":\"[a-z]*\"/{\"model\":\"$model\",\"link\":\"$link\",\"mode\":\"$mode\"/" "$T/r.json")
+                line=$(sed "s/^{\"mode\":\"[a-z-]*\"/{\"model\":\"$model\",\"link\":\"$link\",\"mode\":\"$mode\"/" "$T/r.json")
                 [ $first = 1 ] || echo "," >>"$OUT/results.json"
                 printf '%s' "$line" >>"$OUT/results.json"
                 first=0
