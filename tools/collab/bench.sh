@@ -11,28 +11,28 @@
 #   - the device's compute is slowed by --slowdown (default 8: a Pi 4 against a server;
 #     kvmesh collab sleeps (F-1) times each measured compute interval).
 #
-# Usage: tools/collab/bench.sh [--links "lan wifi lte"] [--models "stories smollm2"]
+# Usage: tools/collab/bench.sh [--links "lan wifi lte"] [--models "stories aidreams smollm2"]
 #                              [--modes "device peer split split-whole split-int8 spec split-spec
 #                                        split-spec-u exit"] [--slowdown F]
 #                              [-n TOKENS] [--out DIR]
-# Models: stories = stories260K with exit heads at layers 2, 3 and 4 (kvmesh-exit-train,
-# 20000 tokens); smollm2 = a random smollm2-135m-shape image (compute-heavy; random
-# weights, so drafts and exits are never right: spec and exit are left out for it).
+# Models (tools/collab/lib.sh): stories = stories260K (5 layers) with exit heads at layers
+# 2, 3 and 4; aidreams = aidreams260K (4 layers, 128-token context) with heads at 2 and 3
+# (kvmesh-exit-train, 20000 tokens, made once in --out); smollm2 = a random
+# smollm2-135m-shape image (compute-heavy; random weights, so drafts and exits are never
+# right: the speculative and exit modes are left out for it).
 # Modes: split (exact hidden states, prompt chunks pipelined), split-whole (the same
 # without chunking: the device's front layers over the whole prompt before the first
 # message), split-int8 (int8, with the agreement measured), spec (drafts from layers
-# [0,4) + the exit head), split-spec (split plus speculative, HAT: split 4,0, drafts from
-# the device's layers [0,4) and the exit head at 4, the peer runs layer 4 over d+1 rows),
-# split-spec-u (split 2,2, drafts through the device's own layers [0,2) and [3,5) and the
-# final head, skipping the peer's middle), exit (layer 4, top-1 probability >= 0.6,
-# agreement measured), device and peer (the baselines).
+# [0,k) + the exit head at k: 4 for stories, 3 for aidreams), split-spec (split plus
+# speculative, HAT: split k,0, drafts from the device's layers [0,k) and the exit head at
+# k, the peer runs the rest over d+1 rows), split-spec-u (a split with back layers on the
+# device, 2,2 / 1,2, drafting through all the device's layers and the final head,
+# skipping the peer's middle), exit (layer k, top-1 probability >= 0.6 for stories, 0.45
+# for aidreams; agreement measured), device and peer (the baselines).
 set -u
-top=$(cd "$(dirname "$0")/../.." && pwd)
-B="${KVMESH_BUILD:-$top/build/host}"
-case "$B" in /*) ;; *) B="$top/$B" ;; esac
-BIN="$B/bin"
-M="${KVMESH_MODELS:-$top/../shared/models}"
-LINKS="lan wifi lte" MODELS="stories smollm2" MODES="device peer split split-whole split-int8 spec split-spec split-spec-u exit" SLOW=8 NTOK=64 OUT=""
+PROG=bench.sh
+LINKS="lan wifi lte" MODELS="stories aidreams smollm2"
+MODES="device peer split split-whole split-int8 spec split-spec split-spec-u exit" SLOW=8 NTOK=64 OUT=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --links) LINKS=$2; shift ;;
@@ -41,82 +41,15 @@ while [ $# -gt 0 ]; do
         --slowdown) SLOW=$2; shift ;;
         -n) NTOK=$2; shift ;;
         --out) OUT=$2; shift ;;
-        -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n "2,$(($(grep -n '^set -u' "$0" | cut -d: -f1) - 1))p" "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
 done
-T=$(mktemp -d "${TMPDIR:-/tmp}/kvmesh-collab-bench.XXXXXX")
+. "$(dirname "$0")/lib.sh"
 [ -n "$OUT" ] || OUT="$T/out"
 mkdir -p "$OUT"
-PIDS=""
-cleanup() { for p in $PIDS; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$T"; }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-log() { echo "bench.sh: $*" >&2; }
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
-        echo $((20000 + $$ % 20000 + ${1:-0}))
-}
-wait_port() {
-    i=0
-    while [ $i -lt 100 ]; do
-        (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
-        bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null && return 0
-        sleep 0.1
-        i=$((i + 1))
-    done
-    return 1
-}
-
-# ---- images ------------------------------------------------------------------------------
-S="$M/stories260K"
-log "images"
-"$BIN/kvmesh-convert" -q --llama2c "$S/stories260K.bin" --tokenizer "$S/tok512.bin" -g 4 -o "$T/s.kvm" || exit 1
-if [ ! -f "$OUT/stories-exit.kvm" ]; then
-    log "training exit heads (layers 2,3,4; 20000 tokens)"
-    "$BIN/kvmesh-exit-train" -q -m "$T/s.kvm" --layers 2,3,4 --tokens 20000 -o "$OUT/stories-exit.kvm" || exit 1
-fi
-case " $MODELS " in *" smollm2 "*)
-    [ -f "$OUT/smollm2.kvm" ] || "$BIN/kvmesh-convert" -q --random smollm2-135m --seed 1 -o "$OUT/smollm2.kvm" || exit 1
-esac
-
-# ---- broker, secret, configurations ----------------------------------------------------------
-BP=$(free_port 1)
-cat >"$T/mosquitto.conf" <<CONF
-persistence false
-log_dest stderr
-log_type error
-set_tcp_nodelay true
-max_queued_messages 100000
-max_inflight_messages 64
-listener $BP 127.0.0.1
-allow_anonymous true
-CONF
-[ "$(id -u)" = 0 ] && echo "user root" >>"$T/mosquitto.conf"
-mosquitto -c "$T/mosquitto.conf" 2>"$T/broker.log" &
-PIDS="$PIDS $!"
-wait_port "$BP" || { log "mosquitto did not start"; exit 1; }
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/fleet.key"
-
-conf() { # NAME PORT IMAGE CONTEXT
-    mkdir -p "$T/$1"
-    cat >"$T/$1.conf" <<CONF
-[node]
-id = $1
-fleet = bench
-state_dir = $T/$1/state
-[broker]
-url = mqtt://127.0.0.1:$2
-[security]
-secret_file = $T/fleet.key
-[model]
-image = $3
-context = $4
-threads = 1
-CONF
-}
+start_broker || exit 1
 
 # ---- runs ---------------------------------------------------------------------------------------
 STORY="Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends. One day, she saw a big red ball under a tree. She ran to get it, but a dog took it first. Lily was sad, but then the dog brought the ball back to her and wagged its tail. They played together all day long, and Lily was very happy."
@@ -124,19 +57,18 @@ STORY="Once upon a time, there was a little girl named Lily. She loved to play o
 SHORT="Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends."
 echo "[" >"$OUT/results.json"
 first=1
+DREAM="I dreamed of a city made of glass, where the streets were rivers of light and every window held a different sky."
 for model in $MODELS; do
+    # Per model: context, modes, the spec/exit layer and threshold, split, split-spec
+    # splits, new tokens and prompt. aidreams260K has 4 layers and a 128-token context.
+    IMG=$(model_image "$model" "$OUT") || exit 1
     case $model in
-        stories) IMG="$OUT/stories-exit.kvm"; CTX=512; modes=$MODES; layer=4; split=1,1; nt=$NTOK; prompt=$STORY ;;
-        smollm2) IMG="$OUT/smollm2.kvm"; CTX=256; modes=$(echo " $MODES " | sed 's/ spec / /; s/ split-spec / /; s/ split-spec-u / /; s/ exit / /')
-                 layer=8; split=2,2; nt=$((NTOK / 4)); prompt=$SHORT ;;
-        *) log "unknown model $model"; exit 2 ;;
+        stories) CTX=512; modes=$MODES; layer=4; thr=0.6; split=1,1; hs=4,0; hsu=2,2; nt=$NTOK; prompt=$STORY ;;
+        aidreams) CTX=128; modes=$MODES; layer=3; thr=0.45; split=1,1; hs=3,0; hsu=1,2; nt=$NTOK; prompt=$DREAM ;;
+        smollm2) CTX=256; modes=$(echo " $MODES " | sed 's/ spec / /; s/ split-spec / /; s/ split-spec-u / /; s/ exit / /')
+                 layer=8; thr=0.6; split=2,2; hs=2,2; hsu=2,2; nt=$((NTOK / 4)); prompt=$SHORT ;;
     esac
-    conf peer "$BP" "$IMG" "$CTX"
-    "$BIN/kvmesh" peer --config "$T/peer.conf" 2>>"$T/peer-$model.log" &
-    ppid=$!
-    PIDS="$PIDS $ppid"
-    i=0
-    until grep -q "ready" "$T/peer-$model.log" 2>/dev/null || [ $i -gt 600 ]; do sleep 0.1; i=$((i + 1)); done
+    start_peer "$IMG" "$CTX" "$T/peer-$model.log" || exit 1
     for link in $LINKS; do
         LP=$(free_port 2)
         "$BIN/kvmesh-linksim" --listen "$LP" --to "127.0.0.1:$BP" --profile "$link" 2>"$T/linksim.log" &
@@ -149,9 +81,9 @@ for model in $MODELS; do
                 split-whole) args="--mode split --split $split --chunk whole" ;;
                 split-int8) args="--mode split --split $split --hidden int8 --check" ;;
                 spec) args="--mode spec --layer $layer" ;;
-                split-spec) args="--mode split-spec --split 4,0" ;;
-                split-spec-u) args="--mode split-spec --split 2,2 --drafter skip" ;;
-                exit) args="--mode exit --layer $layer --exit-threshold 0.6 --check" ;;
+                split-spec) args="--mode split-spec --split $hs" ;;
+                split-spec-u) args="--mode split-spec --split $hsu --drafter skip" ;;
+                exit) args="--mode exit --layer $layer --exit-threshold $thr --check" ;;
                 *) args="--mode $mode" ;;
             esac
             # shellcheck disable=SC2086
@@ -170,8 +102,8 @@ for model in $MODELS; do
         kill "$lpid" 2>/dev/null
         wait "$lpid" 2>/dev/null
     done
-    kill "$ppid" 2>/dev/null
-    wait "$ppid" 2>/dev/null
+    kill "$PPID_" 2>/dev/null
+    wait "$PPID_" 2>/dev/null
 done
 echo "]" >>"$OUT/results.json"
 cat "$OUT/results.json"
