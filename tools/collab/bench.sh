@@ -41,7 +41,7 @@ while [ $# -gt 0 ]; do
         --slowdown) SLOW=$2; shift ;;
         -n) NTOK=$2; shift ;;
         --out) OUT=$2; shift ;;
-        -h|--help) sed -n "2,$(($(grep -n '^set -u' "$0" | cut -d: -f1) - 1))p" "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift

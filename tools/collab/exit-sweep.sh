@@ -16,7 +16,7 @@ set -u
 PROG=exit-sweep.sh
 MODEL=stories LAYER="" THRS="" PROMPTS="" NTOK="" OUT=""
 while [ $# -gt 0 ]; do
-    case "$1" in -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+    case "$1" in -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;; esac
     [ $# -ge 2 ] || { echo "$PROG: $1 needs a value" >&2; exit 2; }
     case "$1" in
         --model) MODEL=$2 ;;
