@@ -14,7 +14,9 @@
 # Usage: tools/collab/bench.sh [--links "lan wifi lte"] [--models "stories aidreams smollm2"]
 #                              [--modes "device peer split split-whole split-int8 spec split-spec
 #                                        split-spec-u exit"] [--slowdown F]
-#                              [-n TOKENS] [--out DIR]
+#                              [--split K,M] [-n TOKENS] [--out DIR]
+# --split overrides the split of the split, split-whole and split-int8 modes (default 1,1
+# for stories and aidreams, 2,2 for smollm2).
 # Models (tools/collab/lib.sh): stories = stories260K (5 layers) with exit heads at layers
 # 2, 3 and 4; aidreams = aidreams260K (4 layers, 128-token context) with heads at 2 and 3
 # (kvmesh-exit-train, 20000 tokens, made once in --out); smollm2 = a random
@@ -32,13 +34,14 @@
 set -u
 PROG=bench.sh
 LINKS="lan wifi lte" MODELS="stories aidreams smollm2"
-MODES="device peer split split-whole split-int8 spec split-spec split-spec-u exit" SLOW=8 NTOK=64 OUT=""
+MODES="device peer split split-whole split-int8 spec split-spec split-spec-u exit" SLOW=8 NTOK=64 OUT="" SPLIT=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --links) LINKS=$2; shift ;;
         --models) MODELS=$2; shift ;;
         --modes) MODES=$2; shift ;;
         --slowdown) SLOW=$2; shift ;;
+        --split) SPLIT=$2; shift ;;
         -n) NTOK=$2; shift ;;
         --out) OUT=$2; shift ;;
         -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -68,6 +71,7 @@ for model in $MODELS; do
         smollm2) CTX=256; modes=$(echo " $MODES " | sed 's/ spec / /; s/ split-spec / /; s/ split-spec-u / /; s/ exit / /')
                  layer=8; thr=0.6; split=2,2; hs=2,2; hsu=2,2; nt=$((NTOK / 4)); prompt=$SHORT ;;
     esac
+    [ -z "$SPLIT" ] || split=$SPLIT
     start_peer "$IMG" "$CTX" "$T/peer-$model.log" || exit 1
     for link in $LINKS; do
         LP=$(free_port 2)
