@@ -99,11 +99,12 @@ static inline __attribute__((always_inline)) int64_t row_x1(const int8_t *q, con
         o = _mm256_add_epi64(o, _mm256_mul_epi32(_mm256_srli_epi64(s, 32), _mm256_srli_epi64(mz, 32)));
     }
     int64_t acc = hsum_i64(_mm256_add_epi64(e, o));
-    for (; g < ng; g++) {
-        uint32_t i0 = g * G, len = cols - i0 < G ? cols - i0 : G;
-        _mm_prefetch((const char *)(q + i0) + PF_DIST, _MM_HINT_T0);
-        acc += (int64_t)hsum1(group_vec(q + i0, a + i0, len)) * m[g];
+    for (; g < full; g++) {
+        _mm_prefetch((const char *)(q + (size_t)g * G) + PF_DIST, _MM_HINT_T0);
+        acc += (int64_t)hsum1(group_vec(q + (size_t)g * G, a + (size_t)g * G, G)) * m[g];
     }
+    if (g < ng) /* a short last group */
+        acc += (int64_t)hsum1(group_vec(q + (size_t)g * G, a + (size_t)g * G, cols - g * G)) * m[g];
     return acc;
 }
 

@@ -352,6 +352,7 @@ typedef struct fwd_ctx {
     uint32_t layer, l0, pos0, n_tok;   /* l0: the first layer of this layers_block */
     const nn_mm_args *mm;
     uint32_t n_mm;
+    int silu0;                          /* matmul_job: silu on mm[0]'s rows as they are made */
     void (*tok_fn)(struct fwd_ctx *c, uint32_t b, uint8_t *scratch);   /* run_tokens */
     atomic_uint next;                   /* first unclaimed item */
     uint32_t chunk;                     /* items per claim */
@@ -432,7 +433,8 @@ static void attention_job(void *arg, uint32_t w, uint32_t nw)
 }
 
 /* Runs up to three matmuls over the same activations; their rows, laid end to end,
- * are claimed in chunks. */
+ * are claimed in chunks. With silu0, the rows of the first get silu in place right
+ * after they are made (SwiGLU's gate: elementwise, so it needs no barrier of its own). */
 static void matmul_job(void *arg, uint32_t w, uint32_t nw)
 {
     fwd_ctx *c = arg;
@@ -446,8 +448,12 @@ static void matmul_job(void *arg, uint32_t w, uint32_t nw)
             uint32_t r0 = lo > base ? lo - base : 0, r1 = hi - base;
             if (r1 > c->mm[i].w->rows)
                 r1 = c->mm[i].w->rows;
-            if (r0 < r1)
-                c->s->kern->matmul_q8_q16(&c->mm[i], r0, r1);
+            if (r0 >= r1)
+                continue;
+            c->s->kern->matmul_q8_q16(&c->mm[i], r0, r1);
+            if (i == 0 && c->silu0)
+                for (uint32_t b = 0; b < c->mm[0].n_tok; b++)
+                    c->s->kern->silu_q16(c->mm[0].out + (size_t)b * c->mm[0].out_stride + r0, r1 - r0);
         }
 }
 
@@ -573,19 +579,6 @@ static void tok_ffn_norm(fwd_ctx *c, uint32_t b, uint8_t *scratch)
     s->xs[b] = rmsnorm(x, &m->layers[c->layer].ffn_norm, m->cfg.norm_eps_q32, s->xa + (size_t)b * xa_stride(m));
 }
 
-/* silu(h1) in place over the whole block, elements split across the workers: with
- * one token (decode) this is the only part of SwiGLU worth splitting. */
-static void silu_job(void *arg, uint32_t w, uint32_t nw)
-{
-    fwd_ctx *c = arg;
-    int32_t *h1 = c->s->h1;
-    uint32_t lo, hi;
-    (void)w;
-    (void)nw;
-    while (claim(c, c->n_tok * c->s->m->cfg.hidden_dim, &lo, &hi))
-        c->s->kern->silu_q16(h1 + lo, hi - lo);
-}
-
 /* silu(h1) * h3 in Q32, quantised for the down projection. */
 static void tok_swiglu_quant(fwd_ctx *c, uint32_t b, uint8_t *scratch)
 {
@@ -644,8 +637,9 @@ static void layers_block(nn_session *s, uint32_t pos0, uint32_t B, uint32_t l0, 
 
         run_tokens(s, &fc, tok_ffn_norm);
         nn_mm_args up[2] = { mm_args(s, &L->w1, B, s->h1, hid), mm_args(s, &L->w3, B, s->h3, hid) };
+        fc.silu0 = 1;
         matmuls(s, &fc, up, 2);
-        run(s, silu_job, &fc, 256, (uint64_t)B * hid >= 4096);
+        fc.silu0 = 0;
         run_tokens(s, &fc, tok_swiglu_quant);
         nn_mm_args down = mm_args(s, &L->w2, B, s->o, dim);
         matmuls(s, &fc, &down, 1);

@@ -15,13 +15,35 @@ uint32_t nn_rng_u32(uint64_t *state)
     return (uint32_t)((*state * 0x2545F4914F6CDD1Dull) >> 32);
 }
 
+/* The first index of the largest value. A running best index carries a branch from
+ * one element to the next (92 us over SmolLM2's 49,152 logits, every greedy token);
+ * here the largest value comes from 16 independent lanes, which the compiler turns
+ * into vector max instructions, and then the first block of 16 holding it is searched. */
 uint32_t nn_argmax_i32(const int32_t *v, uint32_t n)
 {
-    uint32_t best = 0;
-    for (uint32_t i = 1; i < n; i++)
-        if (v[i] > v[best])
-            best = i;
-    return best;
+    int32_t lane[16];
+    for (uint32_t j = 0; j < 16; j++)
+        lane[j] = INT32_MIN;
+    uint32_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (uint32_t j = 0; j < 16; j++)
+            lane[j] = v[i + j] > lane[j] ? v[i + j] : lane[j];
+    int32_t m = INT32_MIN;
+    for (uint32_t j = 0; j < 16; j++)
+        m = lane[j] > m ? lane[j] : m;
+    for (; i < n; i++)
+        m = v[i] > m ? v[i] : m;
+    for (i = 0; i + 16 <= n; i += 16) {
+        int hit = 0;
+        for (uint32_t j = 0; j < 16; j++)
+            hit |= v[i + j] == m;
+        if (hit)
+            break;
+    }
+    for (; i < n; i++)
+        if (v[i] == m)
+            return i;
+    return 0;
 }
 
 size_t nn_sampler_arena_bytes(uint32_t vocab)

@@ -16,6 +16,30 @@ static void argmax_lowest_index_wins(void **st)
     int32_t v[5] = { 3, 9, 9, -1, 2 };
     assert_int_equal(nn_argmax_i32(v, 5), 1);
     assert_int_equal(nn_argmax_i32(v, 1), 0);
+    /* Longer than one 16-wide block, ragged lengths, ties across blocks, the extremes:
+     * the first index of the largest value, as a running best index finds it. */
+    static int32_t w[1000];
+    uint32_t seed = 7;
+    for (uint32_t n = 1; n <= 1000; n += 37) {
+        for (uint32_t i = 0; i < n; i++) {
+            seed = seed * 1103515245u + 12345u;
+            w[i] = (int32_t)(seed >> 16) % 50 - 25;
+            if (seed % 97 == 0)
+                w[i] = INT32_MIN;
+        }
+        if (n > 40)
+            w[n - 1] = w[n / 3] = 1000;   /* a tie: the earlier wins */
+        uint32_t best = 0;
+        for (uint32_t i = 1; i < n; i++)
+            if (w[i] > w[best])
+                best = i;
+        assert_int_equal(nn_argmax_i32(w, n), best);
+    }
+    for (uint32_t i = 0; i < 40; i++)
+        w[i] = INT32_MIN;
+    assert_int_equal(nn_argmax_i32(w, 40), 0);
+    w[39] = INT32_MAX;
+    assert_int_equal(nn_argmax_i32(w, 40), 39);
 }
 
 static void greedy_at_zero_temperature(void **st)
