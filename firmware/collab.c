@@ -60,6 +60,7 @@ typedef struct {
     uint32_t L, dim, vocab, k, m_tail, hidden, chunk, deadline_ms;
     uint32_t d, dmax;
     int whole;                  /* --chunk whole: no pipelining (the unchunked U, a baseline) */
+    int chunk_fixed;            /* --chunk N or whole: every chunk that size */
     int draft_skip;             /* split-spec: draft through [0,k) + [L-m,L) + the head */
     int32_t exit_q30;
     int32_t exit_margin_q16;    /* > 0: decide by the top-2 logit margin instead */
@@ -310,6 +311,25 @@ static int fallback(dev_state *d, uint32_t fed, uint32_t back_done, const char *
 
 /* ---- split --------------------------------------------------------------------------- */
 
+/*
+ * The size of chunk i of a prompt, `done` rows sent and `left` to go. Around the base
+ * size c the pipeline also fills (the peer waits for the first chunk) and drains (the
+ * device waits for the last): the first chunks ramp up from c/4, doubling, and the
+ * last ones shrink, each taking half of what is left, so both ends are short (HAT
+ * sizes its chunks dynamically for the same reason). --chunk N and whole keep N.
+ */
+static uint32_t chunk_at(const dev_state *d, uint32_t done, uint32_t left, uint32_t i)
+{
+    uint32_t c = d->chunk, cmin = c / 4 ? c / 4 : 1;
+    if (d->chunk_fixed || left <= cmin)
+        return left < c ? left : c;
+    if (i < 2 && cmin << i < c && done + left > 2 * c)
+        c = cmin << i;
+    if (left < 2 * c)
+        c = (left + 1) / 2 > cmin ? (left + 1) / 2 : cmin;
+    return c < left ? c : left;
+}
+
 /* Runs positions [pos0, ntok) through the U: front here, middle there, back here,
  * pipelined in chunks; leaves the last position's logits. 0, 1 (fell back) or -1. */
 static int split_run(dev_state *d, uint32_t pos0)
@@ -318,7 +338,7 @@ static int split_run(dev_state *d, uint32_t pos0)
     uint32_t q_seq[DEV_SLOTS], q_pos[DEV_SLOTS], q_n[DEV_SLOTS], qh = 0, qn = 0;
     /* --chunk whole: the front of every row first, then the messages (the U without
      * chunking, which HAT's chunking is measured against). */
-    uint32_t fronted = pos0;
+    uint32_t fronted = pos0, nchunk = 0;
     for (; d->whole && fronted < end; fronted += d->chunk)
         if (front(d, fronted, end - fronted < d->chunk ? end - fronted : d->chunk))
             return -1;
@@ -326,7 +346,7 @@ static int split_run(dev_state *d, uint32_t pos0)
         /* Send the next chunk while there is room in flight; otherwise (or when every
          * chunk is out) take the oldest reply. */
         if (sent < end && qn < DEV_SLOTS - 1) {
-            uint32_t c = end - sent < d->chunk ? end - sent : d->chunk;
+            uint32_t c = chunk_at(d, sent - pos0, end - sent, nchunk++);
             if (sent >= fronted && front(d, sent, c))
                 return -1;
             size_t len;
@@ -355,10 +375,14 @@ static int split_run(dev_state *d, uint32_t pos0)
         uint32_t n = q_n[qh];
         dev_begin();
         nn_status st = nn_hidden_decode(s->data, s->r.data_len, n, d->dim, &d->w, d->xa);
+        /* Only the end's logits are wanted: the other rows need just the last layer's
+         * KV (run_layers_kv skips the rest of that layer for them). */
+        int last = q_pos[qh] + n == end;
+        int32_t *xl = d->xa + (size_t)(n - 1) * d->dim;
         if (!st && mid_end < d->L)
-            st = nn_session_run_layers(&d->e.s, q_pos[qh], d->xa, n, mid_end, d->L, d->xa);
-        if (!st && q_pos[qh] + n == end)
-            st = nn_session_logits(&d->e.s, d->xa + (size_t)(n - 1) * d->dim, 1, d->logits);
+            st = nn_session_run_layers_kv(&d->e.s, q_pos[qh], d->xa, n, mid_end, d->L, last ? xl : NULL);
+        if (!st && last)
+            st = nn_session_logits(&d->e.s, xl, 1, d->logits);
         dev_end(d);
         if (st)
             return -1;
@@ -1003,6 +1027,7 @@ int fw_cmd_collab(int argc, char **argv)
             goto out_engine;
         }
     }
+    d->chunk_fixed = strcmp(chunk_s, "auto") != 0;
     if (strcmp(chunk_s, "whole") == 0) {
         d->whole = 1;
         d->chunk = COLLAB_MAX_ROWS;

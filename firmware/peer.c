@@ -113,7 +113,11 @@ static uint32_t serve(peer_state *ps, const collab_msg *m, const uint8_t *data, 
             st = NN_E_ARG;
         if (!st)
             st = nn_hidden_decode(data, m->data_len, m->n, dim, &ps->w, ps->x);
-        if (!st)
+        /* Up to the last layer for a token: only the last row's output is wanted. */
+        int token = m->l1 == L && (m->flags & COLLAB_F_TOKEN);
+        if (!st && token)
+            st = nn_session_run_layers_kv(s, m->pos0, ps->x, m->n, m->l0, m->l1, ps->x + (size_t)(m->n - 1) * dim);
+        else if (!st)
             st = nn_session_run_layers(s, m->pos0, ps->x, m->n, m->l0, m->l1, ps->x);
         if (st) {
             fprintf(stderr, "kvmesh peer: bad LAYERS request from %s: %s\n", sender, nn_strerror(st));
@@ -124,7 +128,7 @@ static uint32_t serve(peer_state *ps, const collab_msg *m, const uint8_t *data, 
         ps->have = m->pos0 + m->n;
         ps->rows += m->n;
         r->have = ps->have;
-        if (m->l1 == L && (m->flags & COLLAB_F_TOKEN)) {
+        if (token) {
             nn_session_logits(s, ps->x + (size_t)(m->n - 1) * dim, 1, ps->logits);
             r->token = nn_argmax_i32(ps->logits, vocab);
             return 0;

@@ -177,6 +177,17 @@ nn_status nn_session_run_layers(nn_session *s, uint32_t pos0, const int32_t *x_i
                                 uint32_t l1, int32_t *x_out);
 
 /*
+ * As nn_session_run_layers, for a caller that needs layer l1-1's output only for the
+ * last position (x_last, [dim]) or not at all (x_last NULL): every layer's KV is
+ * written for every position, but layer l1-1's attention output and feed-forward run
+ * for the last position alone. Bit-identical to nn_session_run_layers in what it
+ * writes. (A prompt's last layer, where only the last row meets the classifier, or a
+ * split's tail layers: nn_session_forward does the same when all_logits is off.)
+ */
+nn_status nn_session_run_layers_kv(nn_session *s, uint32_t pos0, const int32_t *x_in, uint32_t n, uint32_t l0,
+                                   uint32_t l1, int32_t *x_last);
+
+/*
  * Logits (Q16, [n][vocab] into out) of n residual-stream rows x ([n][dim], Q16, the
  * output of the last layer): the final norm and the classifier, as nn_session_forward
  * ends. Returns NN_OK or NN_E_ARG.

@@ -610,13 +610,17 @@ static void rope_block(nn_session *s, uint32_t pos0, uint32_t B)
  * Layers [l0, l1) over the block's residual stream s->x ([B][dim], Q16), for positions
  * pos0 .. pos0+B-1 (s->rope must hold their phases). Writes those layers' KV at those
  * positions; attention reads the layers' KV at positions < pos0, which must be valid.
+ * last_only: of layer l1-1 the other rows need only their KV, so after its K and V
+ * projections the layer goes on with the last row alone (its attention, output
+ * projection and feed-forward); only row B-1 of s->x is then the layer's output.
  */
-static void layers_block(nn_session *s, uint32_t pos0, uint32_t B, uint32_t l0, uint32_t l1)
+static void layers_block(nn_session *s, uint32_t pos0, uint32_t B, uint32_t l0, uint32_t l1, int last_only)
 {
     const nn_model *m = s->m;
     const nn_config *c = &m->cfg;
     uint32_t dim = c->dim, hd = c->head_dim, qd = m->q_dim, kvd = m->kv_dim, hid = c->hidden_dim;
     fwd_ctx fc = { .s = s, .pos0 = pos0, .n_tok = B, .l0 = l0 };
+    uint32_t nb = B;   /* rows carried on: B, or 1 after the switch in a last-only layer */
 
     for (uint32_t l = l0; l < l1; l++) {
         const nn_layer_w *L = &m->layers[l];
@@ -630,23 +634,31 @@ static void layers_block(nn_session *s, uint32_t pos0, uint32_t B, uint32_t l0, 
         };
         matmuls(s, &fc, qkv, 3);
         run_tokens(s, &fc, tok_rope_store);
-        run(s, attention_job, &fc, 1, (uint64_t)B * c->n_heads * (pos0 + B) * hd >= MIN_SPLIT_MACS);
+        if (last_only && l + 1 == l1 && B > 1) {
+            memcpy(s->q, s->q + (size_t)(B - 1) * qd, (size_t)qd * sizeof *s->q);
+            memcpy(s->x, s->x + (size_t)(B - 1) * dim, (size_t)dim * sizeof *s->x);
+            fc.pos0 = pos0 + B - 1;
+            fc.n_tok = nb = 1;
+        }
+        run(s, attention_job, &fc, 1, (uint64_t)nb * c->n_heads * (fc.pos0 + nb) * hd >= MIN_SPLIT_MACS);
         run_tokens(s, &fc, tok_attn_quant);
-        nn_mm_args wo = mm_args(s, &L->wo, B, s->o, dim);
+        nn_mm_args wo = mm_args(s, &L->wo, nb, s->o, dim);
         matmuls(s, &fc, &wo, 1);
 
         run_tokens(s, &fc, tok_ffn_norm);
-        nn_mm_args up[2] = { mm_args(s, &L->w1, B, s->h1, hid), mm_args(s, &L->w3, B, s->h3, hid) };
+        nn_mm_args up[2] = { mm_args(s, &L->w1, nb, s->h1, hid), mm_args(s, &L->w3, nb, s->h3, hid) };
         fc.silu0 = 1;
         matmuls(s, &fc, up, 2);
         fc.silu0 = 0;
         run_tokens(s, &fc, tok_swiglu_quant);
-        nn_mm_args down = mm_args(s, &L->w2, B, s->o, dim);
+        nn_mm_args down = mm_args(s, &L->w2, nb, s->o, dim);
         matmuls(s, &fc, &down, 1);
     }
     if (l1 > l0) /* the last sublayer's residual add */
-        for (uint32_t i = 0; i < B * dim; i++)
+        for (uint32_t i = 0; i < nb * dim; i++)
             s->x[i] = nn_sat32((int64_t)s->x[i] + s->o[i]);
+    if (nb != B)
+        memcpy(s->x + (size_t)(B - 1) * dim, s->x, (size_t)dim * sizeof *s->x);
     if (s->hook && l1 == c->n_layers)
         s->hook(s->hook_ctx, l1, pos0, B, s->x);
 }
@@ -657,7 +669,9 @@ static void forward_block(nn_session *s, const uint32_t *tokens, uint32_t B)
     for (uint32_t b = 0; b < B; b++)
         embed(&m->tok_emb, tokens[b], s->x + (size_t)b * m->cfg.dim);
     rope_block(s, s->n_pos, B);
-    layers_block(s, s->n_pos, B, 0, m->cfg.n_layers);
+    /* Without all_logits only the block's last row reaches the classifier; a hook may
+     * want every row's output. */
+    layers_block(s, s->n_pos, B, 0, m->cfg.n_layers, !s->all_logits && !s->hook);
 }
 
 /* Final norm and classifier for tokens [b0, B) of the block. */
@@ -686,8 +700,10 @@ nn_status nn_session_embed(const nn_session *s, const uint32_t *tokens, uint32_t
     return NN_OK;
 }
 
-nn_status nn_session_run_layers(nn_session *s, uint32_t pos0, const int32_t *x_in, uint32_t n, uint32_t l0,
-                                uint32_t l1, int32_t *x_out)
+/* run_layers and run_layers_kv: x_out gets every row's output, or (last_only) x_out,
+ * when not NULL, the last row's. */
+static nn_status run_layers(nn_session *s, uint32_t pos0, const int32_t *x_in, uint32_t n, uint32_t l0, uint32_t l1,
+                            int32_t *x_out, int last_only)
 {
     if (!s || !s->m || (!x_in && n) || l0 > l1 || l1 > s->m->cfg.n_layers)
         return NN_E_ARG;
@@ -698,12 +714,26 @@ nn_status nn_session_run_layers(nn_session *s, uint32_t pos0, const int32_t *x_i
         uint32_t B = n - done < s->max_batch ? n - done : s->max_batch;
         memmove(s->x, x_in + (size_t)done * dim, (size_t)B * dim * sizeof *s->x);
         rope_block(s, pos0 + done, B);
-        layers_block(s, pos0 + done, B, l0, l1);
-        if (x_out)
+        layers_block(s, pos0 + done, B, l0, l1, last_only);
+        if (x_out && !last_only)
             memmove(x_out + (size_t)done * dim, s->x, (size_t)B * dim * sizeof *s->x);
         done += B;
+        if (x_out && last_only && done == n)
+            memmove(x_out, s->x + (size_t)(B - 1) * dim, (size_t)dim * sizeof *s->x);
     }
     return NN_OK;
+}
+
+nn_status nn_session_run_layers(nn_session *s, uint32_t pos0, const int32_t *x_in, uint32_t n, uint32_t l0,
+                                uint32_t l1, int32_t *x_out)
+{
+    return run_layers(s, pos0, x_in, n, l0, l1, x_out, 0);
+}
+
+nn_status nn_session_run_layers_kv(nn_session *s, uint32_t pos0, const int32_t *x_in, uint32_t n, uint32_t l0,
+                                   uint32_t l1, int32_t *x_last)
+{
+    return run_layers(s, pos0, x_in, n, l0, l1, x_last, 1);
 }
 
 nn_status nn_session_forward(nn_session *s, const uint32_t *tokens, uint32_t n, const int32_t **logits)

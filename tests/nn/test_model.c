@@ -176,6 +176,55 @@ static void fast_paths_bit_identical_on_wider_groups(void **st)
     }
 }
 
+/*
+ * Without all_logits the last layer runs its attention and feed-forward for each
+ * block's last row only (the others need just its KV): the logits and every KV byte
+ * are still the full pass's. nn_session_run_layers_kv does the same for any layer range.
+ */
+static void last_row_only_paths_bit_identical(void **st)
+{
+    (void)st;
+    uint32_t V = model.cfg.vocab_size, L = model.cfg.n_layers, dim = model.cfg.dim;
+    run base;
+    run_all(&base, 1, 1, "ref");
+    struct { uint32_t threads, block; } v[] = { { 1, 7 }, { 2, 32 }, { 3, 256 } };
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        nn_session_opts o = { .max_seq = n_toks, .max_batch = v[i].block, .threads = v[i].threads };
+        size_t need;
+        assert_int_equal(nn_session_arena_bytes(&model, &o, &need), NN_OK);
+        uint8_t *mem = aligned_alloc(64, (need + 63) & ~(size_t)63);
+        nn_arena a;
+        nn_arena_init(&a, mem, need);
+        nn_session s;
+        assert_int_equal(nn_session_init(&s, &model, &o, &a), NN_OK);
+        for (uint32_t p = 0; p < n_toks; p += v[i].block) {
+            uint32_t b = n_toks - p < v[i].block ? n_toks - p : v[i].block;
+            const int32_t *lg;
+            assert_int_equal(nn_session_forward(&s, toks + p, b, &lg), NN_OK);
+            assert_memory_equal(lg, base.logits + (size_t)(p + b - 1) * V, (size_t)V * 4);
+        }
+        same_kv(&base.s, &s);
+        /* The same through run_layers_kv, in two ranges of layers and uneven pieces. */
+        int32_t *x = malloc((size_t)n_toks * dim * 4), last[1024], lg[1024];
+        assert_true(dim <= 1024 && V <= 1024);
+        assert_int_equal(nn_session_truncate(&s, 0), NN_OK);
+        for (uint32_t p = 0; p < n_toks;) {
+            uint32_t b = n_toks - p < 45 ? n_toks - p : 45;
+            assert_int_equal(nn_session_embed(&s, toks + p, b, x), NN_OK);
+            assert_int_equal(nn_session_run_layers(&s, p, x, b, 0, 2, x), NN_OK);
+            assert_int_equal(nn_session_run_layers_kv(&s, p, x, b, 2, L, p + b == n_toks ? last : NULL), NN_OK);
+            p += b;
+        }
+        assert_int_equal(nn_session_logits(&s, last, 1, lg), NN_OK);
+        assert_memory_equal(lg, base.logits + (size_t)(n_toks - 1) * V, (size_t)V * 4);
+        same_kv(&base.s, &s);
+        free(x);
+        nn_session_deinit(&s);
+        free(mem);
+    }
+    run_free(&base);
+}
+
 static void rollback_recomputes_identically(void **st)
 {
     (void)st;
@@ -253,6 +302,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bit_identical_across_threads_blocks_and_kernels),
         cmocka_unit_test(fast_paths_bit_identical_on_wider_groups),
+        cmocka_unit_test(last_row_only_paths_bit_identical),
         cmocka_unit_test(rollback_recomputes_identically),
         cmocka_unit_test(range_errors_leave_the_session_untouched),
         cmocka_unit_test(arena_sizing),
