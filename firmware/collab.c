@@ -729,23 +729,36 @@ static int standalone_step(dev_state *d)
 /*
  * The prompt chunk. Each chunk of c rows costs a fixed part: one message's round trip
  * o, and on both sides a per-call cost for each layer (streaming that layer's weights,
- * which batching amortises); the pipeline also fills and drains once with c rows'
- * worth of every stage (device rows, link both ways, peer rows). So
- *   T(c) ~ (P / c) (o + calls) + c (dev_row + link_row + peer_row)
- *   ->  c = sqrt(P (o + calls) / per_row), clamped to 1 .. COLLAB_MAX_ROWS.
+ * which batching amortises). The pipeline runs at its slowest stage's pace (device,
+ * peer or link, per row), and fills and drains once with c rows' worth of every stage:
+ *   T(c) ~ P max(dev_row, peer_row, link_row) + (P / c) (o + calls) + c sum_row
+ *   ->  c = sqrt(P (o + calls) / sum_row), clamped to 1 .. COLLAB_MAX_ROWS,
+ * against no pipelining at all, T ~ P sum_row + (o + calls). When one stage dominates
+ * (a slow device with most of the work) chunking saves little and its per-chunk costs
+ * win: then the prompt goes in the largest messages, unramped (*fixed set). The
+ * device's last layer costs a prompt row only its K and V projections
+ * (nn_session_run_layers_kv), about kv_frac of a layer.
  */
-static uint32_t choose_chunk(dev_state *d, uint32_t P)
+static uint32_t choose_chunk(dev_state *d, uint32_t P, int *fixed)
 {
+    const nn_model *md = d->e.m;
+    double dim = md->cfg.dim, kvd = md->kv_dim, qd = md->q_dim, hid = md->cfg.hidden_dim;
+    double kv_frac = 2 * dim * kvd / (dim * (qd + 2 * kvd) + qd * dim + 3 * dim * hid);
     double o = d->ping_rtt_us * 1e3;
     double row_bytes = d->hidden == NN_HIDDEN_INT8 ? d->dim + 1.0 : d->dim * 4.0;
     double link = d->ping_bw_kbps ? 2.0 * row_bytes / (d->ping_bw_kbps * 1e3 / 8.0) * 1e9 : 0;
-    double per_row = (double)d->dev_ns_row_layer * (d->k + d->m_tail) +
-                     (double)d->peer_ns_row_layer * (d->L - d->k - d->m_tail) + link;
+    double dev = (double)d->dev_ns_row_layer * (d->k + (d->m_tail ? d->m_tail - 1 + kv_frac : 0));
+    double peer = (double)d->peer_ns_row_layer * (d->L - d->k - d->m_tail);
+    double sum = dev + peer + link, top = dev > peer ? (dev > link ? dev : link) : (peer > link ? peer : link);
     double calls = (double)d->dev_ns_call_layer * (d->k + d->m_tail) +
                    (double)d->peer_ns_call_layer * (d->L - d->k - d->m_tail);
-    double c = per_row > 0 ? sqrt(P * (o + calls) / per_row) : COLLAB_MAX_ROWS;
+    double c = sum > 0 ? sqrt(P * (o + calls) / sum) : COLLAB_MAX_ROWS;
     uint32_t ci = c < 1 ? 1 : c > COLLAB_MAX_ROWS ? COLLAB_MAX_ROWS : (uint32_t)c;
-    return ci > P ? (P ? P : 1) : ci;
+    if (ci > P)
+        ci = P ? P : 1;
+    double t_chunked = P * top + (double)P / ci * (o + calls) + ci * sum, t_whole = P * sum + o + calls;
+    *fixed = t_whole <= t_chunked;
+    return *fixed ? (P < COLLAB_MAX_ROWS ? (P ? P : 1) : COLLAB_MAX_ROWS) : ci;
 }
 
 /* Round trips with an empty and a 64 KiB probe: RTT and link rate; the peer's speed. */
@@ -1104,7 +1117,7 @@ int fw_cmd_collab(int argc, char **argv)
         }
     }
     if (!d->chunk)
-        d->chunk = has_back(d) ? choose_chunk(d, n_prompt) : COLLAB_MAX_ROWS;
+        d->chunk = has_back(d) ? choose_chunk(d, n_prompt, &d->chunk_fixed) : COLLAB_MAX_ROWS;
     if (d->group && d->peer)
         fprintf(stderr, "kvmesh collab: %s of group %s answers\n", d->peer, d->group);
     fprintf(stderr, "kvmesh collab: mode %s, %u layers (device: %s), prompt %u tokens, chunk %u, hidden %s, "
