@@ -96,6 +96,8 @@ typedef struct {
     uint32_t ping_rtt_us, ping_bw_kbps;
     uint32_t peer_ns_row_layer, peer_ns_call_layer, dev_ns_row_layer, dev_ns_call_layer;
     uint64_t probe_bytes;       /* the link probe's, not counted per token */
+    double t_model_chunked_ms, t_model_whole_ms;   /* choose_chunk's predictions */
+    uint32_t model_chunk;       /* and the chunk size it weighed */
 } dev_state;
 
 static dev_state dev_g;
@@ -757,6 +759,9 @@ static uint32_t choose_chunk(dev_state *d, uint32_t P, int *fixed)
     if (ci > P)
         ci = P ? P : 1;
     double t_chunked = P * top + (double)P / ci * (o + calls) + ci * sum, t_whole = P * sum + o + calls;
+    d->t_model_chunked_ms = t_chunked / 1e6;
+    d->model_chunk = ci;
+    d->t_model_whole_ms = t_whole / 1e6;
     *fixed = t_whole <= t_chunked;
     return *fixed ? (P < COLLAB_MAX_ROWS ? (P ? P : 1) : COLLAB_MAX_ROWS) : ci;
 }
@@ -1126,6 +1131,10 @@ int fw_cmd_collab(int argc, char **argv)
             n_prompt, d->chunk, d->hidden == NN_HIDDEN_INT8 ? "int8" : "exact", d->ping_rtt_us / 1000.0,
             d->ping_bw_kbps / 1000.0, d->dev_ns_call_layer, d->dev_ns_row_layer, d->peer_ns_call_layer,
             d->peer_ns_row_layer);
+    if (d->t_model_chunked_ms > 0)
+        fprintf(stderr, "kvmesh collab: the prompt's predicted time: %.1f ms pipelined in chunks of %u, %.1f ms in "
+                "whole messages: %s\n", d->t_model_chunked_ms, d->model_chunk,
+                d->t_model_whole_ms, d->chunk_fixed ? "whole messages" : "chunks");
 
     /* Prefill: print the prompt as generate does, then produce the first token. */
     d->t_start = fw_now_ns();
@@ -1236,6 +1245,9 @@ int fw_cmd_collab(int argc, char **argv)
                 d->ping_rtt_us / 1000.0, d->ping_bw_kbps / 1000.0, (unsigned long long)d->probe_bytes,
                 d->fallbacks && mode != CM_DEVICE ? "true" : "false");
         fprintf(f, ",\"resumes\":%u", d->resumes);
+        if (d->t_model_chunked_ms > 0)
+            fprintf(f, ",\"predicted_chunked_ms\":%.2f,\"predicted_whole_ms\":%.2f", d->t_model_chunked_ms,
+                    d->t_model_whole_ms);
         if (mode == CM_SPEC || mode == CM_SPLIT_SPEC)
             fprintf(f, ",\"drafted\":%llu,\"accepted\":%llu,\"rounds\":%llu,\"acceptance\":%.4f",
                     (unsigned long long)d->drafted, (unsigned long long)d->accepted, (unsigned long long)d->rounds,
