@@ -514,10 +514,11 @@ static int spec_round(dev_state *d, int first)
  * One round, with the last committed token (position p0 = ntok-1) not yet read by any
  * layer. The device drafts d tokens with what it holds: its front layers and the exit
  * head at k, or (--drafter skip) the whole U without the peer's middle: [0,k), then
- * [L-m,L) and the final head. On the way it computes the rows at k of p0 and every draft; the peer runs its middle layers over those d+1 rows in one pass; the device runs
- * its back layers and the head over all d+1 and keeps the drafts the full model agrees
- * with (greedy: its argmax; sampling: the speculative rule), plus the full model's next
- * token. Tokens never leave the device, only hidden states, as in split mode; and every
+ * [L-m,L) and the final head. On the way it computes the rows at k of p0 and every
+ * draft; the peer runs its middle layers over those d+1 rows in one pass; the device
+ * runs its back layers and the head over all d+1 and keeps the drafts the full model
+ * agrees with (greedy: its argmax; sampling: the speculative rule), plus the full
+ * model's next token. Tokens never leave the device, only hidden states, as in split mode; and every
  * committed token comes from a logits row computed exactly as standalone. Rejected
  * positions are overwritten by the next round on both sides. 0, 1 (fell back) or -1.
  */
@@ -920,7 +921,8 @@ int fw_cmd_collab(int argc, char **argv)
         { "deadline-ms", required_argument, 0, 'd' }, { "slowdown", required_argument, 0, 'W' },
         { "temp", required_argument, 0, 't' }, { "seed", required_argument, 0, 's' },
         { "check", no_argument, 0, 'k' }, { "exit-margin", required_argument, 0, 'G' },
-        { "drafter", required_argument, 0, 'F' }, { "resume-every", required_argument, 0, 'R' }, { "peer-group", required_argument, 0, 'g' }, { "json", required_argument, 0, 'j' },
+        { "drafter", required_argument, 0, 'F' }, { "resume-every", required_argument, 0, 'R' },
+        { "peer-group", required_argument, 0, 'g' }, { "json", required_argument, 0, 'j' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     int c;
@@ -1037,6 +1039,12 @@ int fw_cmd_collab(int argc, char **argv)
         }
         d->k = kf;
         d->m_tail = km;
+        if (mode == CM_SPLIT_SPEC && kf == 0 && !d->draft_skip) {
+            fprintf(stderr, "%s: split-spec drafts with the exit head at K, so K must be at least 1 "
+                    "(or --drafter skip)\n", prog);
+            rc = 2;
+            goto out_engine;
+        }
     } else {
         d->k = layer ? layer : d->L / 2;
         if (d->k >= d->L && mode != CM_DEVICE && mode != CM_PEER) {

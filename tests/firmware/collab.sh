@@ -57,6 +57,8 @@ collab --mode split --chunk 5 -p "$P" -n 80 >"$TMPD/split.txt" 2>/dev/null
 check "split with 5-row prompt chunks: bit-identical" cmp -s "$TMPD/ref.txt" "$TMPD/split.txt"
 collab --mode split --chunk whole -p "$P" -n 80 >"$TMPD/split.txt" 2>/dev/null
 check "split without pipelining (--chunk whole): bit-identical" cmp -s "$TMPD/ref.txt" "$TMPD/split.txt"
+expect_fail "collab: split-spec with no front layer to draft from" 2 "K must be at least 1" \
+    run "$K" collab --config "$TMPD/node-a.conf" --peer node-b --mode split-spec --split 0,2 -p x
 expect_fail "collab: a bad --drafter" 2 "drafter is head or skip" \
     run "$K" collab --config "$TMPD/node-a.conf" --peer node-b --mode split-spec --drafter x -p x
 check "split made no fallback" sh -c "! grep -q standalone '$TMPD/split.err'"
