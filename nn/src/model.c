@@ -659,8 +659,8 @@ static void layers_block(nn_session *s, uint32_t pos0, uint32_t B, uint32_t l0, 
             s->x[i] = nn_sat32((int64_t)s->x[i] + s->o[i]);
     if (nb != B)
         memcpy(s->x + (size_t)(B - 1) * dim, s->x, (size_t)dim * sizeof *s->x);
-    if (s->hook && l1 == c->n_layers)
-        s->hook(s->hook_ctx, l1, pos0, B, s->x);
+    if (s->hook && l1 == c->n_layers) /* the rows that were computed to the end */
+        s->hook(s->hook_ctx, l1, pos0 + B - nb, nb, s->x + (size_t)(B - nb) * dim);
 }
 
 static void forward_block(nn_session *s, const uint32_t *tokens, uint32_t B)
