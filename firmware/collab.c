@@ -561,7 +561,9 @@ static int split_spec_round(dev_state *d)
     collab_msg m = { .op = COLLAB_OP_LAYERS, .hidden = (uint8_t)d->hidden, .pos0 = p0, .n = nd + 1, .l0 = d->k,
                      .l1 = mid_end, .data_len = (uint32_t)len };
     int64_t seq = dev_send(d, MQTT_FT_HIDDEN, &m);
-    dev_slot *s = seq < 0 ? NULL : dev_wait(d, (uint32_t)seq);
+    if (seq < 0)
+        return fallback(d, d->ntok, p0, "sending failed") ? -1 : 1;
+    dev_slot *s = dev_wait(d, (uint32_t)seq);
     if (!s || s->r.status != COLLAB_ST_OK || s->r.pos0 != p0 || s->r.n != nd + 1)
         return fallback(d, d->ntok, p0, s ? "the peer lost the session" : "the peer did not answer in time") ? -1 : 1;
     dev_begin();

@@ -31,8 +31,8 @@ check "node-a starts on the sim board" fw_start node-a
 check "node-b starts" fw_start node-b
 check "the LED shows idle" wait_led node-a idle
 sleep 1.2
-check "metrics carry the sensor: temp_mc 45000, governor normal, 2 threads" \
-    [ "$(metric node-a temp_mc)" = 45000 ] && [ "$(metric node-a governor)" = normal ] && [ "$(metric node-a threads)" = 2 ]
+check_all "metrics carry the sensor: temp_mc 45000, governor normal, 2 threads" \
+    '[ "$(metric node-a temp_mc)" = 45000 ] && [ "$(metric node-a governor)" = normal ] && [ "$(metric node-a threads)" = 2 ]'
 
 # The button runs the configured prompt.
 press node-a
@@ -61,11 +61,13 @@ check "above hard: paused, and published" grep -q '"new_state":"paused"' "$TMPD/
 check "the LED shows error (needs a person)" wait_led node-a error
 fw_ask node-a --prompt "Once upon a time" -n 3 --temp 0 --json --timeout 3 >"$TMPD/t2.json"
 check "a request waits while paused" sh -c "! grep -q '\"done\":true' '$TMPD/t2.json'"
-check "the metrics say paused, one queued" [ "$(metric node-a governor)" = paused ] && [ "$(metric node-a queue_depth)" = 1 ]
+check_all "the metrics say paused, one queued" \
+    '[ "$(metric node-a governor)" = paused ] && [ "$(metric node-a queue_depth)" = 1 ]'
 temp node-a 60000
 sleep 2
 check "cooled: resumed (published)" grep -q '"old_state":"paused","new_state":"throttled"' "$TMPD/events.txt"
-check "the waiting request ran" [ "$(metric node-a queue_depth)" = 0 ] && [ "$(metric node-a requests_done)" -ge 3 ]
+check_all "the waiting request ran" \
+    '[ "$(metric node-a queue_depth)" = 0 ] && [ "$(metric node-a requests_done)" -ge 3 ]'
 check "the LED is back to idle" wait_led node-a idle
 sleep 1
 check "threads climb back to 2" [ "$(metric node-a threads)" = 2 ]

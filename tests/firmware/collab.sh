@@ -49,7 +49,7 @@ check "collab --help exits 0" run "$K" collab --help >/dev/null
 # ---- split -------------------------------------------------------------------------------
 gen -m "$IMG" -p "$P" -n 80 >"$TMPD/ref.txt"
 for spec in 1,1 2,2 1,3 0,1; do
-    collab --mode split --split "$spec" -p "$P" -n 80 --json "$TMPD/s.json" >"$TMPD/split.txt" 2>"$TMPD/split.err"
+    collab --mode split --split "$spec" -p "$P" -n 80 --json "$TMPD/s.json" >"$TMPD/split.txt" 2>>"$TMPD/split.err"
     check "split $spec (chunk $(jget chunk "$TMPD/s.json"), exact hidden states): bit-identical to generate" \
         cmp -s "$TMPD/ref.txt" "$TMPD/split.txt"
 done
@@ -61,7 +61,7 @@ expect_fail "collab: split-spec with no front layer to draft from" 2 "K must be 
     run "$K" collab --config "$TMPD/node-a.conf" --peer node-b --mode split-spec --split 0,2 -p x
 expect_fail "collab: a bad --drafter" 2 "drafter is head or skip" \
     run "$K" collab --config "$TMPD/node-a.conf" --peer node-b --mode split-spec --drafter x -p x
-check "split made no fallback" sh -c "! grep -q standalone '$TMPD/split.err'"
+check "split made no fallback (any split)" sh -c "! grep -q standalone '$TMPD/split.err'"
 collab --mode split --hidden int8 --check -p "$P" -n 80 --json "$TMPD/i8.json" >"$TMPD/i8.txt" 2>"$TMPD/i8.err"
 a=$(jget agreement "$TMPD/i8.json")
 echo "# split with int8 hidden states: agreement with the full model $a, $(jget link_bytes_per_token "$TMPD/i8.json") link bytes per token"
@@ -87,8 +87,8 @@ collab --mode spec --layer 4 --temp 0.001 --seed 5 -p "$P" -n 80 --json "$TMPD/s
 check "spec sampling at temperature 0.001 (accepted $(jget accepted "$TMPD/ss.json") of $(jget drafted "$TMPD/ss.json")): the greedy text" \
     cmp -s "$TMPD/ref.txt" "$TMPD/spec-t.txt"
 collab --mode spec --layer 4 --temp 0.8 --seed 5 -p "$P" -n 80 --json "$TMPD/ss.json" >"$TMPD/spec-t.txt" 2>/dev/null
-check "spec sampling at temperature 0.8 completes, drafts accepted ($(jget accepted "$TMPD/ss.json") of $(jget drafted "$TMPD/ss.json"))" \
-    [ "$(jget new_tokens "$TMPD/ss.json")" -gt 0 ] && [ "$(jget accepted "$TMPD/ss.json")" -gt 0 ]
+check_all "spec sampling at temperature 0.8 completes, drafts accepted ($(jget accepted "$TMPD/ss.json") of $(jget drafted "$TMPD/ss.json"))" \
+    '[ "$(jget new_tokens "$TMPD/ss.json")" -gt 0 ] && [ "$(jget accepted "$TMPD/ss.json")" -gt 0 ]'
 
 # ---- fallback: the peer killed with -9 mid-generation ------------------------------------
 # collab_bg MODE ARGS: a long generation in the background; kill_when_started waits
@@ -116,8 +116,8 @@ for mode in split spec split-spec; do
     crc=$?
     at=$(sed -n 's/.*continuing standalone after \([0-9]*\) tokens.*/\1/p' "$TMPD/fb.err")
     echo "# $mode: $(grep 'continuing standalone' "$TMPD/fb.err")"
-    check "$mode: the peer killed after ${at:-?} tokens, the device completes (exit $crc)" \
-        [ "$crc" = 0 ] && [ "${at:-0}" -gt 0 ] && [ "${at:-0}" -lt 150 ]
+    check_all "$mode: the peer killed after ${at:-?} tokens, the device completes (exit $crc)" \
+        '[ "$crc" = 0 ] && [ "${at:-0}" -gt 0 ] && [ "${at:-0}" -lt 150 ]'
     check "$mode with the fallback: output bit-identical to standalone" cmp -s "$TMPD/ref150.txt" "$TMPD/fb.txt"
     [ "$crc" = 0 ] || sed 's/^/#   /' "$TMPD/fb.err"
     check "$mode: the JSON says it fell back" [ "$(jget fallback "$TMPD/fb.json")" = true ]
@@ -130,16 +130,16 @@ done
 collab --mode device -p "$P" -n 80 --json "$TMPD/dv.json" >/dev/null 2>&1
 for spec in 2,1 3,1 1,2 "2,2 --drafter skip"; do
     # shellcheck disable=SC2086
-    collab --mode split-spec --split $spec -p "$P" -n 80 --json "$TMPD/hs.json" >"$TMPD/hs.txt" 2>"$TMPD/hs.err"
+    collab --mode split-spec --split $spec -p "$P" -n 80 --json "$TMPD/hs.json" >"$TMPD/hs.txt" 2>>"$TMPD/hs.err"
     check "split-spec $spec (accepted $(jget accepted "$TMPD/hs.json") of $(jget drafted "$TMPD/hs.json")): bit-identical, logits digest equal to standalone" \
         sh -c "cmp -s '$TMPD/ref.txt' '$TMPD/hs.txt' && [ '$(jget logits_digest "$TMPD/hs.json")' = '$(jget logits_digest "$TMPD/dv.json")' ]"
 done
-check "split-spec made no fallback" sh -c "! grep -q standalone '$TMPD/hs.err'"
+check "split-spec made no fallback (any split)" sh -c "! grep -q standalone '$TMPD/hs.err'"
 collab --mode split-spec --split 3,1 --temp 0.001 --seed 5 -p "$P" -n 80 >"$TMPD/hs.txt" 2>/dev/null
 check "split-spec sampling at temperature 0.001: the greedy text" cmp -s "$TMPD/ref.txt" "$TMPD/hs.txt"
 collab --mode split-spec --split 3,1 --temp 0.8 --seed 5 -p "$P" -n 80 --json "$TMPD/hs.json" >/dev/null 2>&1
-check "split-spec sampling at temperature 0.8 completes, drafts accepted ($(jget accepted "$TMPD/hs.json") of $(jget drafted "$TMPD/hs.json"))" \
-    [ "$(jget new_tokens "$TMPD/hs.json")" -gt 0 ] && [ "$(jget accepted "$TMPD/hs.json")" -gt 0 ]
+check_all "split-spec sampling at temperature 0.8 completes, drafts accepted ($(jget accepted "$TMPD/hs.json") of $(jget drafted "$TMPD/hs.json"))" \
+    '[ "$(jget new_tokens "$TMPD/hs.json")" -gt 0 ] && [ "$(jget accepted "$TMPD/hs.json")" -gt 0 ]'
 
 # Resume: the peer killed, then started again while the device goes on alone (slowed
 # down so that it is still generating): it collaborates again, the text unchanged.
@@ -154,8 +154,8 @@ for mode in split spec split-spec; do
     wait $cpid
     crc=$?
     echo "# $mode: $(grep -E 'standalone|again' "$TMPD/rs.err" | tr '\n' ' ')"
-    check "$mode: the peer back during the generation: collaborating again (resumes $(jget resumes "$TMPD/rs.json"), exit $crc)" \
-        [ "$crc" = 0 ] && [ "$(jget resumes "$TMPD/rs.json")" -ge 1 ] && grep -q "answers again" "$TMPD/rs.err"
+    check_all "$mode: the peer back during the generation: collaborating again (resumes $(jget resumes "$TMPD/rs.json"), exit $crc)" \
+        '[ "$crc" = 0 ] && [ "$(jget resumes "$TMPD/rs.json")" -ge 1 ] && grep -q "answers again" "$TMPD/rs.err"'
     check "$mode after the fallback and the resume: output bit-identical to standalone" \
         cmp -s "$TMPD/ref400.txt" "$TMPD/fb.txt"
 done
@@ -227,8 +227,8 @@ check "exit with threshold 1 (every token offloaded): bit-identical to the full 
 xcollab --mode exit --layer 3 --exit-threshold 0.5 --check -p "$P" -n 120 --json "$TMPD/x.json" >/dev/null 2>"$TMPD/x.err"
 kf=$(jget kept_fraction "$TMPD/x.json"); ag=$(jget agreement "$TMPD/x.json")
 echo "# exit at layer 3 of 5, threshold 0.5: kept on device $kf, agreement with the full model $ag, $(jget link_bytes_per_token "$TMPD/x.json") link bytes per token"
-check "exit: both paths taken (kept $(jget kept "$TMPD/x.json"), offloaded $(jget offloaded "$TMPD/x.json"))" \
-    [ "$(jget kept "$TMPD/x.json")" -gt 0 ] && [ "$(jget offloaded "$TMPD/x.json")" -gt 0 ]
+check_all "exit: both paths taken (kept $(jget kept "$TMPD/x.json"), offloaded $(jget offloaded "$TMPD/x.json"))" \
+    '[ "$(jget kept "$TMPD/x.json")" -gt 0 ] && [ "$(jget offloaded "$TMPD/x.json")" -gt 0 ]'
 # A head trained on 4000 tokens (the docs' numbers use 20000): a loose bound.
 check "exit: agreement with the full model >= 0.85 ($ag)" awk -v a="$ag" 'BEGIN { exit !(a >= 0.85) }'
 fw_stop node-c KILL 2>/dev/null

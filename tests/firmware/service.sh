@@ -36,8 +36,8 @@ sleep 0.5   # the announcements reach node-b's index
 fw_ask node-b --prompt "$P2" -n 40 --temp 0 --json >"$TMPD/b1.json"
 f=$(final "$TMPD/b1.json")
 echo "# node-b: $f"
-check "node-b found node-a's $n60-token context from its own $n2-token prompt (fleet)" \
-    [ "$(fw_json cache "$f")" = fleet ] && [ "$(fw_json cache_from "$f")" = node-a ]
+check_all "node-b found node-a's $n60-token context from its own $n2-token prompt (fleet)" \
+    '[ "$(fw_json cache "$f")" = fleet ] && [ "$(fw_json cache_from "$f")" = node-a ]'
 check "reused tokens $(fw_json reused_tokens "$f") == the shared prefix, $n_shared tokens" \
     [ "$(fw_json reused_tokens "$f")" = "$n_shared" ]
 text=$(grep '"token":' "$TMPD/b1.json" | while IFS= read -r l; do fw_json text "$l"; done | tr -d '\n')
@@ -46,8 +46,8 @@ printf '%s%s\n' "$P2" "$text" >"$TMPD/b1.txt"
 check "node-b's greedy output is bit-identical to kvmesh generate" cmp -s "$TMPD/gen.txt" "$TMPD/b1.txt"
 fw_ask node-b --prompt "$P2" -n 5 --temp 0 --json >"$TMPD/b2.json"
 f=$(final "$TMPD/b2.json")
-check "the same prompt again: node-b's own store, all but the last token reused" \
-    [ "$(fw_json cache "$f")" = local ] && [ "$(fw_json reused_tokens "$f")" = $((n2 - 1)) ]
+check_all "the same prompt again: node-b's own store, all but the last token reused" \
+    '[ "$(fw_json cache "$f")" = local ] && [ "$(fw_json reused_tokens "$f")" = $((n2 - 1)) ]'
 
 # The system-prompt policy: only the system prompt's part is stored and shared.
 SYS="Tom and his dog Bartholomew went to the market to buy food for the big party in the garden."
@@ -58,13 +58,13 @@ fw_ask node-c --system "$SYS" --prompt "Zebediah whispered a secret." -n 5 --tem
 fw_wait_glob "$TMPD/node-c/cache/*.kv"
 entries=$(ls "$TMPD/node-c/cache/"*.kv 2>/dev/null | wc -l)
 pos=$(run "$BIN/kvmesh-kv" inspect "$TMPD"/node-c/cache/*.kv 2>/dev/null | sed -n 's/.*"positions":\[0,\([0-9]*\)\].*/\1/p')
-check "node-c stored one cache of exactly the system prompt's $n_sys tokens (got $entries entry, $pos positions)" \
-    [ "$entries" -eq 1 ] && [ "$pos" = "$n_sys" ]
+check_all "node-c stored one cache of exactly the system prompt's $n_sys tokens (got $entries entry, $pos positions)" \
+    '[ "$entries" -eq 1 ] && [ "$pos" = "$n_sys" ]'
 sleep 0.5
 fw_ask node-b --system "$SYS" --prompt "Then it rained." -n 5 --temp 0 --json >"$TMPD/b3.json"
 f=$(final "$TMPD/b3.json")
-check "node-b reuses node-c's system prompt cache: $(fw_json reused_tokens "$f") == $n_sys tokens" \
-    [ "$(fw_json cache_from "$f")" = node-c ] && [ "$(fw_json reused_tokens "$f")" = "$n_sys" ]
+check_all "node-b reuses node-c's system prompt cache: $(fw_json reused_tokens "$f") == $n_sys tokens" \
+    '[ "$(fw_json cache_from "$f")" = node-c ] && [ "$(fw_json reused_tokens "$f")" = "$n_sys" ]'
 fw_stop node-c
 
 # ---- telemetry, discovery, the monitor ------------------------------------------------
@@ -77,9 +77,9 @@ check "metrics are JSON with the documented fields and units" run "$JSONCHECK" n
     store_discarded_torn:number frames_rejected:object frames_rejected.auth:number frames_rejected.replay:number \
     foreign_messages:number commands_refused:number temp_mc:numnull power_mw:numnull throttle_flags governor:string \
     threads:number arena_bytes:number arena_capacity_bytes:number <"$TMPD/metrics.json"
-check "metrics count the fleet hit and the prefill saved" \
-    [ "$(fw_json cache_hits_fleet "$(cat "$TMPD/metrics.json")")" -ge 2 ] &&
-    [ "$(fw_json prefill_tokens_saved "$(cat "$TMPD/metrics.json")")" -ge "$n_shared" ]
+check_all "metrics count the fleet hit and the prefill saved" \
+    '[ "$(fw_json cache_hits_fleet "$(cat "$TMPD/metrics.json")")" -ge 2 ] &&
+     [ "$(fw_json prefill_tokens_saved "$(cat "$TMPD/metrics.json")")" -ge "$n_shared" ]'
 fw_sub "homeassistant/sensor/+/config" 12 5 | grep '"kvmesh_node-a_' >"$TMPD/ha.json"
 check "four Home Assistant discovery configs for node-a" [ "$(wc -l <"$TMPD/ha.json")" -eq 4 ]
 check "each has unique_id, state_topic and a device" run "$JSONCHECK" name:string unique_id:string state_topic:string \
@@ -113,8 +113,8 @@ fw_ask node-a --prompt "Once upon a time" -n 150 --temp 0 --count 24 >"$TMPD/flo
 echo "# flood: $(cat "$TMPD/flood.json")"
 d=$(fw_json done "$(cat "$TMPD/flood.json")"); e=$(fw_json errors "$(cat "$TMPD/flood.json")")
 b=$(fw_json busy "$(cat "$TMPD/flood.json")")
-check "a flood of 24 beyond the queue of 8: all answered ($d done + $e errors), the overflow ($b) with busy" \
-    [ $((d + e)) -eq 24 ] && [ "$b" -ge 1 ] && [ "$b" -eq "$e" ]
+check_all "a flood of 24 beyond the queue of 8: all answered ($d done + $e errors), the overflow ($b) with busy" \
+    '[ $((d + e)) -eq 24 ] && [ "$b" -ge 1 ] && [ "$b" -eq "$e" ]'
 fw_ask node-a --prompt "Once upon a time" -n 5 --temp 0 --json >"$TMPD/after.json"
 check "and node-a keeps serving" grep -q '"done":true' "$TMPD/after.json"
 
@@ -142,15 +142,16 @@ fw_cmd node-a drop-caches >"$TMPD/drop.json"
 wait $cap
 check "drop-caches: the store is empty" sh -c "grep -q '\"ok\":true' '$TMPD/drop.json' && [ -z \"\$(ls '$TMPD/node-a/cache/' | grep '\\.kv$')\" ]"
 check "the sealed command was captured on the wire" [ -s "$TMPD/cmd.bin" ]
+sleep 1.2   # a metrics document (period_s = 1) that already counts drop-caches
 m=$(fw_sub "$MQTT_ROOT/node/node-a/metrics")
 before=$(fw_json commands "$m"); replays=$(fw_json frames_rejected.replay "$m")
 mosquitto_pub -p "$fw_PLAIN" -u client -P client-pw -t "$MQTT_ROOT/node/node-a/cmd" -f "$TMPD/cmd.bin"
 sleep 1.5
 m=$(fw_sub "$MQTT_ROOT/node/node-a/metrics")
-check "the replayed command is dropped (replays $replays -> $(fw_json frames_rejected.replay "$m")) and not carried out again" \
-    [ "$(fw_json frames_rejected.replay "$m")" -gt "$replays" ] && [ "$(fw_json commands "$m")" = "$before" ]
-check "the unsealed command is counted as foreign, and node-a is still up" \
-    [ "$(fw_json foreign_messages "$m")" -ge 1 ] && [ "$(fw_status node-a)" = online ]
+check_all "the replayed command is dropped (replays $replays -> $(fw_json frames_rejected.replay "$m")) and not carried out again" \
+    '[ "$(fw_json frames_rejected.replay "$m")" -gt "$replays" ] && [ "$(fw_json commands "$m")" = "$before" ]'
+check_all "the unsealed command is counted as foreign, and node-a is still up" \
+    '[ "$(fw_json foreign_messages "$m")" -ge 1 ] && [ "$(fw_status node-a)" = online ]'
 printf '[telemetry]\nperiod_s = 2\n' >>"$TMPD/node-a.conf"
 fw_cmd node-a reload >"$TMPD/reload.json"
 check "reload: ok" grep -q '"ok":true' "$TMPD/reload.json"

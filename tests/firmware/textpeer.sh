@@ -47,9 +47,8 @@ check "node-a (stories260K, the device) starts" fw_start node-a
 fw_ask node-a --prompt "$P" -n 24 --temp 0 --json >"$TMPD/t1.json"
 f=$(final "$TMPD/t1.json")
 echo "# node-a: $f"
-check "node-a's answer came from node-b at the text level" \
-    [ "$(fw_json level "$f")" = text ] && [ "$(fw_json text_peer.result "$f")" = answered ] && \
-    [ "$(fw_json text_peer.peer "$f")" = node-b ]
+check_all "node-a's answer came from node-b at the text level" \
+    '[ "$(fw_json level "$f")" = text ] && [ "$(fw_json text_peer.result "$f")" = answered ] && [ "$(fw_json text_peer.peer "$f")" = node-b ]'
 check "node-a learned from the sealed header that node-b runs another model" \
     [ "$(fw_json text_peer.model_differs "$f")" = true ]
 check "the token records are relayed as they come, with the peer named" \
@@ -61,17 +60,17 @@ printf '%s%s\n' "$R" "$(text_of "$TMPD/t1.json")" >"$TMPD/t1.txt"
 check "node-b's text is bit-identical to kvmesh generate on aidreams260K with the filtered prompt" \
     cmp -s "$TMPD/gen-r.txt" "$TMPD/t1.txt"
 n_r=$(ntok "$AIMG" "$R"); n_p=$(ntok "$AIMG" "$P")
-check "node-b read $n_r prompt tokens: the filtered prompt's (the original has $n_p)" \
-    [ "$(fw_json text_peer.peer_prompt_tokens "$f")" = "$n_r" ] && [ "$n_r" != "$n_p" ]
-check "the bytes on the link are counted both ways" \
-    [ "$(fw_json text_peer.sent_bytes "$f")" -gt 216 ] && [ "$(fw_json text_peer.received_bytes "$f")" -gt 216 ]
+check_all "node-b read $n_r prompt tokens: the filtered prompt's (the original has $n_p)" \
+    '[ "$(fw_json text_peer.peer_prompt_tokens "$f")" = "$n_r" ] && [ "$n_r" != "$n_p" ]'
+check_all "the bytes on the link are counted both ways" \
+    '[ "$(fw_json text_peer.sent_bytes "$f")" -gt 216 ] && [ "$(fw_json text_peer.received_bytes "$f")" -gt 216 ]'
 check "node-a's log counts the redactions" grep -q "text peer node-b: request .* answered .*redacted email 1, phone 1, name 2" "$TMPD/node-a.log"
 check "no value the filter redacted is in node-a's log" \
-    sh -c "! grep -qiwE 'lily|tom' '$TMPD/node-a.log' && ! grep -qE '7946|example\.com' '$TMPD/node-a.log'"
+    sh -c "! grep -qiwE 'lily|tom' '$TMPD/node-a.log' && ! grep -qE '7946 0958|example\.com' '$TMPD/node-a.log'"
 sleep 1.2   # the next metrics document (period_s = 1)
 met=$(fw_sub "$MQTT_ROOT/node/node-a/metrics")
-check "the metrics count the offload and the redactions" \
-    [ "$(fw_json text_offloaded "$met")" -ge 1 ] && [ "$(fw_json redacted.name "$met")" -ge 2 ]
+check_all "the metrics count the offload and the redactions" \
+    '[ "$(fw_json text_offloaded "$met")" -ge 1 ] && [ "$(fw_json redacted.name "$met")" -ge 2 ]'
 
 # ---- the same model: when-model-differs keeps the request here ------------------------------
 check "node-c (stories260K, the device's model) starts" fw_start node-c
@@ -82,8 +81,8 @@ check "node-a reloaded text_peer = node-c" grep -q "configuration reloaded" "$TM
 fw_ask node-a --prompt "$P" -n 24 --temp 0 --json >"$TMPD/t2.json"
 f=$(final "$TMPD/t2.json")
 echo "# node-a: $f"
-check "node-c runs the same model: the request stayed on node-a (KV level is the better choice)" \
-    [ "$(fw_json text_peer.result "$f")" = same_model ] && [ "$(fw_json text_peer.model_differs "$f")" = false ]
+check_all "node-c runs the same model: the request stayed on node-a (KV level is the better choice)" \
+    '[ "$(fw_json text_peer.result "$f")" = same_model ] && [ "$(fw_json text_peer.model_differs "$f")" = false ]'
 run "$BIN/kvmesh" generate -m "$IMG" -p "$P" -n 24 --temp 0 --threads 1 >"$TMPD/gen-p.txt" 2>/dev/null
 printf '%s%s\n' "$P" "$(text_of "$TMPD/t2.json")" >"$TMPD/t2.txt"
 check "...generated from the unfiltered prompt, as kvmesh generate on stories260K" cmp -s "$TMPD/gen-p.txt" "$TMPD/t2.txt"
@@ -98,16 +97,16 @@ fw_ask node-a --prompt "$P" -n 24 --temp 0 --json >"$TMPD/t3.json"
 t1=$(date +%s%N)
 f=$(final "$TMPD/t3.json")
 echo "# node-a: $f ($(( (t1 - t0) / 1000000 )) ms)"
-check "node-b is down: node-a waited the 1.5 s deadline, then answered itself" \
-    [ "$(fw_json text_peer.result "$f")" = timeout ] && [ $(( (t1 - t0) / 1000000 )) -ge 1500 ]
+check_all "node-b is down: node-a waited the 1.5 s deadline, then answered itself" \
+    '[ "$(fw_json text_peer.result "$f")" = timeout ] && [ $(( (t1 - t0) / 1000000 )) -ge 1500 ]'
 printf '%s%s\n' "$P" "$(text_of "$TMPD/t3.json")" >"$TMPD/t3.txt"
 check "...with the same text as kvmesh generate on stories260K" cmp -s "$TMPD/gen-p.txt" "$TMPD/t3.txt"
 t0=$(date +%s%N)
 fw_ask node-a --prompt "$P" -n 24 --temp 0 --json >"$TMPD/t4.json"
 t1=$(date +%s%N)
 f=$(final "$TMPD/t4.json")
-check "within text_retry_ms the next request does not wait for node-b ($(( (t1 - t0) / 1000000 )) ms)" \
-    [ "$(fw_json text_peer.result "$f")" = skipped ] && [ "$(fw_json text_peer.sent_bytes "$f")" = 0 ]
+check_all "within text_retry_ms the next request does not wait for node-b ($(( (t1 - t0) / 1000000 )) ms)" \
+    '[ "$(fw_json text_peer.result "$f")" = skipped ] && [ "$(fw_json text_peer.sent_bytes "$f")" = 0 ]'
 check "the log says node-a generated it" grep -q "text peer node-b: request .* timeout .*; generating here" "$TMPD/node-a.log"
 
 # ---- node-b back: collaboration resumes -----------------------------------------------------
@@ -145,16 +144,16 @@ kill -CONT "$(cat "$TMPD/pids/link")"
 f=$(final "$TMPD/t6.json")
 echo "# node-a: $f"
 k=$(grep -c '"from":"node-b"' "$TMPD/t6.json")
-check "node-b stalled after $k of 24 token records; node-a took over (stalled)" \
-    [ "$(fw_json text_peer.result "$f")" = stalled ] && [ "$k" -ge 1 ] && [ "$k" -lt 24 ] && \
-    [ "$(fw_json text_peer.peer_tokens "$f")" = "$k" ]
+check_all "node-b stalled after $k of 24 token records; node-a took over (stalled)" \
+    '[ "$(fw_json text_peer.result "$f")" = stalled ] && [ "$k" -ge 1 ] && [ "$k" -lt 24 ] && [ "$(fw_json text_peer.peer_tokens "$f")" = "$k" ]'
 peer_text=$(grep '"from":"node-b"' "$TMPD/t6.json" >"$TMPD/t6p.json"; text_of "$TMPD/t6p.json")
 run "$BIN/kvmesh" generate -m "$IMG" -p "$P$peer_text" -n $((24 - k)) --temp 0 --threads 1 >"$TMPD/gen-c.txt" 2>/dev/null
 printf '%s%s\n' "$P" "$(text_of "$TMPD/t6.json")" >"$TMPD/t6.txt"
 check "the answer is node-b's text, then stories260K's continuation of prompt + that text for the $((24 - k)) tokens left" \
     cmp -s "$TMPD/gen-c.txt" "$TMPD/t6.txt"
-check "the record indexes run on without a gap" \
-    [ "$(grep -c '"i":' "$TMPD/t6.json")" = 24 ] && grep -q '"i":23,' "$TMPD/t6.json"
+n_rec=$(grep -c '"i":' "$TMPD/t6.json")
+check_all "the record indexes run on without a gap ($n_rec records)" \
+    '[ "$n_rec" = 24 ] && grep -q "\"i\":23," "$TMPD/t6.json"'
 fw_stop node-b
 kill "$(cat "$TMPD/pids/link")"
 
@@ -162,8 +161,10 @@ kill "$(cat "$TMPD/pids/link")"
 kill "$(cat "$TMPD/pids/wire")" 2>/dev/null
 check "the spy saw the requests to node-b and the answers to node-a" \
     sh -c "grep -q '/req/node-b ' '$TMPD/wire.txt' && grep -q '/resp/node-a ' '$TMPD/wire.txt'"
+# The phone number whole: plaintext telemetry on the wire carries counters that may hold
+# its digits (a rare false alarm on rpi5 once).
 check "a broker tenant without the fleet key sees neither the values nor the placeholders" \
-    sh -c "! grep -aqE 'lily@example|7946|Lily|\\[email\\]|\\[name\\]|\\[phone\\]|wrote to' '$TMPD/wire.txt'"
+    sh -c "! grep -aqE 'lily@example|7946 0958|Lily|\\[email\\]|\\[name\\]|\\[phone\\]|wrote to' '$TMPD/wire.txt'"
 
 # ---- configuration --------------------------------------------------------------------------
 fw_conf bad1 "[collab]" "text_offload = always"

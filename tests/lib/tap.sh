@@ -13,6 +13,10 @@ ok()   { echo "ok - $*"; }
 fail() { echo "not ok - $*"; _tap_fail=1; }
 # check NAME CMD...: ok when CMD succeeds
 check() { _n=$1; shift; if "$@"; then ok "$_n"; else fail "$_n"; fi; }
+# check_all NAME 'EXPR': ok when the shell expression EXPR (conditions joined by && or
+# ||, evaluated here, so functions work) holds as a whole. `check NAME [ a ] && [ b ]`
+# would test [ a ] alone: the shell runs [ b ] after check has already reported.
+check_all() { _n=$1; shift; if eval "$*"; then ok "$_n"; else fail "$_n"; fi; }
 # run a target program (through qemu for cross builds)
 run()  { $RUN "$@"; }
 

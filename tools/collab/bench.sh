@@ -18,8 +18,9 @@
 # --split overrides the split of the split, split-whole and split-int8 modes (default 1,1
 # for stories and aidreams, 2,2 for smollm2).
 # Models (tools/collab/lib.sh): stories = stories260K (5 layers) with exit heads at layers
-# 2, 3 and 4; aidreams = aidreams260K (4 layers, 128-token context) with heads at 2 and 3
-# (kvmesh-exit-train, 20000 tokens, made once in --out); smollm2 = a random
+# 2, 3 and 4 (kvmesh-exit-train, 20000 tokens); aidreams = aidreams260K (4 layers,
+# 128-token context) with heads at 2 and 3 (60000 tokens, 16 epochs); made once in
+# --out; smollm2 = a random
 # smollm2-135m-shape image (compute-heavy; random weights, so drafts and exits are never
 # right: the speculative and exit modes are left out for it).
 # Modes: split (exact hidden states, prompt chunks pipelined), split-whole (the same
