@@ -30,36 +30,9 @@ static struct { int pending; int type; struct timespec ts; } edge;
 /* Failure injection: errno for the next call of that kind, 0 for success. */
 static int fail_open_errno, fail_request_errno, fail_set, fail_wait;
 
-#define LOG_MAX 48
-static char log_buf[LOG_MAX][96];
-static unsigned log_n;
-
-static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void logf_(const char *fmt, ...)
-{
-    assert_true(log_n < LOG_MAX);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(log_buf[log_n++], sizeof log_buf[0], fmt, ap);
-    va_end(ap);
-}
-
-static void expect_log(const char *const *want, unsigned n)
-{
-    for (unsigned i = 0; i < n && i < log_n; i++)
-        assert_string_equal(log_buf[i], want[i]);
-    assert_int_equal(log_n, n);
-    log_n = 0;
-}
-#define EXPECT_LOG(...) do { const char *const w_[] = { __VA_ARGS__ }; \
-                             expect_log(w_, sizeof w_ / sizeof w_[0]); } while (0)
-
-static int chip_of(const char *path)
-{
-    if (strcmp(path, "/dev/gpiochip0") == 0) return 0;
-    if (strcmp(path, "/dev/gpiochip1") == 0) return 1;
-    return -1;
-}
+#define GPIOD_FAKE_LOG_MAX 48
+#define GPIOD_FAKE_LOG_LINE 96
+#include "gpiod_fake.h"
 
 /* ---- the wrappers ------------------------------------------------------------------- */
 

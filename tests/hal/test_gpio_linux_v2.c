@@ -113,29 +113,9 @@ static int fail_open_errno, fail_request_errno;
 static const char *fail_new;
 static int fail_info, fail_set_edge, fail_set, fail_get, fail_wait, fail_read;
 
-#define LOG_MAX 64
-static char log_buf[LOG_MAX][128];
-static unsigned log_n;
-
-static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void logf_(const char *fmt, ...)
-{
-    assert_true(log_n < LOG_MAX);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(log_buf[log_n++], sizeof log_buf[0], fmt, ap);
-    va_end(ap);
-}
-
-static void expect_log(const char *const *want, unsigned n)
-{
-    for (unsigned i = 0; i < n && i < log_n; i++)
-        assert_string_equal(log_buf[i], want[i]);
-    assert_int_equal(log_n, n);
-    log_n = 0;
-}
-#define EXPECT_LOG(...) do { const char *const w_[] = { __VA_ARGS__ }; \
-                             expect_log(w_, sizeof w_ / sizeof w_[0]); } while (0)
+#define GPIOD_FAKE_LOG_MAX 64
+#define GPIOD_FAKE_LOG_LINE 128
+#include "gpiod_fake.h"
 
 /* What is still allocated: chips, requests and edge buffers as given; the settings,
  * line configs, request configs and chip infos never outlive a call into hal. */
@@ -227,13 +207,6 @@ static const char *value_name(enum gpiod_line_value v)
     case GPIOD_LINE_VALUE_ACTIVE:   return "active";
     }
     return num_name((int)v);
-}
-
-static int chip_of(const char *path)
-{
-    if (strcmp(path, "/dev/gpiochip0") == 0) return 0;
-    if (strcmp(path, "/dev/gpiochip1") == 0) return 1;
-    return -1;
 }
 
 /* ---- the wrappers: chips ------------------------------------------------------------ */
