@@ -130,14 +130,20 @@ static int sp_root(fw_config *c, const char *v, char *why, size_t whylen)
     return 0;
 }
 
-static int sp_share_group(fw_config *c, const char *v, char *why, size_t whylen)
+/* A node or group id, or empty for none, into dst (cap bytes). */
+static int set_opt_id(char *dst, size_t cap, const char *v, char *why, size_t whylen)
 {
     if (*v && !mqtt_node_id_valid(v)) {
-        snprintf(why, whylen, "needs 1..31 characters of A-Z a-z 0-9 _ - (or empty for none), not '%s'", v);
+        snprintf(why, whylen, "needs an id of 1..31 characters of A-Z a-z 0-9 _ - (or empty for none), not '%s'", v);
         return -1;
     }
-    snprintf(c->share_group, sizeof c->share_group, "%s", v);
+    snprintf(dst, cap, "%s", v);
     return 0;
+}
+
+static int sp_share_group(fw_config *c, const char *v, char *why, size_t whylen)
+{
+    return set_opt_id(c->share_group, sizeof c->share_group, v, why, whylen);
 }
 
 static int sp_mode(fw_config *c, const char *v, char *why, size_t whylen)
@@ -224,12 +230,7 @@ static int sp_text_offload(fw_config *c, const char *v, char *why, size_t whylen
 
 static int sp_text_peer(fw_config *c, const char *v, char *why, size_t whylen)
 {
-    if (*v && !mqtt_node_id_valid(v)) {
-        snprintf(why, whylen, "needs a node id (1..31 characters of A-Z a-z 0-9 _ -) or empty, not '%s'", v);
-        return -1;
-    }
-    snprintf(c->text_peer, sizeof c->text_peer, "%s", v);
-    return 0;
+    return set_opt_id(c->text_peer, sizeof c->text_peer, v, why, whylen);
 }
 
 /* "none", "all", or a comma-separated list of email, phone, names. */
