@@ -214,6 +214,20 @@ static int64_t dev_send(dev_state *d, uint8_t type, collab_msg *m)
     return m->seq;
 }
 
+/* Sends hist rows [pos0, pos0+n) for the peer's layers [k, l1) (flags: COLLAB_F_TOKEN or
+ * 0). Returns the seq; -1 when sending failed (the peer may be gone), -2 when the rows
+ * did not encode. */
+static int64_t send_rows(dev_state *d, uint32_t pos0, uint32_t n, uint32_t l1, uint32_t flags)
+{
+    size_t len;
+    if (nn_hidden_encode(d->hist + (size_t)pos0 * d->dim, n, d->dim, d->hidden, &d->w, d->msg + COLLAB_HDR,
+                         d->max_msg - COLLAB_HDR, &len))
+        return -2;
+    collab_msg m = { .op = COLLAB_OP_LAYERS, .hidden = (uint8_t)d->hidden, .pos0 = pos0, .n = n, .l0 = d->k,
+                     .l1 = l1, .flags = flags, .data_len = (uint32_t)len };
+    return dev_send(d, MQTT_FT_HIDDEN, &m);
+}
+
 /* Waits for the reply to seq. Returns its slot, or NULL after the deadline. */
 static dev_slot *dev_wait(dev_state *d, uint32_t seq)
 {
@@ -351,13 +365,9 @@ static int split_run(dev_state *d, uint32_t pos0)
             uint32_t c = chunk_at(d, sent - pos0, end - sent, nchunk++);
             if (sent >= fronted && front(d, sent, c))
                 return -1;
-            size_t len;
-            if (nn_hidden_encode(d->hist + (size_t)sent * d->dim, c, d->dim, d->hidden, &d->w, d->msg + COLLAB_HDR, d->max_msg - COLLAB_HDR,
-                                 &len))
+            int64_t seq = send_rows(d, sent, c, mid_end, 0);
+            if (seq == -2)
                 return -1;
-            collab_msg m = { .op = COLLAB_OP_LAYERS, .hidden = (uint8_t)d->hidden, .pos0 = sent, .n = c,
-                             .l0 = d->k, .l1 = mid_end, .data_len = (uint32_t)len };
-            int64_t seq = dev_send(d, MQTT_FT_HIDDEN, &m);
             if (seq < 0)
                 return fallback(d, sent + c, done, "sending failed") ? -1 : 1;
             uint32_t i = (qh + qn++) % DEV_SLOTS;
@@ -554,13 +564,9 @@ static int split_spec_round(dev_state *d)
         d->tok[d->ntok + i] = drafts[i];   /* scratch beyond ntok: the draft's own position */
     }
     d->drafted += nd;
-    size_t len;
-    if (nn_hidden_encode(d->hist + (size_t)p0 * d->dim, nd + 1, d->dim, d->hidden, &d->w, d->msg + COLLAB_HDR,
-                         d->max_msg - COLLAB_HDR, &len))
+    int64_t seq = send_rows(d, p0, nd + 1, mid_end, 0);
+    if (seq == -2)
         return -1;
-    collab_msg m = { .op = COLLAB_OP_LAYERS, .hidden = (uint8_t)d->hidden, .pos0 = p0, .n = nd + 1, .l0 = d->k,
-                     .l1 = mid_end, .data_len = (uint32_t)len };
-    int64_t seq = dev_send(d, MQTT_FT_HIDDEN, &m);
     if (seq < 0)
         return fallback(d, d->ntok, p0, "sending failed") ? -1 : 1;
     dev_slot *s = dev_wait(d, (uint32_t)seq);
@@ -626,13 +632,9 @@ static int exit_step(dev_state *d)
     uint32_t last_seq = 0;
     for (uint32_t p = d->peer_have; p < d->ntok; p += COLLAB_MAX_ROWS) {
         uint32_t c = d->ntok - p < COLLAB_MAX_ROWS ? d->ntok - p : COLLAB_MAX_ROWS;
-        size_t len;
-        if (nn_hidden_encode(d->hist + (size_t)p * d->dim, c, d->dim, d->hidden, &d->w, d->msg + COLLAB_HDR,
-                             d->max_msg - COLLAB_HDR, &len))
+        int64_t seq = send_rows(d, p, c, d->L, COLLAB_F_TOKEN);
+        if (seq == -2)
             return -1;
-        collab_msg m = { .op = COLLAB_OP_LAYERS, .hidden = (uint8_t)d->hidden, .pos0 = p, .n = c, .l0 = d->k,
-                         .l1 = d->L, .flags = COLLAB_F_TOKEN, .data_len = (uint32_t)len };
-        int64_t seq = dev_send(d, MQTT_FT_HIDDEN, &m);
         if (seq < 0)
             return fallback(d, d->ntok, 0, "sending failed") ? -1 : 1;
         last_seq = (uint32_t)seq;
@@ -691,13 +693,7 @@ static void try_resume(dev_state *d)
     if (has_back(d)) {
         for (uint32_t p = 0; p < n; p += COLLAB_MAX_ROWS) {
             uint32_t c = n - p < COLLAB_MAX_ROWS ? n - p : COLLAB_MAX_ROWS;
-            size_t len;
-            if (nn_hidden_encode(d->hist + (size_t)p * d->dim, c, d->dim, d->hidden, &d->w, d->msg + COLLAB_HDR,
-                                 d->max_msg - COLLAB_HDR, &len))
-                return;
-            collab_msg m = { .op = COLLAB_OP_LAYERS, .hidden = (uint8_t)d->hidden, .pos0 = p, .n = c, .l0 = d->k,
-                             .l1 = d->L - d->m_tail, .data_len = (uint32_t)len };
-            int64_t seq = dev_send(d, MQTT_FT_HIDDEN, &m);
+            int64_t seq = send_rows(d, p, c, d->L - d->m_tail, 0);
             dev_slot *r = seq < 0 ? NULL : dev_wait(d, (uint32_t)seq);
             if (!r || r->r.status != COLLAB_ST_OK)
                 return;   /* still standalone; the next period asks again */
