@@ -394,9 +394,8 @@ static int split_run(dev_state *d, uint32_t pos0)
             q_n[i] = c;
             sent += c;
             mqtt_node_poll(&d->net.node, 0);
-            dev_slot *s0 = &d->slots[q_seq[qh] % DEV_SLOTS];
-            if (sent < end && !(s0->seq == q_seq[qh] && s0->ready))
-                continue;   /* keep the pipeline full */
+            if (sent < end)
+                continue;   /* fronts first: the peer never waits while the device works on a back */
         }
         dev_slot *s = dev_wait(d, q_seq[qh]);
         if (!s || s->r.status != COLLAB_ST_OK || s->r.pos0 != q_pos[qh] || s->r.n != q_n[qh])
