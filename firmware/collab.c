@@ -1112,18 +1112,18 @@ int fw_cmd_collab(int argc, char **argv)
     d->session = (uint32_t)(fw_now_ns() ^ ((uint64_t)getpid() << 16));
 
     /* Device speed (slowdown included), for the chunk size: per call and per row of a
-     * layer, from runs of 1 and up to 16 rows (their KV is overwritten by the prompt). */
+     * layer, from runs of COLLAB_CAL_LO and COLLAB_CAL_HI rows after a warm-up run
+     * (their KV is overwritten by the prompt). */
     if (has_back(d)) {
-        uint32_t c1 = n_prompt < 16 ? n_prompt : 16, kl = d->k ? d->k : 1;
-        uint64_t t1 = d->dev_ns;
-        front(d, 0, 1);
-        t1 = (d->dev_ns - t1) / kl;
-        uint64_t tc = d->dev_ns;
-        front(d, 0, c1);
-        tc = (d->dev_ns - tc) / kl;
-        uint64_t per_row = c1 > 1 && tc > t1 ? (tc - t1) / (c1 - 1) : t1;
-        d->dev_ns_row_layer = (uint32_t)per_row;
-        d->dev_ns_call_layer = (uint32_t)(t1 > per_row ? t1 - per_row : 0);
+        uint32_t hi = n_prompt < COLLAB_CAL_HI ? n_prompt : COLLAB_CAL_HI, kl = d->k ? d->k : 1;
+        uint32_t lo = hi > COLLAB_CAL_LO ? COLLAB_CAL_LO : 1, n[3] = { hi, lo, hi };
+        uint64_t t[3];
+        for (int i = 0; i < 3; i++) {
+            uint64_t t0 = d->dev_ns;
+            front(d, 0, n[i]);
+            t[i] = (d->dev_ns - t0) / kl;
+        }
+        collab_cost_fit(lo, t[1], hi, t[2], &d->dev_ns_call_layer, &d->dev_ns_row_layer);
         d->dev_ns = 0;
     }
     if (mode != CM_DEVICE) {

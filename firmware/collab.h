@@ -80,6 +80,15 @@ size_t collab_max_msg(uint32_t dim);
  * scratch holds COLLAB_MAX_ROWS rows of 4 bytes per value. */
 uint32_t collab_work_positions(const nn_model *md, uint32_t dim);
 
+/* Each side's speed, for the chunk size: a layer over n rows costs a per call + b per
+ * row, fitted to timed runs of COLLAB_CAL_LO and COLLAB_CAL_HI rows (both through the
+ * batched path: a single row takes the decode kernels, whose cost says little about a
+ * chunk's). */
+#define COLLAB_CAL_LO 4u
+#define COLLAB_CAL_HI 16u
+void collab_cost_fit(uint32_t n_lo, uint64_t t_lo, uint32_t n_hi, uint64_t t_hi, uint32_t *per_call,
+                     uint32_t *per_row);
+
 /* The broker side both programs share: keys, the persisted frame counter, the node. */
 typedef struct {
     mqtt_node node;

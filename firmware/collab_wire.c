@@ -17,6 +17,15 @@ size_t collab_max_msg(uint32_t dim)
     return m < COLLAB_HDR + 65536 ? COLLAB_HDR + 65536 : m;
 }
 
+void collab_cost_fit(uint32_t n_lo, uint64_t t_lo, uint32_t n_hi, uint64_t t_hi, uint32_t *per_call,
+                     uint32_t *per_row)
+{
+    uint64_t b = n_hi > n_lo && t_hi > t_lo ? (t_hi - t_lo) / (n_hi - n_lo) : t_lo / (n_lo ? n_lo : 1);
+    uint64_t a = t_lo > b * n_lo ? t_lo - b * n_lo : 0;
+    *per_row = b > UINT32_MAX ? UINT32_MAX : (uint32_t)b;
+    *per_call = a > UINT32_MAX ? UINT32_MAX : (uint32_t)a;
+}
+
 uint32_t collab_work_positions(const nn_model *md, uint32_t dim)
 {
     for (uint32_t wpos = COLLAB_MAX_ROWS;; wpos *= 2) {

@@ -295,20 +295,19 @@ int fw_cmd_peer(int argc, char **argv)
             return 1;
         }
     /* Speed, measured once (the device sizes its chunks by it): one layer costs a per
-     * call (streaming the weights) plus b per row; from runs of 1 and 16 rows. */
-    uint32_t toks[16];
-    uint64_t t1 = 0, t16 = 0;
-    for (uint32_t i = 0; i < 16; i++)
+     * call plus b per row; from runs of COLLAB_CAL_LO and COLLAB_CAL_HI rows after a
+     * warm-up run (the first touch of the weights would count as a cost per call). */
+    uint32_t toks[COLLAB_CAL_HI], n[3] = { COLLAB_CAL_HI, COLLAB_CAL_LO, COLLAB_CAL_HI };
+    uint64_t t[3];
+    for (uint32_t i = 0; i < COLLAB_CAL_HI; i++)
         toks[i] = (i + 1) % md->cfg.vocab_size;
-    for (uint32_t n = 1; n <= 16; n += 15) {
+    for (int i = 0; i < 3; i++) {
         uint64_t t0 = fw_now_ns();
-        nn_session_embed(&ps->e.s, toks, n, ps->x);
-        nn_session_run_layers(&ps->e.s, 0, ps->x, n, 0, md->cfg.n_layers, ps->x);
-        *(n == 1 ? &t1 : &t16) = (fw_now_ns() - t0) / md->cfg.n_layers;
+        nn_session_embed(&ps->e.s, toks, n[i], ps->x);
+        nn_session_run_layers(&ps->e.s, 0, ps->x, n[i], 0, md->cfg.n_layers, ps->x);
+        t[i] = (fw_now_ns() - t0) / md->cfg.n_layers;
     }
-    uint64_t per_row = t16 > t1 ? (t16 - t1) / 15 : 0;
-    ps->ns_per_row_layer = (uint32_t)per_row;
-    ps->ns_per_call_layer = (uint32_t)(t1 > per_row ? t1 - per_row : 0);
+    collab_cost_fit(n[1], t[1], n[2], t[2], &ps->ns_per_call_layer, &ps->ns_per_row_layer);
 
     mqtt_model_id mid;
     memcpy(mid.fingerprint, ps->e.img.id.fingerprint, 32);
