@@ -9,7 +9,7 @@
 #   - the device connects through kvmesh-linksim with the link profile (lan: 1000 Mbit/s,
 #     1 ms; wifi: 50 Mbit/s, 10 ms; lte: 10 Mbit/s, 50 ms, 0.5% loss; one-way delays);
 #   - the device's compute is slowed by --slowdown (default 8: a Pi 4 against a server;
-#     kvmesh collab sleeps (F-1) times each measured compute interval).
+#     each compute interval of kvmesh collab lasts F times its thread's CPU time).
 #
 # Usage: tools/collab/bench.sh [--links "lan wifi lte"] [--models "stories aidreams smollm2"]
 #                              [--modes "device peer split split-whole split-int8 spec split-spec
