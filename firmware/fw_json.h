@@ -8,7 +8,7 @@
  *
  *     fw_json_tok t[64];
  *     char err[80];
- *     int n = fw_json_parse(buf, len, t, 64, err, sizeof err);   // -1: err says why
+ *     int n = fw_json_parse(buf, len, t, 64, err, sizeof err);   // < 0: err says why
  *     int v = fw_json_get(buf, t, 0, "prompt");                  // index, or -1
  *     char prompt[256];
  *     if (v >= 0 && t[v].type == FW_JSON_STRING) fw_json_string(buf, &t[v], prompt, sizeof prompt);
@@ -52,9 +52,11 @@ typedef struct {
     uint32_t skip;
 } fw_json_tok;
 
-/* Parses s[0, len). Returns the number of tokens (token 0 is the root), or -1 with a
- * message in err ("at byte N: ...") when the text is not JSON or needs more than max
- * tokens. */
+/* Parses s[0, len). Returns the number of tokens (token 0 is the root), or a negative
+ * value with a message in err ("at byte N: ..."): FW_JSON_E_FULL when the text needs
+ * more than max tokens (a caller with a heap may retry with more), -1 when it is not
+ * JSON. */
+#define FW_JSON_E_FULL (-2)
 int fw_json_parse(const char *s, size_t len, fw_json_tok *t, int max, char *err, size_t errlen);
 
 /* Object members: the index of the first key of object `obj`, and of the key after key

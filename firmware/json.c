@@ -54,6 +54,7 @@ typedef struct {
     fw_json_tok *t;
     int max, n;
     const char *why;
+    bool full;   /* the failure is running out of tokens */
 } jp;
 
 static void ws(jp *p)
@@ -73,7 +74,10 @@ static int fail(jp *p, const char *why)
 
 static int new_tok(jp *p, int type)
 {
-    if (p->n >= p->max) return fail(p, "too many values");
+    if (p->n >= p->max) {
+        p->full = !p->why;
+        return fail(p, "too many values");
+    }
     fw_json_tok *k = &p->t[p->n];
     memset(k, 0, sizeof *k);
     k->type = (uint8_t)type;
@@ -243,7 +247,7 @@ int fw_json_parse(const char *s, size_t len, fw_json_tok *t, int max, char *err,
         fail(&p, "text after the value");
     }
     if (err && errlen) snprintf(err, errlen, "at byte %zu: %s", p.pos, p.why ? p.why : "invalid");
-    return -1;
+    return p.full ? FW_JSON_E_FULL : -1;
 }
 
 int fw_json_first(const fw_json_tok *t, int obj)

@@ -3,26 +3,26 @@
 LIBS += kvtools
 kvtools_SRCS := $(wildcard tools/common/*.c)
 kvtools_INC  := tools/common
-kvtools_DEPS := nn
+kvtools_DEPS := nn fwjson
 
 PROGS += kvmesh-convert
 kvmesh-convert_SRCS := $(wildcard tools/convert/*.c)
-kvmesh-convert_LIBS := kvtools nn
+kvmesh-convert_LIBS := kvtools fwjson nn
 
 PROGS += kvmesh-eval
 kvmesh-eval_SRCS := $(wildcard tools/eval/*.c)
-kvmesh-eval_LIBS := kvtools nn
+kvmesh-eval_LIBS := kvtools fwjson nn
 
 # kvmesh-kv: the peer layer from the command line (tools/kv/: main.c dispatches, one file
 # per group of subcommands).
 PROGS += kvmesh-kv
 kvmesh-kv_SRCS   := $(wildcard tools/kv/*.c)
-kvmesh-kv_LIBS   := kvtools nn mqtt fwjson
+kvmesh-kv_LIBS   := kvtools fwjson nn mqtt
 kvmesh-kv_LDLIBS := $(call pc_libs,libmosquitto libzstd) $(MBEDTLS_LIBS)
 
 PROGS += kvmesh-exit-train
 kvmesh-exit-train_SRCS := $(wildcard tools/exit/*.c)
-kvmesh-exit-train_LIBS := kvtools nn
+kvmesh-exit-train_LIBS := kvtools fwjson nn
 
 PROGS += kvmesh-linksim
 kvmesh-linksim_SRCS := $(wildcard tools/linksim/*.c)

@@ -2,7 +2,7 @@
 # with libfw) and shell tests that run `kvmesh run` against a real mosquitto
 # (tests/firmware/*.sh; see tests/firmware/lib.sh).
 # The store test builds stories260K images in memory (tests/lib/testutil.c, kvtools).
-$(call add_cmocka_tests,fw fwjson kvtools nn mqtt hal,$(wildcard tests/firmware/test_*.c),\
+$(call add_cmocka_tests,fw kvtools fwjson nn mqtt hal,$(wildcard tests/firmware/test_*.c),\
     $(call pc_libs,inih libmosquitto libzstd) $(MBEDTLS_LIBS) -lm,tests/lib/testutil.c)
 $(foreach t,$(filter firmware_test_%,$(TESTS)),\
   $(eval $(t)_CFLAGS += -DFW_TOP='"$(CURDIR)"'))

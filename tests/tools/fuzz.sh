@@ -20,12 +20,13 @@ SECS=${KVMESH_FUZZ_SECS:-30}
 F="$KVMESH_TOP/tests/tools/fuzz"
 OUT="$KVMESH_BUILD/fuzz"
 mkdir -p "$OUT"
-# tools/common and the engine's tokenizer, with what they link to in nn/.
-SRCS="$(ls "$KVMESH_TOP"/tools/common/*.c) $(ls "$KVMESH_TOP"/nn/src/*.c)"
+# tools/common and the engine's tokenizer, with what they link to in nn/ and the
+# firmware's JSON reader (tools/common/json.c builds on it: fuzz_tokjson reaches it).
+SRCS="$(ls "$KVMESH_TOP"/tools/common/*.c) $(ls "$KVMESH_TOP"/nn/src/*.c) $KVMESH_TOP/firmware/json.c"
 for h in safetensors gguf tokjson; do
     # shellcheck disable=SC2086
     if ! "$CLANG" -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-            -pthread -I"$KVMESH_TOP/nn/include" -I"$KVMESH_TOP/tools/common" -I"$KVMESH_BUILD/gen" \
+            -pthread -I"$KVMESH_TOP/nn/include" -I"$KVMESH_TOP/tools/common" -I"$KVMESH_TOP/firmware" -I"$KVMESH_BUILD/gen" \
             -o "$OUT/fuzz_$h" "$F/fuzz_$h.c" $SRCS -lzstd -lpthread -lm 2>"$OUT/build_$h.log"; then
         fail "build fuzz_$h: $(head -5 "$OUT/build_$h.log")"
         continue

@@ -1,380 +1,121 @@
 /*
- * Strict JSON parser (see json.h). Recursive descent with a depth limit; every read
- * checks the end of the input first.
+ * The tools' JSON tree (see json.h), built on the firmware's strict reader
+ * (firmware/json.c, fw_json.h): one parser for both, so the tools accept exactly what
+ * the device does. The reader fills a token array (grown until it fits); the tree
+ * copies every string unescaped, and every number's text, into one buffer.
  */
-#include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fw_json.h"
 #include "json.h"
 
-#define MAX_DEPTH 256
-
-typedef struct jp {
+typedef struct {
     kt_json *j;
-    const unsigned char *p, *end, *start;
-    char *err;
-    size_t errlen;
-    int failed;
-} jp;
+    const char *text;
+    const fw_json_tok *t;
+    size_t strs_cap;
+} tree;
 
-static int fail(jp *s, const char *what)
+/* Copies token k's unescaped string (or a number's text) into the buffer. */
+static const char *put_str(tree *b, const fw_json_tok *k, uint32_t *len)
 {
-    if (!s->failed) {
-        size_t line = 1, col = 1;
-        for (const unsigned char *q = s->start; q < s->p && q < s->end; q++) {
-            if (*q == '\n') {
-                line++;
-                col = 1;
-            } else {
-                col++;
-            }
-        }
-        snprintf(s->err, s->errlen, "line %zu col %zu: %s", line, col, what);
-        s->failed = 1;
-    }
-    return -1;
-}
-
-static void ws(jp *s)
-{
-    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
-        s->p++;
-}
-
-static int new_node(jp *s, uint32_t *idx)
-{
-    kt_json *j = s->j;
-    if (j->n == j->cap) {
-        if (j->cap >= UINT32_MAX / 2)
-            return fail(s, "too many values");
-        uint32_t cap = j->cap ? j->cap * 2 : 256;
-        kt_jv *v = realloc(j->v, (size_t)cap * sizeof *v);
-        if (!v)
-            return fail(s, "out of memory");
-        j->v = v;
-        j->cap = cap;
-    }
-    memset(&j->v[j->n], 0, sizeof j->v[0]);
-    *idx = j->n++;
-    return 0;
-}
-
-static int hex4(jp *s, uint32_t *out)
-{
-    if (s->end - s->p < 4)
-        return fail(s, "truncated \\u escape");
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++) {
-        unsigned char c = s->p[i];
-        v <<= 4;
-        if (c >= '0' && c <= '9')
-            v |= c - '0';
-        else if (c >= 'a' && c <= 'f')
-            v |= c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F')
-            v |= c - 'A' + 10;
-        else
-            return fail(s, "bad \\u escape");
-    }
-    s->p += 4;
-    *out = v;
-    return 0;
-}
-
-static size_t put_utf8(char *o, uint32_t c)
-{
-    if (c < 0x80) {
-        o[0] = (char)c;
-        return 1;
-    }
-    if (c < 0x800) {
-        o[0] = (char)(0xc0 | c >> 6);
-        o[1] = (char)(0x80 | (c & 0x3f));
-        return 2;
-    }
-    if (c < 0x10000) {
-        o[0] = (char)(0xe0 | c >> 12);
-        o[1] = (char)(0x80 | ((c >> 6) & 0x3f));
-        o[2] = (char)(0x80 | (c & 0x3f));
-        return 3;
-    }
-    o[0] = (char)(0xf0 | c >> 18);
-    o[1] = (char)(0x80 | ((c >> 12) & 0x3f));
-    o[2] = (char)(0x80 | ((c >> 6) & 0x3f));
-    o[3] = (char)(0x80 | (c & 0x3f));
-    return 4;
-}
-
-/* Length of a valid UTF-8 sequence at p (< end), or 0. */
-static size_t utf8_len(const unsigned char *p, const unsigned char *end)
-{
-    unsigned char b = p[0];
-    size_t n;
-    uint32_t c, min;
-    if (b < 0x80)
-        return 1;
-    if (b >= 0xc2 && b <= 0xdf) {
-        n = 2; c = b & 0x1f; min = 0x80;
-    } else if (b >= 0xe0 && b <= 0xef) {
-        n = 3; c = b & 0x0f; min = 0x800;
-    } else if (b >= 0xf0 && b <= 0xf4) {
-        n = 4; c = b & 0x07; min = 0x10000;
+    kt_json *j = b->j;
+    char *out = j->strs + j->strs_len;
+    int n;
+    if (k->type == FW_JSON_STRING) {
+        n = fw_json_string(b->text, k, out, b->strs_cap - j->strs_len);
     } else {
-        return 0;
+        n = (int)(k->end - k->start);
+        memcpy(out, b->text + k->start, (size_t)n);
+        out[n] = '\0';
     }
-    if ((size_t)(end - p) < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        c = c << 6 | (p[i] & 0x3f);
-    }
-    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    return n;
+    /* The buffer holds every token's raw length + 1, and unescaping never grows. */
+    j->strs_len += (size_t)n + 1;
+    *len = (uint32_t)n;
+    return out;
 }
 
-/* Parses a string at s->p (the opening quote) into j->strs. */
-static int string(jp *s, const char **out, uint32_t *out_len)
+/* Value token i into node idx; its children take the next nodes. Nesting is at most
+ * FW_JSON_MAX_DEPTH, as the reader checked. */
+static void build(tree *b, int i, uint32_t idx)
 {
-    kt_json *j = s->j;
-    char *o = j->strs + j->strs_len, *o0 = o;
-    s->p++;
-    for (;;) {
-        if (s->p >= s->end)
-            return fail(s, "unterminated string");
-        unsigned char c = *s->p;
-        if (c == '"') {
-            s->p++;
-            break;
-        }
-        if (c < 0x20)
-            return fail(s, "control character in string");
-        if (c == '\\') {
-            if (s->end - s->p < 2)
-                return fail(s, "unterminated string");
-            c = s->p[1];
-            s->p += 2;
-            switch (c) {
-            case '"': *o++ = '"'; break;
-            case '\\': *o++ = '\\'; break;
-            case '/': *o++ = '/'; break;
-            case 'b': *o++ = '\b'; break;
-            case 'f': *o++ = '\f'; break;
-            case 'n': *o++ = '\n'; break;
-            case 'r': *o++ = '\r'; break;
-            case 't': *o++ = '\t'; break;
-            case 'u': {
-                uint32_t u, lo;
-                if (hex4(s, &u))
-                    return -1;
-                if (u >= 0xdc00 && u <= 0xdfff)
-                    return fail(s, "lone low surrogate in \\u escape");
-                if (u >= 0xd800 && u <= 0xdbff) {
-                    if (s->end - s->p < 2 || s->p[0] != '\\' || s->p[1] != 'u')
-                        return fail(s, "lone high surrogate in \\u escape");
-                    s->p += 2;
-                    if (hex4(s, &lo))
-                        return -1;
-                    if (lo < 0xdc00 || lo > 0xdfff)
-                        return fail(s, "bad surrogate pair in \\u escape");
-                    u = 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00);
-                }
-                /* An escape never takes more output than its 6 (or 12) input bytes. */
-                o += put_utf8(o, u);
-                break;
-            }
-            default:
-                return fail(s, "bad escape in string");
-            }
-            continue;
-        }
-        size_t n = utf8_len(s->p, s->end);
-        if (!n)
-            return fail(s, "invalid UTF-8 in string");
-        memcpy(o, s->p, n);
-        o += n;
-        s->p += n;
-    }
-    if ((size_t)(o - o0) > UINT32_MAX - 1)
-        return fail(s, "string too long");
-    *o++ = 0;
-    *out = o0;
-    *out_len = (uint32_t)(o - o0 - 1);
-    j->strs_len = (size_t)(o - j->strs);
-    return 0;
-}
-
-static int number(jp *s, uint32_t idx)
-{
-    const unsigned char *b = s->p;
-    if (s->p < s->end && *s->p == '-')
-        s->p++;
-    if (s->p >= s->end || *s->p < '0' || *s->p > '9')
-        return fail(s, "bad number");
-    if (*s->p == '0') {
-        s->p++;
-        if (s->p < s->end && *s->p >= '0' && *s->p <= '9')
-            return fail(s, "leading zero in number");
-    } else {
-        while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
-            s->p++;
-    }
-    if (s->p < s->end && *s->p == '.') {
-        s->p++;
-        if (s->p >= s->end || *s->p < '0' || *s->p > '9')
-            return fail(s, "bad fraction in number");
-        while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
-            s->p++;
-    }
-    if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
-        s->p++;
-        if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
-            s->p++;
-        if (s->p >= s->end || *s->p < '0' || *s->p > '9')
-            return fail(s, "bad exponent in number");
-        while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
-            s->p++;
-    }
-    if (s->p - b > 4096)
-        return fail(s, "number too long");
-    /* Copied, so that values outlive the input text like strings do. */
-    kt_json *j = s->j;
-    size_t n = (size_t)(s->p - b);
-    char *o = j->strs + j->strs_len;
-    memcpy(o, b, n);
-    o[n] = 0;
-    j->strs_len += n + 1;
+    const fw_json_tok *k = &b->t[i];
+    kt_json *j = b->j;
     kt_jv *v = &j->v[idx];
-    v->type = KT_J_NUM;
-    v->s = o;
-    v->len = (uint32_t)n;
-    return 0;
-}
-
-static int literal(jp *s, const char *word, uint32_t type, uint32_t idx)
-{
-    size_t n = strlen(word);
-    if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0)
-        return fail(s, "unexpected character");
-    s->p += n;
-    s->j->v[idx].type = type;
-    return 0;
-}
-
-static int value(jp *s, uint32_t idx, int depth);
-
-static int container(jp *s, uint32_t idx, int depth, int obj)
-{
-    s->j->v[idx].type = obj ? KT_J_OBJ : KT_J_ARR;
-    s->p++;
-    ws(s);
-    if (s->p < s->end && *s->p == (obj ? '}' : ']')) {
-        s->p++;
-        return 0;
+    switch (k->type) {
+    case FW_JSON_NULL: v->type = KT_J_NULL; return;
+    case FW_JSON_BOOL: v->type = k->truth ? KT_J_TRUE : KT_J_FALSE; return;
+    case FW_JSON_NUMBER: v->type = KT_J_NUM; v->s = put_str(b, k, &v->len); return;
+    case FW_JSON_STRING: v->type = KT_J_STR; v->s = put_str(b, k, &v->len); return;
+    default: break;
     }
-    uint32_t last = 0, count = 0;
-    for (;;) {
+    int obj = k->type == FW_JSON_OBJECT;
+    v->type = obj ? KT_J_OBJ : KT_J_ARR;
+    v->len = k->size;
+    uint32_t prev = 0;
+    for (uint32_t e = 0, c = (uint32_t)i + 1; e < k->size; e++) {
         const char *key = NULL;
-        uint32_t key_len = 0, child;
-        ws(s);
-        if (obj) {
-            if (s->p >= s->end || *s->p != '"')
-                return fail(s, "expected a member name");
-            if (string(s, &key, &key_len))
-                return -1;
-            ws(s);
-            if (s->p >= s->end || *s->p != ':')
-                return fail(s, "expected ':'");
-            s->p++;
-            ws(s);
-        }
-        if (new_node(s, &child))
-            return -1;
-        s->j->v[child].key = key;
-        s->j->v[child].key_len = key_len;
-        if (value(s, child, depth + 1))
-            return -1;
-        if (last)
-            s->j->v[last].next = child;
+        uint32_t key_len = 0;
+        if (obj)
+            key = put_str(b, &b->t[c++], &key_len);
+        uint32_t ci = j->n++;
+        if (prev)
+            j->v[prev].next = ci;
         else
-            s->j->v[idx].first = child;
-        last = child;
-        if (count == UINT32_MAX)
-            return fail(s, "too many members");
-        count++;
-        ws(s);
-        if (s->p >= s->end)
-            return fail(s, obj ? "unterminated object" : "unterminated array");
-        if (*s->p == ',') {
-            s->p++;
-            continue;
-        }
-        if (*s->p == (obj ? '}' : ']')) {
-            s->p++;
-            break;
-        }
-        return fail(s, obj ? "expected ',' or '}'" : "expected ',' or ']'");
-    }
-    s->j->v[idx].len = count;
-    return 0;
-}
-
-static int value(jp *s, uint32_t idx, int depth)
-{
-    if (depth > MAX_DEPTH)
-        return fail(s, "nested too deeply");
-    ws(s);
-    if (s->p >= s->end)
-        return fail(s, "unexpected end of input");
-    switch (*s->p) {
-    case '{': return container(s, idx, depth, 1);
-    case '[': return container(s, idx, depth, 0);
-    case '"': {
-        const char *str;
-        uint32_t len;
-        if (string(s, &str, &len))
-            return -1;
-        s->j->v[idx].type = KT_J_STR;
-        s->j->v[idx].s = str;
-        s->j->v[idx].len = len;
-        return 0;
-    }
-    case 't': return literal(s, "true", KT_J_TRUE, idx);
-    case 'f': return literal(s, "false", KT_J_FALSE, idx);
-    case 'n': return literal(s, "null", KT_J_NULL, idx);
-    default: return number(s, idx);
+            j->v[idx].first = ci;
+        j->v[ci].key = key;
+        j->v[ci].key_len = key_len;
+        build(b, (int)c, ci);
+        c += b->t[c].skip;
+        prev = ci;
     }
 }
 
 int kt_json_parse(kt_json *j, const char *text, size_t len, char *err, size_t errlen)
 {
     memset(j, 0, sizeof *j);
-    jp s = { j, (const unsigned char *)text, (const unsigned char *)text + len, (const unsigned char *)text,
-             err, errlen, 0 };
-    /* Unescaped strings and copied numbers never take more than their source plus a
-     * NUL each, and every NUL is paid for by a quote or a delimiter: 2 * len + 2 is
-     * generous. */
-    j->strs = malloc(2 * len + 2);
-    uint32_t root;
-    if (!j->strs) {
-        snprintf(err, errlen, "out of memory");
+    if (len > UINT32_MAX - 1) {
+        snprintf(err, errlen, "the text is larger than 4 GiB");
         return -1;
     }
-    if (new_node(&s, &root) || value(&s, root, 0))
-        goto bad;
-    ws(&s);
-    if (s.p != s.end) {
-        fail(&s, "unexpected data after the value");
-        goto bad;
+    fw_json_tok *t = NULL;
+    int n = FW_JSON_E_FULL;
+    for (size_t max = len / 8 + 16; n == FW_JSON_E_FULL; max *= 2) {
+        fw_json_tok *nt = max <= INT_MAX ? realloc(t, max * sizeof *t) : NULL;
+        if (!nt) {
+            free(t);
+            snprintf(err, errlen, "out of memory for %zu values", max);
+            return -1;
+        }
+        t = nt;
+        n = fw_json_parse(text, len, t, (int)max, err, errlen);
     }
+    if (n < 0) {
+        free(t);
+        return -1;
+    }
+    size_t strs = 0;
+    for (int i = 0; i < n; i++)
+        if (t[i].type == FW_JSON_STRING || t[i].type == FW_JSON_NUMBER)
+            strs += t[i].end - t[i].start + 1;
+    j->v = calloc((size_t)n, sizeof *j->v);
+    j->strs = malloc(strs ? strs : 1);
+    if (!j->v || !j->strs) {
+        free(t);
+        kt_json_free(j);
+        snprintf(err, errlen, "out of memory for %d values", n);
+        return -1;
+    }
+    j->cap = (uint32_t)n;
+    j->n = 1;
+    tree b = { .j = j, .text = text, .t = t, .strs_cap = strs };
+    build(&b, 0, 0);
+    free(t);
     return 0;
-bad:
-    kt_json_free(j);
-    return -1;
 }
 
 void kt_json_free(kt_json *j)
@@ -410,11 +151,7 @@ int kt_json_num(const kt_jv *v, double *out)
 {
     if (!v || v->type != KT_J_NUM)
         return -1;
-    char buf[4100];
-    memcpy(buf, v->s, v->len);
-    buf[v->len] = 0;
-    errno = 0;
-    *out = strtod(buf, NULL);
+    *out = strtod(v->s, NULL);   /* the reader checked the grammar; the text is NUL-terminated */
     return isfinite(*out) ? 0 : -1;
 }
 

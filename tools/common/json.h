@@ -1,12 +1,14 @@
 /*
  * json.h: a small, strict JSON parser (RFC 8259) for the converters' config.json,
- * tokenizer.json and safetensors headers. Host-only: it allocates from the heap.
+ * tokenizer.json and safetensors headers. Host-only: it allocates from the heap. The
+ * grammar is the firmware's reader's (fw_json.h), which this builds on.
  *
  * The whole document becomes an array of nodes; strings are unescaped (and number texts
  * copied) into one buffer (valid UTF-8, NUL-terminated, embedded NULs kept in len), so
  * the input text may go away after parsing. Strict means: no comments,
  * no trailing commas, no leading zeros, no control characters or invalid UTF-8 in
- * strings, no lone surrogates, nothing after the value, nesting at most 256 deep.
+ * strings, no lone surrogates, nothing after the value, nesting at most
+ * FW_JSON_MAX_DEPTH (16) deep.
  *
  *     kt_json j;
  *     if (kt_json_parse(&j, text, len, err, sizeof err)) ...
@@ -41,7 +43,7 @@ typedef struct kt_json {
     size_t   strs_len;
 } kt_json;
 
-/* Parses text[0, len). Returns 0, or -1 with "line L col C: what" in err. */
+/* Parses text[0, len). Returns 0, or -1 with "at byte N: what" in err. */
 int kt_json_parse(kt_json *j, const char *text, size_t len, char *err, size_t errlen);
 void kt_json_free(kt_json *j);
 
