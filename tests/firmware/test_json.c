@@ -47,8 +47,12 @@ static void test_refuses_what_json_forbids(void **st)
     const char *doc = "{\"id\":\"r1\",\"prompt\":\"hi\",\"sampling\":{\"temp\":0.5}}";
     for (size_t n = 0; n < strlen(doc); n++)
         assert_true(fw_json_parse(doc, n, t, 64, NULL, 0) < 0);
-    /* Too many values for the token array: refused, not truncated. */
-    assert_true(parse("[1,2,3,4,5,6,7,8]", t, 4) < 0);
+    /* Too many values for the token array: refused, not truncated, and told apart from
+     * text that is not JSON (the one that fails first is reported). */
+    assert_int_equal(parse("[1,2,3,4,5,6,7,8]", t, 4), FW_JSON_E_FULL);
+    assert_int_equal(parse("[1,2,3,4,5,6,7,8]", t, 9), 9);
+    assert_int_equal(parse("[1,2,]", t, 4), -1);
+    assert_int_equal(parse("[1,2,3,4,]", t, 3), FW_JSON_E_FULL);
 }
 
 static void test_members_and_strings(void **st)
