@@ -25,9 +25,10 @@ static const nn_kernels k_ref = {
 
 /*
  * Ordered worst to best; the last one the CPU supports is the default. On x86 that is
- * avx2: on the only AVX-512 VNNI CPU measured (AMD EPYC, Zen 4, which runs 512-bit
- * operations as two 256-bit halves) avx512vnni was slower in both decode and prefill
- * (docs/speed.md). It stays available by name (--kernels avx512vnni).
+ * avx2: on both AVX-512 VNNI CPUs measured (AMD EPYC Zen 4, which runs 512-bit
+ * operations as two 256-bit halves, and Zen 5, which does not) avx512vnni was slower
+ * in both decode and prefill (docs/speed.md). It stays available by name
+ * (--kernels avx512vnni).
  */
 static const nn_kernels *const k_all[] = {
     &k_ref,
