@@ -146,6 +146,31 @@ nn_status nn_session_init(nn_session *s, const nn_model *m, const nn_session_opt
 void nn_session_deinit(nn_session *s);
 
 /*
+ * Several conversations on one session (a peer serving several devices): each keeps
+ * its own KV cache, and the session's weights, activations and threads are shared.
+ * nn_kv_cache_carve carves another cache shaped like s's (nn_kv_cache_bytes of arena,
+ * plus the alignment of its start; NN_E_NOMEM when it does not fit, and then
+ * nn_arena_needed(a) says how much it takes); nn_session_kv_get reads the cache s uses
+ * now (and its n_pos), nn_session_kv_set makes s use another. A cache is only ever used
+ * by sessions of the same model and max_seq.
+ *
+ *     nn_kv_cache a, b;
+ *     nn_session_kv_get(&s, &a);  nn_kv_cache_carve(&s, &arena, &b);
+ *     ... conversation A on s ...
+ *     nn_session_kv_get(&s, &a);  nn_session_kv_set(&s, &b);   // to B, A kept in a
+ */
+typedef struct nn_kv_cache {
+    int16_t *kc, *vc;
+    int8_t  *kt, *vt;
+    uint32_t n_pos;
+} nn_kv_cache;
+
+size_t nn_kv_cache_bytes(const nn_session *s);
+nn_status nn_kv_cache_carve(const nn_session *s, nn_arena *a, nn_kv_cache *k);
+void nn_session_kv_get(const nn_session *s, nn_kv_cache *k);
+void nn_session_kv_set(nn_session *s, const nn_kv_cache *k);
+
+/*
  * Appends n tokens at positions n_pos .. n_pos+n-1 (any n; blocks of max_batch are run
  * internally) and sets *logits to Q16 logits valid until the next call on s: those of
  * the last token, or with all_logits those of the last block, [block][vocab].

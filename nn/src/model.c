@@ -159,16 +159,28 @@ static nn_status check_opts(const nn_model *m, const nn_session_opts *o, uint32_
     return NN_OK;
 }
 
+/* A KV cache for seq positions of every layer. */
+static void carve_kv(nn_kv_cache *k, const nn_model *m, uint32_t seq, nn_arena *a)
+{
+    size_t kv = (size_t)m->cfg.n_layers * seq;
+    k->kc = nn_arena_alloc(a, kv * m->kv_dim * 2, 64);
+    k->vc = nn_arena_alloc(a, kv * m->kv_dim * 2, 64);
+    k->kt = nn_arena_alloc(a, kv * m->cfg.n_kv_heads, 64);
+    k->vt = nn_arena_alloc(a, kv * m->cfg.n_kv_heads, 64);
+    k->n_pos = 0;
+}
+
 /* One carving routine for measuring and for real, so the two can never disagree. */
 static void carve(nn_session *s, const nn_model *m, uint32_t seq, uint32_t B, uint32_t T,
                   int all_logits, nn_arena *a)
 {
     const nn_config *c = &m->cfg;
-    size_t kv = (size_t)c->n_layers * seq;
-    s->kc = nn_arena_alloc(a, kv * m->kv_dim * 2, 64);
-    s->vc = nn_arena_alloc(a, kv * m->kv_dim * 2, 64);
-    s->kt = nn_arena_alloc(a, kv * c->n_kv_heads, 64);
-    s->vt = nn_arena_alloc(a, kv * c->n_kv_heads, 64);
+    nn_kv_cache k;
+    carve_kv(&k, m, seq, a);
+    s->kc = k.kc;
+    s->vc = k.vc;
+    s->kt = k.kt;
+    s->vt = k.vt;
     uint32_t wide = max3(c->dim, m->q_dim, c->hidden_dim);
     s->x = nn_arena_alloc(a, (size_t)B * c->dim * 4, 64);
     s->xa = nn_arena_alloc(a, (size_t)B * wide * 2, 64);
@@ -229,6 +241,41 @@ nn_status nn_session_init(nn_session *s, const nn_model *m, const nn_session_opt
         return st;
     }
     return NN_OK;
+}
+
+size_t nn_kv_cache_bytes(const nn_session *s)
+{
+    nn_arena a;
+    nn_kv_cache k;
+    nn_arena_init(&a, NULL, 0);
+    carve_kv(&k, s->m, s->max_seq, &a);
+    return nn_arena_needed(&a);
+}
+
+nn_status nn_kv_cache_carve(const nn_session *s, nn_arena *a, nn_kv_cache *k)
+{
+    if (!s || !s->m || !a || !k)
+        return NN_E_ARG;
+    carve_kv(k, s->m, s->max_seq, a);
+    if (a->used > a->size) {   /* nn_arena_needed(a) says how much it takes */
+        memset(k, 0, sizeof *k);
+        return NN_E_NOMEM;
+    }
+    return NN_OK;
+}
+
+void nn_session_kv_get(const nn_session *s, nn_kv_cache *k)
+{
+    *k = (nn_kv_cache){ .kc = s->kc, .vc = s->vc, .kt = s->kt, .vt = s->vt, .n_pos = s->n_pos };
+}
+
+void nn_session_kv_set(nn_session *s, const nn_kv_cache *k)
+{
+    s->kc = k->kc;
+    s->vc = k->vc;
+    s->kt = k->kt;
+    s->vt = k->vt;
+    s->n_pos = k->n_pos;
 }
 
 void nn_session_deinit(nn_session *s)

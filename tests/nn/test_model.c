@@ -1,7 +1,7 @@
 /*
  * The forward pass on the real stories260K model: bit-identical logits and KV bytes
  * for every thread count, block size and kernel path; rollback; arena sizing; range
- * errors that leave the session untouched.
+ * errors that leave the session untouched; conversations kept apart by KV caches.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +50,7 @@ static void run_all(run *r, uint32_t threads, uint32_t block, const char *kernel
     nn_arena a;
     nn_arena_init(&a, r->mem, need);
     assert_int_equal(nn_session_init(&r->s, &model, &o, &a), NN_OK);
-    assert_true(a.used <= need && need - a.used < NN_ARENA_ALIGN);   /* measuring and carving agree */              /* measuring and carving agree */
+    assert_true(a.used <= need && need - a.used < NN_ARENA_ALIGN);   /* measuring and carving agree */
     for (uint32_t p = 0; p < n_toks; p += block) {
         uint32_t b = n_toks - p < block ? n_toks - p : block;
         const int32_t *lg;
@@ -242,6 +242,73 @@ static void rollback_recomputes_identically(void **st)
     run_free(&base);
 }
 
+/* Two conversations interleaved on one session, each with its own KV cache, give what
+ * each gives alone: logits, n_pos and cache bytes. */
+static void kv_caches_keep_conversations_apart(void **st)
+{
+    (void)st;
+    uint32_t V = model.cfg.vocab_size, half = n_toks / 2;
+    nn_session_opts o = { .max_seq = half, .max_batch = 8, .threads = 2 };
+    size_t need, need_kv;
+    assert_int_equal(nn_session_arena_bytes(&model, &o, &need), NN_OK);
+    uint8_t *mem = aligned_alloc(64, 2 * need);
+    nn_arena a;
+    nn_arena_init(&a, mem, 2 * need);
+    nn_session s, alone;
+    assert_int_equal(nn_session_init(&s, &model, &o, &a), NN_OK);
+    need_kv = nn_kv_cache_bytes(&s);
+    nn_kv_cache ka, kb;
+    nn_session_kv_get(&s, &ka);
+    size_t before = a.used;
+    assert_int_equal(nn_kv_cache_carve(&s, &a, &kb), NN_OK);
+    assert_true(a.used - before < need_kv + 64);   /* plus at most the alignment of its start */
+    /* A = tokens [0, half), B = tokens [half, n_toks), fed in turns of 8 and 5. */
+    int32_t *la = malloc((size_t)V * 4), *lb = malloc((size_t)V * 4);
+    const int32_t *lg;
+    for (uint32_t pa = 0, pb = 0; pa < half || pb < half;) {
+        uint32_t na = half - pa < 8 ? half - pa : 8, nb = half - pb < 5 ? half - pb : 5;
+        if (na) {
+            assert_int_equal(nn_session_forward(&s, toks + pa, na, &lg), NN_OK);
+            memcpy(la, lg, (size_t)V * 4);
+            pa += na;
+        }
+        nn_session_kv_get(&s, &ka);
+        nn_session_kv_set(&s, &kb);
+        assert_int_equal(s.n_pos, pb);
+        if (nb) {
+            assert_int_equal(nn_session_forward(&s, toks + half + pb, nb, &lg), NN_OK);
+            memcpy(lb, lg, (size_t)V * 4);
+            pb += nb;
+        }
+        nn_session_kv_get(&s, &kb);
+        nn_session_kv_set(&s, &ka);
+        assert_int_equal(s.n_pos, pa);
+    }
+    nn_session_deinit(&s);
+    /* Each alone, on a fresh session over the same memory. */
+    for (int c = 0; c < 2; c++) {
+        nn_arena_init(&a, mem + need, need);
+        assert_int_equal(nn_session_init(&alone, &model, &o, &a), NN_OK);
+        assert_int_equal(nn_session_forward(&alone, toks + c * half, half, &lg), NN_OK);
+        assert_memory_equal(lg, c ? lb : la, (size_t)V * 4);
+        const nn_kv_cache *k = c ? &kb : &ka;
+        size_t n = (size_t)model.cfg.n_layers * half;
+        assert_int_equal(k->n_pos, half);
+        assert_memory_equal(alone.kc, k->kc, n * model.kv_dim * 2);
+        assert_memory_equal(alone.vc, k->vc, n * model.kv_dim * 2);
+        assert_memory_equal(alone.kt, k->kt, n * model.cfg.n_kv_heads);
+        assert_memory_equal(alone.vt, k->vt, n * model.cfg.n_kv_heads);
+        nn_session_deinit(&alone);
+    }
+    /* No room: NN_E_NOMEM, and the arena says what it would take. */
+    nn_arena_init(&a, mem, need_kv - 1);
+    assert_int_equal(nn_kv_cache_carve(&alone, &a, &kb), NN_E_NOMEM);
+    assert_true(nn_arena_needed(&a) >= need_kv);
+    free(la);
+    free(lb);
+    free(mem);
+}
+
 static void range_errors_leave_the_session_untouched(void **st)
 {
     (void)st;
@@ -304,6 +371,7 @@ int main(void)
         cmocka_unit_test(fast_paths_bit_identical_on_wider_groups),
         cmocka_unit_test(last_row_only_paths_bit_identical),
         cmocka_unit_test(rollback_recomputes_identically),
+        cmocka_unit_test(kv_caches_keep_conversations_apart),
         cmocka_unit_test(range_errors_leave_the_session_untouched),
         cmocka_unit_test(arena_sizing),
     };
