@@ -20,15 +20,36 @@
 
 #define PEER_QUEUE 16
 
+/*
+ * One device session held: who owns it, the positions its KV cache holds, and its
+ * sampler (seeded by the device's first sampling VERIFY). A new session takes its
+ * owner's previous slot, a free one, or the one used longest ago (take_slot); a request
+ * for a session the peer does not hold (replaced, or from before a restart) gets NEED,
+ * and the device goes on alone.
+ */
+#define PEER_SESSIONS_MAX 64
+
+typedef struct {
+    char owner[MQTT_NODE_ID_MAX + 1];   /* "" = free */
+    uint32_t session, have;
+    uint64_t used;
+    nn_kv_cache kv;
+    nn_sampler sp;
+    uint8_t *sp_mem;
+    int sp_ready;
+} peer_slot;
+
 typedef struct {
     fw_config cfg;
     fw_engine e;
     collab_net net;
     nn_kv_work w;
     size_t max_msg;
-    /* the device session being served */
-    char owner[MQTT_NODE_ID_MAX + 1];
-    uint32_t session, have;
+    /* the device sessions held: slot `cur`'s KV cache is the engine session's */
+    peer_slot slot[PEER_SESSIONS_MAX];
+    uint32_t nslot, cur;
+    uint64_t tick;         /* request counter, for the slots' last use */
+    uint64_t evicted;
     /* requests waiting, in arrival order */
     uint8_t *q[PEER_QUEUE];
     size_t qlen[PEER_QUEUE];
@@ -41,11 +62,7 @@ typedef struct {
     int32_t *logits;       /* [vocab] Q16 */
     uint32_t targ[COLLAB_MAX_ROWS];
     int32_t *tl, *dl;      /* sampling: [COLLAB_SAMPLE_MAX+1][vocab] target, [..][vocab] draft Q16 */
-    nn_sampler sp;         /* sampling: seeded per device session */
-    uint8_t *sp_mem;
-    size_t sp_bytes;
-    uint32_t sp_session;
-    char sp_owner[MQTT_NODE_ID_MAX + 1];
+    size_t sp_bytes;       /* a slot's sampler carve */
     uint8_t *out;          /* reply: COLLAB_HDR + encoded rows */
     uint32_t ns_per_row_layer, ns_per_call_layer;
     uint64_t served, rows, verify_tokens;
@@ -77,6 +94,59 @@ static void on_deliver(void *user, const mqtt_frame_hdr *h, const uint8_t *p, si
     snprintf(ps->qsender[i], sizeof ps->qsender[i], "%s", h->sender);
 }
 
+/* ---- device sessions ---------------------------------------------------------------- */
+
+static peer_slot *find_slot(peer_state *ps, const char *owner, uint32_t session)
+{
+    for (uint32_t i = 0; i < ps->nslot; i++)
+        if (ps->slot[i].owner[0] && ps->slot[i].session == session && !strcmp(ps->slot[i].owner, owner))
+            return &ps->slot[i];
+    return NULL;
+}
+
+/* A slot for a new session: the owner's previous session's (a node runs one kvmesh
+ * collab at a time, so that one has ended), else a free one, else the one used longest
+ * ago. */
+static peer_slot *take_slot(peer_state *ps, const char *owner, uint32_t session)
+{
+    peer_slot *sl = NULL;
+    for (uint32_t i = 0; i < ps->nslot && !sl; i++)
+        if (!strcmp(ps->slot[i].owner, owner))
+            sl = &ps->slot[i];
+    for (uint32_t i = 0; i < ps->nslot && !sl; i++)
+        if (!ps->slot[i].owner[0])
+            sl = &ps->slot[i];
+    if (!sl) {
+        sl = &ps->slot[0];
+        for (uint32_t i = 1; i < ps->nslot; i++)
+            if (ps->slot[i].used < sl->used)
+                sl = &ps->slot[i];
+        ps->evicted++;
+        fprintf(stderr, "kvmesh peer: session %08x of %s replaces session %08x of %s (all %u slots busy; "
+                "that one was idle longest)\n", session, owner, sl->session, sl->owner, ps->nslot);
+    } else {
+        fprintf(stderr, "kvmesh peer: serving session %08x of %s (slot %u of %u)\n", session, owner,
+                (uint32_t)(sl - ps->slot) + 1, ps->nslot);
+    }
+    snprintf(sl->owner, sizeof sl->owner, "%s", owner);
+    sl->session = session;
+    sl->have = 0;
+    sl->sp_ready = 0;
+    return sl;
+}
+
+/* Makes sl's KV cache the engine session's. */
+static void use_slot(peer_state *ps, peer_slot *sl)
+{
+    uint32_t i = (uint32_t)(sl - ps->slot);
+    sl->used = ++ps->tick;
+    if (i == ps->cur)
+        return;
+    nn_session_kv_get(&ps->e.s, &ps->slot[ps->cur].kv);
+    nn_session_kv_set(&ps->e.s, &sl->kv);
+    ps->cur = i;
+}
+
 /* Serves one request; fills the reply header r and returns the reply's data length. */
 static uint32_t serve(peer_state *ps, const collab_msg *m, const uint8_t *data, const char *sender, collab_msg *r)
 {
@@ -88,22 +158,21 @@ static uint32_t serve(peer_state *ps, const collab_msg *m, const uint8_t *data, 
                        .peer_ns = ps->ns_per_row_layer, .peer_ns_call = ps->ns_per_call_layer };
     if (m->op == COLLAB_OP_PING)
         return 0;
-    if (strcmp(ps->owner, sender) != 0 || ps->session != m->session) {
-        /* A new device session takes the peer over when it starts from position 0;
-         * anything else learns that the peer holds nothing for it. */
+    peer_slot *sl = find_slot(ps, sender, m->session);
+    if (!sl) {
+        /* A new device session starts from position 0; anything else learns that the
+         * peer holds nothing for it. */
         if (m->pos0 != 0) {
             r->status = COLLAB_ST_NEED;
             r->have = 0;
             return 0;
         }
-        snprintf(ps->owner, sizeof ps->owner, "%s", sender);
-        ps->session = m->session;
-        ps->have = 0;
-        fprintf(stderr, "kvmesh peer: serving session %08x of %s\n", m->session, sender);
+        sl = take_slot(ps, sender, m->session);
     }
-    if (m->pos0 > ps->have) {
+    use_slot(ps, sl);
+    if (m->pos0 > sl->have) {
         r->status = COLLAB_ST_NEED;
-        r->have = ps->have;
+        r->have = sl->have;
         return 0;
     }
     nn_status st = NN_OK;
@@ -122,12 +191,12 @@ static uint32_t serve(peer_state *ps, const collab_msg *m, const uint8_t *data, 
         if (st) {
             fprintf(stderr, "kvmesh peer: bad LAYERS request from %s: %s\n", sender, nn_strerror(st));
             r->status = COLLAB_ST_ERROR;
-            r->have = ps->have;
+            r->have = sl->have;
             return 0;
         }
-        ps->have = m->pos0 + m->n;
+        sl->have = m->pos0 + m->n;
         ps->rows += m->n;
-        r->have = ps->have;
+        r->have = sl->have;
         if (token) {
             nn_session_logits(s, ps->x + (size_t)(m->n - 1) * dim, 1, ps->logits);
             r->token = nn_argmax_i32(ps->logits, vocab);
@@ -148,7 +217,7 @@ static uint32_t serve(peer_state *ps, const collab_msg *m, const uint8_t *data, 
         m->draft + 1 > COLLAB_MAX_ROWS || m->pos0 + m->n > s->max_seq ||
         (sample && (m->draft > COLLAB_SAMPLE_MAX || m->l0 == 0 || m->l0 >= L))) {
         r->status = COLLAB_ST_ERROR;
-        r->have = ps->have;
+        r->have = sl->have;
         return 0;
     }
     uint32_t toks[COLLAB_MAX_ROWS], first = m->n - m->draft - 1;
@@ -181,25 +250,24 @@ static uint32_t serve(peer_state *ps, const collab_msg *m, const uint8_t *data, 
     if (st) {
         fprintf(stderr, "kvmesh peer: bad VERIFY request from %s: %s\n", sender, nn_strerror(st));
         r->status = COLLAB_ST_ERROR;
-        r->have = ps->have;
+        r->have = sl->have;
         return 0;
     }
     /* Greedy acceptance: drafts are the last `draft` tokens; targ[j] is the model's
      * choice after position first + j. */
     uint32_t a = 0, next;
-    if (sample && (ps->sp_session != m->session || strcmp(ps->sp_owner, sender) != 0)) {
+    if (sample && !sl->sp_ready) {
         nn_arena sa;
-        nn_arena_init(&sa, ps->sp_mem, ps->sp_bytes);
-        nn_sampler_init(&ps->sp, vocab, (int32_t)m->token, 0, m->have, &sa);
-        ps->sp_session = m->session;
-        snprintf(ps->sp_owner, sizeof ps->sp_owner, "%s", sender);
+        nn_arena_init(&sa, sl->sp_mem, ps->sp_bytes);
+        nn_sampler_init(&sl->sp, vocab, (int32_t)m->token, 0, m->have, &sa);
+        sl->sp_ready = 1;
     }
     while (a < m->draft) {
         const uint8_t *b = data + 4 * (first + 1 + a);
         uint32_t d = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
         if (sample) {
             uint32_t corr;
-            if (!nn_sampler_verify(&ps->sp, ps->tl + (size_t)a * vocab, ps->dl + (size_t)a * vocab, d, &corr)) {
+            if (!nn_sampler_verify(&sl->sp, ps->tl + (size_t)a * vocab, ps->dl + (size_t)a * vocab, d, &corr)) {
                 ps->targ[a] = corr;   /* drawn from the residual max(0, P - Q) */
                 break;
             }
@@ -210,38 +278,42 @@ static uint32_t serve(peer_state *ps, const collab_msg *m, const uint8_t *data, 
     }
     next = ps->targ[a];
     if (sample && a == m->draft)
-        next = nn_sampler_sample(&ps->sp, ps->tl + (size_t)a * vocab);
-    ps->have = m->pos0 + first + 1 + a;   /* rejected drafts' KV is forgotten */
+        next = nn_sampler_sample(&sl->sp, ps->tl + (size_t)a * vocab);
+    sl->have = m->pos0 + first + 1 + a;   /* rejected drafts' KV is forgotten */
     ps->verify_tokens += m->n;
     r->accepted = a;
     r->token = next;
-    r->have = ps->have;
+    r->have = sl->have;
     return 0;
 }
 
 static void usage(FILE *f)
 {
     fprintf(f,
-        "usage: kvmesh peer --config FILE [-m IMAGE] [--threads N]\n"
+        "usage: kvmesh peer --config FILE [-m IMAGE] [--threads N] [--sessions N]\n"
         "\n"
         "Serves collaborating devices (kvmesh collab) with the same image: the middle layers\n"
         "of a split, the deep layers of an early exit, and verification of drafted tokens.\n"
-        "It connects as the config's node and takes requests on req/<node>; it holds one\n"
-        "device session at a time (a device starting a new one takes it over).\n"
+        "It connects as the config's node and takes requests on req/<node>. It holds several\n"
+        "device sessions at once, each with its own KV cache; a new one beyond them replaces\n"
+        "the one idle longest (whose device goes on alone, and comes back later).\n"
         "\n"
         "  --config FILE    the node's configuration (kvmesh.conf: broker, security, model)\n"
         "  -m, --model IMG  image (default: [model] image of the config)\n"
         "  --threads N      engine threads (default: [model] threads)\n"
+        "  --sessions N     device sessions held at once, 1-64 (default: [collab] peer_sessions,\n"
+        "                   4); each takes a KV cache of [model] context positions\n"
         "  -h, --help       this text\n");
 }
 
 int fw_cmd_peer(int argc, char **argv)
 {
     const char *prog = "kvmesh peer", *conf = NULL, *model = NULL;
-    uint32_t threads = 0;
+    uint32_t threads = 0, sessions = 0;
     static const struct option opts[] = {
         { "config", required_argument, 0, 'c' }, { "model", required_argument, 0, 'm' },
-        { "threads", required_argument, 0, 'T' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+        { "threads", required_argument, 0, 'T' }, { "sessions", required_argument, 0, 'S' },
+        { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     int c;
     optind = 1;
@@ -250,6 +322,7 @@ int fw_cmd_peer(int argc, char **argv)
         case 'c': conf = optarg; break;
         case 'm': model = optarg; break;
         case 'T': if (fw_parse_u32(prog, "--threads", optarg, 1, 64, &threads)) return 2; break;
+        case 'S': if (fw_parse_u32(prog, "--sessions", optarg, 1, PEER_SESSIONS_MAX, &sessions)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -279,10 +352,30 @@ int fw_cmd_peer(int argc, char **argv)
     ps->logits = nn_arena_alloc(&ps->e.arena, (size_t)md->cfg.vocab_size * 4, 64);
     ps->tl = nn_arena_alloc(&ps->e.arena, (size_t)(COLLAB_SAMPLE_MAX + 1) * md->cfg.vocab_size * 4, 64);
     ps->dl = nn_arena_alloc(&ps->e.arena, (size_t)COLLAB_SAMPLE_MAX * md->cfg.vocab_size * 4, 64);
-    ps->sp_bytes = nn_sampler_arena_bytes(md->cfg.vocab_size) + 256;
-    ps->sp_mem = nn_arena_alloc(&ps->e.arena, ps->sp_bytes, 64);
-    if (st || !ps->x || !ps->logits || !ps->tl || !ps->dl || !ps->sp_mem) {
+    if (st || !ps->x || !ps->logits || !ps->tl || !ps->dl) {
         fprintf(stderr, "%s: the arena has no room for the peer's buffers\n", prog);
+        fw_engine_close(&ps->e);
+        return 1;
+    }
+    /* The device sessions: slot 0 has the engine session's KV cache, the others their
+     * own, each with a sampler. */
+    ps->nslot = sessions ? sessions : ps->cfg.peer_sessions;
+    ps->sp_bytes = nn_sampler_arena_bytes(md->cfg.vocab_size) + 256;
+    size_t slot_bytes = nn_kv_cache_bytes(&ps->e.s) + ps->sp_bytes + 2 * NN_ARENA_ALIGN, base = ps->e.arena.used;
+    nn_session_kv_get(&ps->e.s, &ps->slot[0].kv);
+    for (uint32_t i = 0; i < ps->nslot && !st; i++) {
+        if (i)
+            st = nn_kv_cache_carve(&ps->e.s, &ps->e.arena, &ps->slot[i].kv);
+        ps->slot[i].sp_mem = st ? NULL : nn_arena_alloc(&ps->e.arena, ps->sp_bytes, 64);
+        if (!st && !ps->slot[i].sp_mem)
+            st = NN_E_NOMEM;
+    }
+    if (st) {
+        size_t cap = fw_arena_capacity(), room = cap > base ? (cap - base) / slot_bytes : 0;
+        fprintf(stderr, "%s: %u device sessions do not fit: each takes about %zu bytes of arena (a KV cache of "
+                "%u positions and a sampler), and this build's %zu-byte arena has room for %zu; set [collab] "
+                "peer_sessions (or --sessions) or [model] context lower\n", prog, ps->nslot, slot_bytes,
+                ps->e.s.max_seq, cap, room + 1);
         fw_engine_close(&ps->e);
         return 1;
     }
@@ -322,9 +415,9 @@ int fw_cmd_peer(int argc, char **argv)
     sa.sa_handler = on_stop;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    fprintf(stderr, "kvmesh peer: ready: node %s, %u layers, dim %u, context %u; a layer costs %u ns per call "
-            "+ %u ns per row\n", ps->cfg.node_id, md->cfg.n_layers, dim, ps->e.s.max_seq, ps->ns_per_call_layer,
-            ps->ns_per_row_layer);
+    fprintf(stderr, "kvmesh peer: ready: node %s, %u layers, dim %u, context %u, %u device sessions; a layer "
+            "costs %u ns per call + %u ns per row\n", ps->cfg.node_id, md->cfg.n_layers, dim, ps->e.s.max_seq,
+            ps->nslot, ps->ns_per_call_layer, ps->ns_per_row_layer);
     int rc = 0;
     while (!peer_stop) {
         if ((rc = mqtt_node_poll(&ps->net.node, ps->qcount ? 0 : 20)) != MQTT_OK) {
@@ -359,9 +452,10 @@ int fw_cmd_peer(int argc, char **argv)
     }
     char drops[256];
     collab_net_drops(&ps->net, drops, sizeof drops);
-    fprintf(stderr, "kvmesh peer: stopping: %llu requests served, %llu rows, %llu verified tokens, %llu dropped "
-            "(queue full), %llu bytes sent, %llu received; frames: %s\n", (unsigned long long)ps->served,
-            (unsigned long long)ps->rows, (unsigned long long)ps->verify_tokens, (unsigned long long)ps->dropped,
+    fprintf(stderr, "kvmesh peer: stopping: %llu requests served, %llu rows, %llu verified tokens, %llu sessions "
+            "replaced, %llu dropped (queue full), %llu bytes sent, %llu received; frames: %s\n",
+            (unsigned long long)ps->served, (unsigned long long)ps->rows, (unsigned long long)ps->verify_tokens,
+            (unsigned long long)ps->evicted, (unsigned long long)ps->dropped,
             (unsigned long long)ps->net.sent_bytes, (unsigned long long)ps->net.recv_bytes, drops);
     collab_net_close(&ps->net);
     for (int i = 0; i < PEER_QUEUE; i++)

@@ -4,7 +4,8 @@
 # and a random smollm2-135m-shape image; int8 hidden states measured against the full
 # model; early exit with a trained head (tokens kept on the device, agreement); the
 # peer killed with -9 mid-generation in split and speculative mode (the output still
-# completes, and equals standalone); a peer that comes back serves a new session.
+# completes, and equals standalone); a peer that comes back serves a new session; one
+# peer serving two devices at once, and replacing the idlest session when full.
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/lib/fw.sh"
 fw_setup
@@ -164,6 +165,50 @@ check "a new session on the restarted peer: bit-identical, no fallback" \
     sh -c "cmp -s '$TMPD/ref.txt' '$TMPD/split.txt' && ! grep -q standalone '$TMPD/split.err'"
 expect_fail "no peer at all: a clear error" 1 "did not answer a probe" \
     run "$BIN/kvmesh" collab --config "$TMPD/node-a.conf" --peer node-c --mode split -p "$P" -n 5 --deadline-ms 500
+
+# ---- one peer, several devices ------------------------------------------------------------
+# The peer holds [collab] peer_sessions (4) device sessions, each with its own KV cache:
+# node-a (split) and node-c (spec) at the same time are both bit-identical and neither
+# falls back. Held to one session, a second device's session replaces the first's,
+# which goes on alone (and resumes later), its text unchanged.
+fw_conf node-c "[model]" "context = 512"
+ccollab() { run "$BIN/kvmesh" collab --config "$TMPD/node-c.conf" --peer node-b "$@"; }
+rm -f "$TMPD/m1.txt" "$TMPD/m2.txt" "$TMPD/m1.err" "$TMPD/m2.err"
+mark=$(wc -l <"$TMPD/node-b.log")
+collab --mode split -p "$P" -n 150 --slowdown 4 >"$TMPD/m1.txt" 2>"$TMPD/m1.err" &
+p1=$!
+ccollab --mode spec --layer 2 -p "$P" -n 150 --slowdown 4 >"$TMPD/m2.txt" 2>"$TMPD/m2.err" &
+p2=$!
+wait $p1
+r1=$?
+wait $p2
+r2=$?
+check_all "two devices on one peer at once (split, spec): both bit-identical, neither fell back (exit $r1, $r2)" \
+    '[ $r1 = 0 ] && [ $r2 = 0 ] && cmp -s "$TMPD/ref150.txt" "$TMPD/m1.txt" && cmp -s "$TMPD/ref150.txt" "$TMPD/m2.txt" &&
+     ! grep -q standalone "$TMPD/m1.err" "$TMPD/m2.err"'
+tail -n +$((mark + 1)) "$TMPD/node-b.log" >"$TMPD/m.log"
+check_all "the peer served both sessions in their own slots, replacing none" \
+    'grep -q "of node-a (slot" "$TMPD/m.log" && grep -q "of node-c (slot" "$TMPD/m.log" && ! grep -q replaces "$TMPD/m.log"'
+expect_fail "peer: --sessions out of range" 2 "sessions" run "$BIN/kvmesh" peer --config "$TMPD/node-b.conf" --sessions 0
+fw_stop node-b 2>/dev/null
+check "the peer restarts holding one session (--sessions 1)" peer_start node-b --sessions 1
+rm -f "$TMPD/fb.txt" "$TMPD/m1.err" "$TMPD/m2.txt"
+mark=$(wc -l <"$TMPD/node-b.log")
+collab --mode split -p "$P" -n 400 --slowdown 60 --deadline-ms 1000 --resume-every 8 --json "$TMPD/m1.json" \
+    >"$TMPD/fb.txt" 2>"$TMPD/m1.err" &
+p1=$!
+_i=0
+while [ $_i -lt 600 ] && [ "$(cat "$TMPD/fb.txt" 2>/dev/null | wc -c)" -le $((plen + 60)) ]; do sleep 0.05; _i=$((_i + 1)); done
+ccollab --mode split -p "$P" -n 80 >"$TMPD/m2.txt" 2>"$TMPD/m2.err"
+r2=$?
+wait $p1
+r1=$?
+tail -n +$((mark + 1)) "$TMPD/node-b.log" >"$TMPD/m.log"
+echo "# one session: $(grep -h -E 'replaces|standalone|again' "$TMPD/m.log" "$TMPD/m1.err" "$TMPD/m2.err" | tr '\n' ' ')"
+check_all "one session: node-c's replaces node-a's, node-a goes on alone; both bit-identical (exit $r1, $r2)" \
+    '[ $r1 = 0 ] && [ $r2 = 0 ] && grep -q "of node-c replaces session .* of node-a" "$TMPD/m.log" &&
+     grep -q "continuing standalone" "$TMPD/m1.err" && cmp -s "$TMPD/ref400.txt" "$TMPD/fb.txt" &&
+     cmp -s "$TMPD/ref.txt" "$TMPD/m2.txt"'
 
 # ---- a group of peers behind a shared subscription -----------------------------------------
 # node-b and node-c both serve the group "cloud"; the member that answers the device's
