@@ -341,7 +341,7 @@ static const fw_key keys[] = {
     { "collab", "text_deadline_ms", K_U32, F(text_deadline_ms), 10, 600000, NULL, true },
     { "collab", "text_stall_ms", K_U32, F(text_stall_ms), 10, 600000, NULL, true },
     { "collab", "text_retry_ms", K_U32, F(text_retry_ms), 0, 3600000, NULL, true },
-    { "collab", "peer_sessions", K_U32, F(peer_sessions), 1, 64, NULL, false },
+    { "collab", "peer_sessions", K_U32, F(peer_sessions), 0, 64, NULL, false },
     { "privacy", "redact", K_SPECIAL, F(redact), 0, 0, sp_redact, true },
     { "privacy", "names_file", K_STR, F(names_file), 0, 0, NULL, false },
 };
@@ -407,7 +407,6 @@ void fw_config_defaults(fw_config *c)
     c->text_deadline_ms = 2000;
     c->text_stall_ms = 2000;
     c->text_retry_ms = 30000;
-    c->peer_sessions = 4;
     c->redact = FW_PRIV_EMAIL | FW_PRIV_PHONE;
 }
 

@@ -119,7 +119,7 @@ typedef struct fw_config {
     uint32_t text_stall_ms;       /* ... and each later one within this of the last */
     uint32_t text_retry_ms;       /* after a failure, generate here this long before trying again */
     /* [collab], kvmesh peer */
-    uint32_t peer_sessions;       /* device sessions a peer holds at once (one KV cache each) */
+    uint32_t peer_sessions;       /* device sessions a peer holds at once (one KV cache each); 0: auto */
     /* [privacy] (privacy.h) */
     unsigned redact;              /* FW_PRIV_* classes redacted before text leaves the board */
     char names_file[FW_PATH_MAX]; /* names to redact, one per line; "" = none */

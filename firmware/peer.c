@@ -28,6 +28,7 @@
  * and the device goes on alone.
  */
 #define PEER_SESSIONS_MAX 64
+#define PEER_SESSIONS_AUTO 4   /* [collab] peer_sessions 0: up to this many, as fit */
 
 typedef struct {
     char owner[MQTT_NODE_ID_MAX + 1];   /* "" = free */
@@ -301,8 +302,9 @@ static void usage(FILE *f)
         "  --config FILE    the node's configuration (kvmesh.conf: broker, security, model)\n"
         "  -m, --model IMG  image (default: [model] image of the config)\n"
         "  --threads N      engine threads (default: [model] threads)\n"
-        "  --sessions N     device sessions held at once, 1-64 (default: [collab] peer_sessions,\n"
-        "                   4); each takes a KV cache of [model] context positions\n"
+        "  --sessions N     device sessions held at once, 1-64 (default: [collab] peer_sessions;\n"
+        "                   0 or unset: as many as the arena holds, up to 4); each takes a KV\n"
+        "                   cache of [model] context positions\n"
         "  -h, --help       this text\n");
 }
 
@@ -358,17 +360,26 @@ int fw_cmd_peer(int argc, char **argv)
         return 1;
     }
     /* The device sessions: slot 0 has the engine session's KV cache, the others their
-     * own, each with a sampler. */
-    ps->nslot = sessions ? sessions : ps->cfg.peer_sessions;
+     * own, each with a sampler. 0 (the default): as many as fit, up to PEER_SESSIONS_AUTO. */
+    uint32_t want = sessions ? sessions : ps->cfg.peer_sessions;
+    ps->nslot = want ? want : PEER_SESSIONS_AUTO;
     ps->sp_bytes = nn_sampler_arena_bytes(md->cfg.vocab_size) + 256;
     size_t slot_bytes = nn_kv_cache_bytes(&ps->e.s) + ps->sp_bytes + 2 * NN_ARENA_ALIGN, base = ps->e.arena.used;
     nn_session_kv_get(&ps->e.s, &ps->slot[0].kv);
-    for (uint32_t i = 0; i < ps->nslot && !st; i++) {
-        if (i)
-            st = nn_kv_cache_carve(&ps->e.s, &ps->e.arena, &ps->slot[i].kv);
-        ps->slot[i].sp_mem = st ? NULL : nn_arena_alloc(&ps->e.arena, ps->sp_bytes, 64);
-        if (!st && !ps->slot[i].sp_mem)
+    uint32_t made = 0;
+    for (; made < ps->nslot && !st; made++) {
+        size_t mark = ps->e.arena.used;
+        if (made)
+            st = nn_kv_cache_carve(&ps->e.s, &ps->e.arena, &ps->slot[made].kv);
+        ps->slot[made].sp_mem = st ? NULL : nn_arena_alloc(&ps->e.arena, ps->sp_bytes, 64);
+        if (!st && !ps->slot[made].sp_mem)
             st = NN_E_NOMEM;
+        if (st && !want && made > 0) {   /* automatic: keep the ones that fit */
+            ps->e.arena.used = mark;
+            ps->nslot = made;
+            st = NN_OK;
+            break;
+        }
     }
     if (st) {
         size_t cap = fw_arena_capacity(), room = cap > base ? (cap - base) / slot_bytes : 0;

@@ -303,6 +303,13 @@ else
     scollab --mode split-spec --split 2,2 -p "$Q" -n 16 --json "$TMPD/hs2.json" >"$TMPD/hs2.txt" 2>/dev/null
     check "smollm2 shape: split-spec text bit-identical, logits digest equal to standalone" \
         sh -c "cmp -s '$TMPD/refs.txt' '$TMPD/hs2.txt' && [ '$(jget logits_digest "$TMPD/hs2.json")' = '$(jget logits_digest "$TMPD/sd.json")' ]"
+    # Device sessions at a 2048-token context: 47.5 MB of KV cache each. 64 of them do not
+    # fit the host's 1 GiB arena (a clear error, before connecting); by default the peer
+    # holds as many as fit, up to 4.
+    fw_conf node-d "[model]" "context = 2048" "image = $TMPD/sm.kvm"
+    printf 'node-d-pw\n' >"$TMPD/node-d.pw"
+    expect_fail "peer: more device sessions than the arena holds" 1 "64 device sessions do not fit.*room for" \
+        run "$BIN/kvmesh" peer --config "$TMPD/node-d.conf" --sessions 64
 fi
 
 fw_done
