@@ -1,8 +1,9 @@
 /*
- * kvmesh peer --config FILE: the stronger side of a collaboration (collab.h). It holds
- * one device session at a time: the KV of the layers it runs for that device (the middle
- * layers in split mode, the deep layers in early-exit mode, all of them for speculative
- * verification), and answers each request with rows, a token, or an accepted count.
+ * kvmesh peer --config FILE: the stronger side of a collaboration (collab.h). For each
+ * device session it holds (up to [collab] peer_sessions, see peer_slot) it keeps the KV
+ * of the layers it runs for that device (the middle layers in split mode, the deep
+ * layers in early-exit mode, all of them for speculative verification), and answers each
+ * request with rows, a token, or an accepted count.
  *
  * Requests are copied out of the mqtt layer's callback into a small ring and served in
  * order from the main loop, so a reply (which may be chunked and wait for the broker)
