@@ -264,57 +264,148 @@ int64_t nn_dot_i16_avx2(const int16_t *a, const int16_t *b, uint32_t n)
     return s;
 }
 
+/* Rows ahead that the attention kernels prefetch (a cached K or V row is one head's
+ * slice of a longer row, a stride the hardware prefetcher does not follow far enough). */
+#define ATT_PF_ROWS 8
+
+/*
+ * Attention scores for head sizes in whole 16-lane chunks up to 256 (every llama head
+ * size), four rows at a time. q = 256 * qh + ql with qh in [-128, 127] and ql in
+ * [0, 255], so q . k = 256 * (qh . k) + (ql . k), and with n <= 256 both parts stay
+ * inside int32 in any order of summation: |qh . k| <= 256 * 128 * 32768 = 2^30 and
+ * |ql . k| <= 256 * 255 * 32768 < 2^31. So the products accumulate in int32 lanes, two
+ * vpmaddwd per 16 values and row, and meet int64 once per row. Other sizes, and the
+ * last rows of a count that is not a multiple of four, go row by row.
+ */
 void nn_dot_rows_i16_avx2(const int16_t *q, const int16_t *k, size_t k_stride, uint32_t n, uint32_t n_rows,
                           int64_t *out)
 {
-    for (uint32_t j = 0; j < n_rows; j++)
+    uint32_t j = 0;
+    if (n % 16 == 0 && n <= 256) {
+        int16_t qh[256], ql[256];
+        for (uint32_t i = 0; i < n; i++) {
+            ql[i] = (int16_t)(q[i] & 255);
+            qh[i] = (int16_t)((q[i] - ql[i]) / 256);
+        }
+        for (; j + 4 <= n_rows; j += 4) {
+            const int16_t *k0 = k + j * k_stride, *k1 = k0 + k_stride, *k2 = k1 + k_stride, *k3 = k2 + k_stride;
+            if (j + ATT_PF_ROWS + 4 <= n_rows)
+                for (uint32_t r = 0; r < 4; r++)
+                    for (uint32_t off = 0; off < n * 2; off += 64)
+                        _mm_prefetch((const char *)(k0 + (ATT_PF_ROWS + r) * k_stride) + off, _MM_HINT_T0);
+            __m256i h0 = _mm256_setzero_si256(), l0 = h0, h1 = h0, l1 = h0, h2 = h0, l2 = h0, h3 = h0, l3 = h0;
+            for (uint32_t i = 0; i < n; i += 16) {
+                __m256i a = load16(qh + i), b = load16(ql + i), x;
+                x = load16(k0 + i);
+                h0 = _mm256_add_epi32(h0, _mm256_madd_epi16(a, x));
+                l0 = _mm256_add_epi32(l0, _mm256_madd_epi16(b, x));
+                x = load16(k1 + i);
+                h1 = _mm256_add_epi32(h1, _mm256_madd_epi16(a, x));
+                l1 = _mm256_add_epi32(l1, _mm256_madd_epi16(b, x));
+                x = load16(k2 + i);
+                h2 = _mm256_add_epi32(h2, _mm256_madd_epi16(a, x));
+                l2 = _mm256_add_epi32(l2, _mm256_madd_epi16(b, x));
+                x = load16(k3 + i);
+                h3 = _mm256_add_epi32(h3, _mm256_madd_epi16(a, x));
+                l3 = _mm256_add_epi32(l3, _mm256_madd_epi16(b, x));
+            }
+            int32_t v[8];
+            _mm256_storeu_si256((__m256i *)(void *)v, hsum8(h0, l0, h1, l1, h2, l2, h3, l3));
+            for (uint32_t r = 0; r < 4; r++)
+                out[j + r] = (int64_t)v[2 * r] * 256 + v[2 * r + 1];
+        }
+    }
+    for (; j < n_rows; j++)
         out[j] = nn_dot_i16_avx2(q, k + j * k_stride, n);
 }
 
+/* acc[i] += (h << 16) + (m << 8) + l for the four outputs whose int32 parts are in the
+ * low (hi128 = 0) or high 128 bits of h, m, l. */
+static inline void axpy_flush4(int64_t *acc, __m256i h, __m256i m, __m256i l, int hi128)
+{
+    __m128i h4 = hi128 ? _mm256_extracti128_si256(h, 1) : _mm256_castsi256_si128(h);
+    __m128i m4 = hi128 ? _mm256_extracti128_si256(m, 1) : _mm256_castsi256_si128(m);
+    __m128i l4 = hi128 ? _mm256_extracti128_si256(l, 1) : _mm256_castsi256_si128(l);
+    __m256i x = _mm256_add_epi64(_mm256_slli_epi64(_mm256_cvtepi32_epi64(h4), 16),
+                                 _mm256_add_epi64(_mm256_slli_epi64(_mm256_cvtepi32_epi64(m4), 8),
+                                                  _mm256_cvtepi32_epi64(l4)));
+    __m256i *o = (__m256i *)(void *)acc;
+    _mm256_storeu_si256(o, _mm256_add_epi64(_mm256_loadu_si256(o), x));
+}
+
 /*
- * acc[i] += sum_j p[j] * v[j][i]: vpmuldq multiplies p (< 2^31) by sign-extended v in
- * 64-bit lanes. 32 outputs (eight int64 vectors) stay in registers while the rows go by.
+ * Attention values for the columns [0, n16) (n16 a multiple of 16), two rows at a time:
+ * p = 2^16 ph + 2^8 pm + pl, with ph < 2^15 and pm, pl < 2^8, so each part of a pair of
+ * rows is one vpmaddwd on the rows' interleaved values, and the parts accumulate in
+ * int32 over a block of rows:
+ *  - pm and pl: at most 2 * MAX_PAIRS = 128 rows, 128 * 255 * 32768 < 2^31;
+ *  - ph: rows while the block's sum of ph stays <= 65535, 65535 * 32768 < 2^31 (in
+ *    attention the probabilities sum to about 2^30, so a block is always 128 rows);
+ * then the block is added to acc in int64. Interleaving within 128-bit lanes puts the
+ * outputs 0-3 and 8-11 of a chunk in the "lo" accumulators, 4-7 and 12-15 in "hi". A
+ * block's rows (8 KiB of a 64-wide head) stay in L1 while its 16-column chunks go by.
+ * An odd count's last row is added in 64-bit lanes.
+ */
+static void axpy_rows_split(const int32_t *p, const int16_t *v, size_t v_stride, uint32_t n16, uint32_t n_rows,
+                            int64_t *acc)
+{
+    enum { MAX_PAIRS = 64 };
+    int32_t pk[MAX_PAIRS][3];              /* per pair: ph, pm, pl of both rows, as int16 pairs */
+    uint32_t j = 0;
+    while (j + 1 < n_rows) {
+        uint32_t j0 = j, np = 0, hsum = 0;
+        for (; np < MAX_PAIRS && j + 1 < n_rows; np++, j += 2) {
+            uint32_t a = (uint32_t)p[j], b = (uint32_t)p[j + 1];
+            if (hsum + (a >> 16) + (b >> 16) > 65535)
+                break;                        /* np > 0 here: one pair's sum is <= 65534 */
+            hsum += (a >> 16) + (b >> 16);
+            pk[np][0] = (int32_t)((a >> 16) | (b >> 16) << 16);
+            pk[np][1] = (int32_t)((a >> 8 & 255) | (b >> 8 & 255) << 16);
+            pk[np][2] = (int32_t)((a & 255) | (b & 255) << 16);
+            if (j + ATT_PF_ROWS + 1 < n_rows)
+                for (uint32_t r = 0; r < 2; r++)
+                    for (uint32_t off = 0; off < n16 * 2; off += 64)
+                        _mm_prefetch((const char *)(v + (j + ATT_PF_ROWS + r) * v_stride) + off, _MM_HINT_T0);
+        }
+        for (uint32_t i = 0; i < n16; i += 16) {
+            __m256i hl = _mm256_setzero_si256(), hh = hl, ml = hl, mh = hl, ll = hl, lh = hl;
+            const int16_t *r = v + j0 * v_stride + i;
+            for (uint32_t k = 0; k < np; k++, r += 2 * v_stride) {
+                __m256i x = load16(r), y = load16(r + v_stride);
+                __m256i lo = _mm256_unpacklo_epi16(x, y), hi = _mm256_unpackhi_epi16(x, y);
+                __m256i H = _mm256_set1_epi32(pk[k][0]), M = _mm256_set1_epi32(pk[k][1]),
+                        L = _mm256_set1_epi32(pk[k][2]);
+                hl = _mm256_add_epi32(hl, _mm256_madd_epi16(lo, H));
+                hh = _mm256_add_epi32(hh, _mm256_madd_epi16(hi, H));
+                ml = _mm256_add_epi32(ml, _mm256_madd_epi16(lo, M));
+                mh = _mm256_add_epi32(mh, _mm256_madd_epi16(hi, M));
+                ll = _mm256_add_epi32(ll, _mm256_madd_epi16(lo, L));
+                lh = _mm256_add_epi32(lh, _mm256_madd_epi16(hi, L));
+            }
+            axpy_flush4(acc + i, hl, ml, ll, 0);
+            axpy_flush4(acc + i + 4, hh, mh, lh, 0);
+            axpy_flush4(acc + i + 8, hl, ml, ll, 1);
+            axpy_flush4(acc + i + 12, hh, mh, lh, 1);
+        }
+    }
+    if (j < n_rows)
+        for (uint32_t i = 0; i < n16; i += 4) {
+            __m256i x = _mm256_cvtepi16_epi64(_mm_loadl_epi64((const __m128i *)(const void *)(v + j * v_stride + i)));
+            __m256i *o = (__m256i *)(void *)(acc + i);
+            _mm256_storeu_si256(o, _mm256_add_epi64(_mm256_loadu_si256(o), _mm256_mul_epi32(x, _mm256_set1_epi64x(p[j]))));
+        }
+}
+
+/*
+ * acc[i] += sum_j p[j] * v[j][i]: whole 16-column chunks by axpy_rows_split, the rest
+ * (head sizes that are not a multiple of 16) with vpmuldq, p (< 2^31) times sign-extended
+ * v in 64-bit lanes.
  */
 void nn_axpy_rows_i16_avx2(const int32_t *p, const int16_t *v, size_t v_stride, uint32_t n, uint32_t n_rows,
                            int64_t *acc)
 {
-    uint32_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        /* Named accumulators: an array here ended up in memory, a store-to-load chain
-         * per multiply-add. */
-        int64_t *o = acc + i;
-        __m256i s0 = _mm256_loadu_si256((const __m256i *)(const void *)(o + 0)),
-                s1 = _mm256_loadu_si256((const __m256i *)(const void *)(o + 4)),
-                s2 = _mm256_loadu_si256((const __m256i *)(const void *)(o + 8)),
-                s3 = _mm256_loadu_si256((const __m256i *)(const void *)(o + 12)),
-                s4 = _mm256_loadu_si256((const __m256i *)(const void *)(o + 16)),
-                s5 = _mm256_loadu_si256((const __m256i *)(const void *)(o + 20)),
-                s6 = _mm256_loadu_si256((const __m256i *)(const void *)(o + 24)),
-                s7 = _mm256_loadu_si256((const __m256i *)(const void *)(o + 28));
-        for (uint32_t j = 0; j < n_rows; j++) {
-            const int16_t *vj = v + j * v_stride + i;
-            __m256i pj = _mm256_set1_epi64x(p[j]);
-#define NN_AXPY4(sk, k)                                                                                              \
-    sk = _mm256_add_epi64(sk, _mm256_mul_epi32(_mm256_cvtepi16_epi64(_mm_loadl_epi64((const __m128i *)(const void *)(vj + 4 * k))), pj))
-            NN_AXPY4(s0, 0);
-            NN_AXPY4(s1, 1);
-            NN_AXPY4(s2, 2);
-            NN_AXPY4(s3, 3);
-            NN_AXPY4(s4, 4);
-            NN_AXPY4(s5, 5);
-            NN_AXPY4(s6, 6);
-            NN_AXPY4(s7, 7);
-#undef NN_AXPY4
-        }
-        _mm256_storeu_si256((__m256i *)(void *)(o + 0), s0);
-        _mm256_storeu_si256((__m256i *)(void *)(o + 4), s1);
-        _mm256_storeu_si256((__m256i *)(void *)(o + 8), s2);
-        _mm256_storeu_si256((__m256i *)(void *)(o + 12), s3);
-        _mm256_storeu_si256((__m256i *)(void *)(o + 16), s4);
-        _mm256_storeu_si256((__m256i *)(void *)(o + 20), s5);
-        _mm256_storeu_si256((__m256i *)(void *)(o + 24), s6);
-        _mm256_storeu_si256((__m256i *)(void *)(o + 28), s7);
-    }
+    uint32_t i = n & ~15u;
+    axpy_rows_split(p, v, v_stride, i, n_rows, acc);
     for (; i + 4 <= n; i += 4) {
         __m256i s = _mm256_loadu_si256((const __m256i *)(const void *)(acc + i));
         for (uint32_t j = 0; j < n_rows; j++) {

@@ -439,26 +439,26 @@ static void attend_head(const nn_session *s, uint32_t layer, uint32_t pos, uint3
     size_t base = (size_t)layer * s->max_seq;
     const int16_t *kc = s->kc + base * m->kv_dim + (size_t)kvh * hd;
     const int8_t *kt = s->kt + base * nkv + kvh;
+    const int8_t *vt = s->vt + base * nkv + kvh;
     s->kern->dot_rows_i16(q16, kc, m->kv_dim, hd, n, dots);
     int32_t smax = INT32_MIN;
+    int tmax = 0;
     for (uint32_t j = 0; j < n; j++) {
         int32_t sc = nn_sat32(nn_rshift_round_i64_inl(dots[j] * m->inv_sqrt_hd_q24, 40 - tq - kt[(size_t)j * nkv]));
         score[j] = sc;
         if (sc > smax)
             smax = sc;
-    }
-    int64_t sum = s->kern->softmax_exp_q30(score, smax, n, prob);
-    uint64_t inv = (1ull << 62) / (uint64_t)sum;      /* sum >= 2^30: the max term is 1.0 */
-    const int8_t *vt = s->vt + base * nkv + kvh;
-    int tmax = 0;
-    for (uint32_t j = 0; j < n; j++) {
-        prob[j] = (int32_t)(((uint64_t)prob[j] * inv + (1ull << 31)) >> 32);
         if (vt[(size_t)j * nkv] > tmax)
             tmax = vt[(size_t)j * nkv];
     }
-    /* p_j aligned to the largest V exponent: in [0, 2^30], so it fits int32 again. */
-    for (uint32_t j = 0; j < n; j++)
-        prob[j] = (int32_t)nn_rshift_round_i64_inl(prob[j], tmax - vt[(size_t)j * nkv]);
+    int64_t sum = s->kern->softmax_exp_q30(score, smax, n, prob);
+    uint64_t inv = (1ull << 62) / (uint64_t)sum;      /* sum >= 2^30: the max term is 1.0 */
+    /* p_j normalised, then aligned to the largest V exponent: in [0, 2^30], so it fits
+     * int32 again. */
+    for (uint32_t j = 0; j < n; j++) {
+        uint64_t pj = ((uint64_t)prob[j] * inv + (1ull << 31)) >> 32;
+        prob[j] = (int32_t)nn_rshift_round_i64_inl((int64_t)pj, tmax - vt[(size_t)j * nkv]);
+    }
     memset(acc, 0, hd * sizeof *acc);
     s->kern->axpy_rows_i16(prob, s->vc + base * m->kv_dim + (size_t)kvh * hd, m->kv_dim, hd, n, acc);
     for (uint32_t d = 0; d < hd; d++)
@@ -471,9 +471,12 @@ static void attention_job(void *arg, uint32_t w, uint32_t nw)
     nn_session *s = c->s;
     uint32_t H = s->m->cfg.n_heads, hd = s->m->cfg.head_dim, lo, hi;
     (void)nw;
+    /* Head-major: the items of one head (and the heads sharing its KV head) are
+     * neighbours, so a prompt block's tokens meet that head's cached K and V while
+     * they are still in L2. */
     while (claim(c, c->n_tok * H, &lo, &hi))
         for (uint32_t i = lo; i < hi; i++) {
-            uint32_t b = i / H, h = i % H;
+            uint32_t h = i / c->n_tok, b = i % c->n_tok;
             attend_head(s, c->layer, c->pos0 + b, h, s->q + (size_t)b * s->m->q_dim + h * hd,
                         s->att + (size_t)b * s->m->q_dim + h * hd, s->scratch + w * s->scratch_stride);
         }
