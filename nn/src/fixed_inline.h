@@ -27,6 +27,8 @@ static inline int64_t nn_rshift_round_i64_inl(int64_t v, int s)
     if (s > 0) {
         if (s > 100)
             return 0;
+        if (s <= 62 && v >= -(1ll << 61) && v < (1ll << 61))   /* the common case, in 64 bits */
+            return (v + (1ll << (s - 1))) >> s;
         return (int64_t)(((__int128)v + ((__int128)1 << (s - 1))) >> s);
     }
     if (s == 0 || v == 0)

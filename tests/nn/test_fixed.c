@@ -108,6 +108,18 @@ static void rshift_round(void **st)
     assert_int_equal(nn_rshift_round_i64(7, -2), 28);
     assert_true(nn_rshift_round_i64(INT64_MAX / 2, -3) == INT64_MAX);
     assert_int_equal(nn_rshift_round_i64(123, 200), 0);
+    /* Against 128-bit arithmetic, across the edges of the 64-bit fast path (|v| < 2^61,
+     * s <= 62) and beyond them. */
+    static const int64_t edge[] = { (1ll << 61) - 1, 1ll << 61, -(1ll << 61), -(1ll << 61) - 1,
+                                    INT64_MAX, INT64_MIN, 1, -1, 0 };
+    for (int i = 0; i < 20000; i++) {
+        int64_t v = i < 9 * 70 ? edge[i % 9] : (int64_t)rnd() >> (rnd() % 64);
+        int sh = i < 9 * 70 ? 1 + i / 9 : 1 + (int)(rnd() % 70);
+        int64_t want = (int64_t)(((__int128)v + ((__int128)1 << (sh - 1))) >> sh);
+        if (sh > 100)
+            want = 0;
+        assert_true(nn_rshift_round_i64(v, sh) == want);
+    }
 }
 
 static void quantise_to_int16(void **st)
