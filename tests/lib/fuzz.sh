@@ -25,7 +25,6 @@ mkdir -p "$OUT"
 # include and link flags), in the background; fuzz_run waits for it.
 fuzz_build() {
     _h=$1; shift
-    # shellcheck disable=SC2068
     "$CLANG" -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
         -o "$OUT/fuzz_$_h" "$@" 2>"$OUT/build_$_h.log" &
     eval "_fz_build_$_h=$!"
@@ -46,7 +45,6 @@ fuzz_run() {
     "$OUT/fuzz_$_h" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="$OUT/$_h-" "$@" "$TMPD/new_$_h" "$_corpus" >"$OUT/run_$_h.log" 2>&1 &
     eval "_fz_run_$_h=$!"
-    eval "_fz_corpus_$_h=\$_corpus"
 }
 
 # fuzz_report H [MERGE_DIR]: waits for H's run and reports it. With KVMESH_FUZZ_MERGE=1
