@@ -68,6 +68,17 @@ typedef struct nn_kernels {
     int64_t (*softmax_exp_q30)(const int32_t *x, int32_t xmax, uint32_t n, int32_t *out);
     /* SwiGLU's gate in place: x[i] = nn_silu_q16(x[i]) (Q16) for i < n. */
     void (*silu_q16)(int32_t *x, uint32_t n);
+    /* Attention scores from exact dot products, with a per-row exponent e[j * e_stride]:
+     *   out[j] = nn_sat32(nn_rshift_round_i64(dots[j] * c, base - e[j * e_stride]))
+     * for j < n, c >= 0 and dots[j] * c within int64; returns the largest out[j]
+     * (INT32_MIN when n == 0). */
+    int32_t (*scores_q16)(const int64_t *dots, const int8_t *e, size_t e_stride, int32_t c, int base, uint32_t n,
+                          int32_t *out);
+    /* Softmax numerators p[j] in [0, 2^30] normalised by inv (<= 2^32) and aligned to the
+     * largest V exponent, in place:
+     *   p[j] = nn_rshift_round_i64((p[j] * inv + 2^31) >> 32, tmax - e[j * e_stride])
+     * for j < n, with tmax >= every e. */
+    void (*probs_align)(int32_t *p, uint64_t inv, const int8_t *e, size_t e_stride, int tmax, uint32_t n);
 } nn_kernels;
 
 /* The portable reference twins. */
@@ -79,6 +90,9 @@ void    nn_axpy_rows_i16_ref(const int32_t *p, const int16_t *v, size_t v_stride
                              int64_t *acc);
 int64_t nn_softmax_exp_q30_ref(const int32_t *x, int32_t xmax, uint32_t n, int32_t *out);
 void    nn_silu_q16_ref(int32_t *x, uint32_t n);
+int32_t nn_scores_q16_ref(const int64_t *dots, const int8_t *e, size_t e_stride, int32_t c, int base, uint32_t n,
+                          int32_t *out);
+void    nn_probs_align_ref(int32_t *p, uint64_t inv, const int8_t *e, size_t e_stride, int tmax, uint32_t n);
 
 /*
  * Returns the kernel path named name ("ref" always exists), or the best path this

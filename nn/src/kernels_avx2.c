@@ -519,6 +519,85 @@ void nn_silu_q16_avx2(int32_t *x, uint32_t n)
         x[i] = nn_silu_q16(x[i]);
 }
 
+/* Four exponents e[j * es .. (j + 3) * es] as int64 lanes. */
+static inline __m256i exps4(const int8_t *e, size_t es, uint32_t j)
+{
+    return _mm256_set_epi64x(e[(j + 3) * es], e[(j + 2) * es], e[(j + 1) * es], e[j * es]);
+}
+
+/*
+ * Attention scores, four at a time: dots * c in 64-bit lanes (the high and low halves of
+ * dots times c, c >= 0), then round(v / 2^s) for s in [1, 62] and |v| < 2^61 as a
+ * logical shift of v + 2^62 + 2^(s-1) minus 2^(62-s) (AVX2 has no 64-bit arithmetic
+ * shift), saturated to int32. Lanes outside those ranges (|dots| >= 2^37, which needs a
+ * head size far above 256, or an exponent that puts s outside [1, 62]) take the scalar
+ * path, four at a time.
+ */
+int32_t nn_scores_q16_avx2(const int64_t *dots, const int8_t *e, size_t e_stride, int32_t c, int base, uint32_t n,
+                           int32_t *out)
+{
+    int32_t smax = INT32_MIN;
+    uint32_t j = 0;
+    if (c >= 0 && c < (1 << 24)) {
+        const __m256i cv = _mm256_set1_epi64x(c), one = _mm256_set1_epi64x(1), bias = _mm256_set1_epi64x(1ll << 62);
+        const __m256i dlo = _mm256_set1_epi64x(-(1ll << 37)), dhi = _mm256_set1_epi64x(1ll << 37);
+        const __m256i s_lo = _mm256_setzero_si256(), s_hi = _mm256_set1_epi64x(62), vb = _mm256_set1_epi64x(base);
+        const __m256i i32max = _mm256_set1_epi64x(INT32_MAX), i32min = _mm256_set1_epi64x(INT32_MIN);
+        __m128i mx = _mm_set1_epi32(INT32_MIN);
+        for (; j + 4 <= n; j += 4) {
+            __m256i d = _mm256_loadu_si256((const __m256i *)(const void *)(dots + j));
+            __m256i sh = _mm256_sub_epi64(vb, exps4(e, e_stride, j));
+            __m256i bad = _mm256_or_si256(_mm256_or_si256(_mm256_cmpgt_epi64(dlo, d), _mm256_cmpgt_epi64(d, dhi)),
+                                          _mm256_or_si256(_mm256_cmpgt_epi64(sh, s_hi),
+                                                          _mm256_cmpgt_epi64(_mm256_add_epi64(s_lo, one), sh)));
+            if (!_mm256_testz_si256(bad, bad)) {
+                int32_t m4 = nn_scores_q16_ref(dots + j, e + j * e_stride, e_stride, c, base, 4, out + j);
+                mx = _mm_max_epi32(mx, _mm_set1_epi32(m4));
+                continue;
+            }
+            __m256i v = _mm256_add_epi64(_mm256_slli_epi64(_mm256_mul_epi32(_mm256_srli_epi64(d, 32), cv), 32),
+                                         _mm256_mul_epu32(d, cv));
+            __m256i half = _mm256_sllv_epi64(one, _mm256_sub_epi64(sh, one));
+            __m256i r = _mm256_sub_epi64(_mm256_srlv_epi64(_mm256_add_epi64(_mm256_add_epi64(v, bias), half), sh),
+                                         _mm256_srlv_epi64(bias, sh));
+            r = _mm256_blendv_epi8(r, i32max, _mm256_cmpgt_epi64(r, i32max));
+            r = _mm256_blendv_epi8(r, i32min, _mm256_cmpgt_epi64(i32min, r));
+            __m128i r4 = pack4(r);
+            _mm_storeu_si128((__m128i *)(void *)(out + j), r4);
+            mx = _mm_max_epi32(mx, r4);
+        }
+        mx = _mm_max_epi32(mx, _mm_shuffle_epi32(mx, 0x4e));
+        mx = _mm_max_epi32(mx, _mm_shuffle_epi32(mx, 0xb1));
+        smax = _mm_cvtsi128_si32(mx);
+    }
+    int32_t t = nn_scores_q16_ref(dots + j, e + j * e_stride, e_stride, c, base, n - j, out + j);
+    return t > smax ? t : smax;
+}
+
+/*
+ * The probabilities normalised and aligned, four at a time: p * inv in 64-bit lanes
+ * (inv < 2^32; the one larger value, 2^32 exactly, takes the scalar path), then
+ * round(x / 2^s) for s >= 0 as (x + (2^s >> 1)) >> s with variable logical shifts, which
+ * give 0 for s >= 64 as the rounding does (x < 2^31).
+ */
+void nn_probs_align_avx2(int32_t *p, uint64_t inv, const int8_t *e, size_t e_stride, int tmax, uint32_t n)
+{
+    uint32_t j = 0;
+    if (inv <= UINT32_MAX) {
+        const __m256i iv = _mm256_set1_epi64x((int64_t)inv), one = _mm256_set1_epi64x(1);
+        const __m256i r31 = _mm256_set1_epi64x(1ll << 31), vt = _mm256_set1_epi64x(tmax);
+        for (; j + 4 <= n; j += 4) {
+            __m256i x = _mm256_cvtepu32_epi64(_mm_loadu_si128((const __m128i *)(const void *)(p + j)));
+            x = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epu32(x, iv), r31), 32);
+            __m256i sh = _mm256_sub_epi64(vt, exps4(e, e_stride, j));
+            __m256i half = _mm256_srli_epi64(_mm256_sllv_epi64(one, sh), 1);
+            __m256i r = _mm256_srlv_epi64(_mm256_add_epi64(x, half), sh);
+            _mm_storeu_si128((__m128i *)(void *)(p + j), pack4(r));
+        }
+    }
+    nn_probs_align_ref(p + j, inv, e + j * e_stride, e_stride, tmax, n - j);
+}
+
 const nn_kernels nn_kernels_avx2 = {
     .name = "avx2",
     .matmul_q8_q16 = mm_avx2,
@@ -527,6 +606,8 @@ const nn_kernels nn_kernels_avx2 = {
     .axpy_rows_i16 = nn_axpy_rows_i16_avx2,
     .softmax_exp_q30 = nn_softmax_exp_q30_avx2,
     .silu_q16 = nn_silu_q16_avx2,
+    .scores_q16 = nn_scores_q16_avx2,
+    .probs_align = nn_probs_align_avx2,
 };
 
 #ifdef __clang__

@@ -361,6 +361,8 @@ const nn_kernels nn_kernels_neon = {
     .axpy_rows_i16 = axpy_rows_neon,
     .softmax_exp_q30 = softmax_exp_neon,
     .silu_q16 = silu_neon,
+    .scores_q16 = nn_scores_q16_ref,
+    .probs_align = nn_probs_align_ref,
 };
 
 /* ---- dotprod matmul ---------------------------------------------------------------- */
@@ -495,6 +497,8 @@ const nn_kernels nn_kernels_dotprod = {
     .axpy_rows_i16 = axpy_rows_neon,
     .softmax_exp_q30 = softmax_exp_neon,
     .silu_q16 = silu_neon,
+    .scores_q16 = nn_scores_q16_ref,
+    .probs_align = nn_probs_align_ref,
 };
 
 #endif /* NN_HAVE_DOTPROD_KERNELS */

@@ -65,3 +65,23 @@ void nn_silu_q16_ref(int32_t *x, uint32_t n)
     for (uint32_t i = 0; i < n; i++)
         x[i] = nn_silu_q16(x[i]);
 }
+
+int32_t nn_scores_q16_ref(const int64_t *dots, const int8_t *e, size_t e_stride, int32_t c, int base, uint32_t n,
+                          int32_t *out)
+{
+    int32_t smax = INT32_MIN;
+    for (uint32_t j = 0; j < n; j++) {
+        out[j] = nn_sat32(nn_rshift_round_i64_inl(dots[j] * c, base - e[(size_t)j * e_stride]));
+        if (out[j] > smax)
+            smax = out[j];
+    }
+    return smax;
+}
+
+void nn_probs_align_ref(int32_t *p, uint64_t inv, const int8_t *e, size_t e_stride, int tmax, uint32_t n)
+{
+    for (uint32_t j = 0; j < n; j++) {
+        uint64_t pj = ((uint64_t)p[j] * inv + (1ull << 31)) >> 32;
+        p[j] = (int32_t)nn_rshift_round_i64_inl((int64_t)pj, tmax - e[(size_t)j * e_stride]);
+    }
+}

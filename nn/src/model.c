@@ -441,24 +441,16 @@ static void attend_head(const nn_session *s, uint32_t layer, uint32_t pos, uint3
     const int8_t *kt = s->kt + base * nkv + kvh;
     const int8_t *vt = s->vt + base * nkv + kvh;
     s->kern->dot_rows_i16(q16, kc, m->kv_dim, hd, n, dots);
-    int32_t smax = INT32_MIN;
+    int32_t smax = s->kern->scores_q16(dots, kt, nkv, m->inv_sqrt_hd_q24, 40 - tq, n, score);
     int tmax = 0;
-    for (uint32_t j = 0; j < n; j++) {
-        int32_t sc = nn_sat32(nn_rshift_round_i64_inl(dots[j] * m->inv_sqrt_hd_q24, 40 - tq - kt[(size_t)j * nkv]));
-        score[j] = sc;
-        if (sc > smax)
-            smax = sc;
+    for (uint32_t j = 0; j < n; j++)
         if (vt[(size_t)j * nkv] > tmax)
             tmax = vt[(size_t)j * nkv];
-    }
     int64_t sum = s->kern->softmax_exp_q30(score, smax, n, prob);
     uint64_t inv = (1ull << 62) / (uint64_t)sum;      /* sum >= 2^30: the max term is 1.0 */
     /* p_j normalised, then aligned to the largest V exponent: in [0, 2^30], so it fits
      * int32 again. */
-    for (uint32_t j = 0; j < n; j++) {
-        uint64_t pj = ((uint64_t)prob[j] * inv + (1ull << 31)) >> 32;
-        prob[j] = (int32_t)nn_rshift_round_i64_inl((int64_t)pj, tmax - vt[(size_t)j * nkv]);
-    }
+    s->kern->probs_align(prob, inv, vt, nkv, tmax, n);
     memset(acc, 0, hd * sizeof *acc);
     s->kern->axpy_rows_i16(prob, s->vc + base * m->kv_dim + (size_t)kvh * hd, m->kv_dim, hd, n, acc);
     for (uint32_t d = 0; d < hd; d++)

@@ -40,6 +40,9 @@ void    nn_axpy_rows_i16_avx2(const int32_t *p, const int16_t *v, size_t v_strid
                               int64_t *acc);
 int64_t nn_softmax_exp_q30_avx2(const int32_t *x, int32_t xmax, uint32_t n, int32_t *out);
 void    nn_silu_q16_avx2(int32_t *x, uint32_t n);
+int32_t nn_scores_q16_avx2(const int64_t *dots, const int8_t *e, size_t e_stride, int32_t c, int base, uint32_t n,
+                           int32_t *out);
+void    nn_probs_align_avx2(int32_t *p, uint64_t inv, const int8_t *e, size_t e_stride, int tmax, uint32_t n);
 #endif
 #if NN_HAVE_NEON_KERNELS
 extern const nn_kernels nn_kernels_neon;

@@ -155,6 +155,53 @@ static void attention_rows(const nn_kernels *k)
  * Softmax numerators over every branch of nn_exp_q16_q30: x above xmax (1.0), the
  * whole polynomial range in small steps, just past e^-64 (0), and the int32 extremes.
  */
+/*
+ * Scores from dot products and the probabilities' normalisation and alignment: random
+ * exponents around the working range and beyond it (shifts of 0 or less, or above 62,
+ * take the SIMD paths' scalar fallback), dot products up to 2^38 (|dots| > 2^37 too), and the edge
+ * inv = 2^32; lengths ragged against four lanes.
+ */
+static void scores_probs(const nn_kernels *k)
+{
+    for (int round = 0; round < 60; round++) {
+        uint32_t n = 1 + rndn(round % 5 ? 300 : 9), es = 1 + rndn(4);
+        int64_t *dots = malloc(n * 8);
+        int8_t *e = malloc((size_t)n * es);
+        int32_t *want = malloc(n * 4), *got = malloc(n * 4), *p0 = malloc(n * 4);
+        int base = 24 + (int)rndn(30), wide = round % 4 == 0;
+        int32_t c = round % 7 == 0 ? (1 << 24) : (int32_t)(1 + rndn(1u << 24));
+        int tmax = 0;
+        for (uint32_t j = 0; j < n; j++) {
+            int64_t d = (int64_t)(rnd() >> (wide ? 25 : 28)) - (int64_t)(wide ? 1ull << 38 : 1ull << 35);
+            dots[j] = j % 11 == 3 ? 0 : d;
+            e[(size_t)j * es] = (int8_t)(wide ? (int)rndn(256) - 128 : (int)rndn(40) - 20);
+            if (e[(size_t)j * es] > tmax)
+                tmax = e[(size_t)j * es];
+            p0[j] = (int32_t)rndn((1u << 30) + 1);
+        }
+        int32_t mw = nn_scores_q16_ref(dots, e, es, c, base, n, want);
+        int32_t mg = k->scores_q16(dots, e, es, c, base, n, got);
+        if (mw != mg || memcmp(want, got, n * 4)) {
+            print_error("kernel %s scores_q16 differs: n %u stride %u base %d c %d\n", k->name, n, es, base, c);
+            fail();
+        }
+        uint64_t inv = round % 6 == 0 ? 1ull << 32 : (1ull << 62) / ((1ull << 30) + rndn(1u << 30) * (uint64_t)n);
+        memcpy(want, p0, n * 4);
+        memcpy(got, p0, n * 4);
+        nn_probs_align_ref(want, inv, e, es, tmax, n);
+        k->probs_align(got, inv, e, es, tmax, n);
+        if (memcmp(want, got, n * 4)) {
+            print_error("kernel %s probs_align differs: n %u stride %u tmax %d\n", k->name, n, es, tmax);
+            fail();
+        }
+        free(dots);
+        free(e);
+        free(want);
+        free(got);
+        free(p0);
+    }
+}
+
 static void softmax_exp(const nn_kernels *k)
 {
     enum { N = 4099 };
@@ -248,6 +295,7 @@ static void every_path_matches_ref(void **st)
             assert_true(k->dot_i16(a, b, n) == nn_dot_i16_ref(a, b, n));
         }
         attention_rows(k);
+        scores_probs(k);
         softmax_exp(k);
         silu_rows(k);
     }
