@@ -319,6 +319,25 @@ void nn_dot_rows_i16_avx2(const int16_t *q, const int16_t *k, size_t k_stride, u
         out[j] = nn_dot_i16_avx2(q, k + j * k_stride, n);
 }
 
+/* acc[i] += sum_j p[j] * v[j][i] for the columns [i0, n): vpmuldq, p (< 2^31) times
+ * sign-extended v in 64-bit lanes, four columns at a time, then one by one. */
+static void axpy_cols_wide(const int32_t *p, const int16_t *v, size_t v_stride, uint32_t i0, uint32_t n,
+                           uint32_t n_rows, int64_t *acc)
+{
+    uint32_t i = i0;
+    for (; i + 4 <= n; i += 4) {
+        __m256i s = _mm256_loadu_si256((const __m256i *)(const void *)(acc + i));
+        for (uint32_t j = 0; j < n_rows; j++) {
+            __m256i x = _mm256_cvtepi16_epi64(_mm_loadl_epi64((const __m128i *)(const void *)(v + j * v_stride + i)));
+            s = _mm256_add_epi64(s, _mm256_mul_epi32(x, _mm256_set1_epi64x(p[j])));
+        }
+        _mm256_storeu_si256((__m256i *)(void *)(acc + i), s);
+    }
+    for (; i < n; i++)
+        for (uint32_t j = 0; j < n_rows; j++)
+            acc[i] += (int64_t)p[j] * v[j * v_stride + i];
+}
+
 /* acc[i] += (h << 16) + (m << 8) + l for the four outputs whose int32 parts are in the
  * low (hi128 = 0) or high 128 bits of h, m, l. */
 static inline void axpy_flush4(int64_t *acc, __m256i h, __m256i m, __m256i l, int hi128)
@@ -389,34 +408,19 @@ static void axpy_rows_split(const int32_t *p, const int16_t *v, size_t v_stride,
         }
     }
     if (j < n_rows)
-        for (uint32_t i = 0; i < n16; i += 4) {
-            __m256i x = _mm256_cvtepi16_epi64(_mm_loadl_epi64((const __m128i *)(const void *)(v + j * v_stride + i)));
-            __m256i *o = (__m256i *)(void *)(acc + i);
-            _mm256_storeu_si256(o, _mm256_add_epi64(_mm256_loadu_si256(o), _mm256_mul_epi32(x, _mm256_set1_epi64x(p[j]))));
-        }
+        axpy_cols_wide(p + j, v + j * v_stride, v_stride, 0, n16, 1, acc);
 }
 
 /*
  * acc[i] += sum_j p[j] * v[j][i]: whole 16-column chunks by axpy_rows_split, the rest
- * (head sizes that are not a multiple of 16) with vpmuldq, p (< 2^31) times sign-extended
- * v in 64-bit lanes.
+ * (head sizes that are not a multiple of 16) by axpy_cols_wide.
  */
 void nn_axpy_rows_i16_avx2(const int32_t *p, const int16_t *v, size_t v_stride, uint32_t n, uint32_t n_rows,
                            int64_t *acc)
 {
-    uint32_t i = n & ~15u;
-    axpy_rows_split(p, v, v_stride, i, n_rows, acc);
-    for (; i + 4 <= n; i += 4) {
-        __m256i s = _mm256_loadu_si256((const __m256i *)(const void *)(acc + i));
-        for (uint32_t j = 0; j < n_rows; j++) {
-            __m256i x = _mm256_cvtepi16_epi64(_mm_loadl_epi64((const __m128i *)(const void *)(v + j * v_stride + i)));
-            s = _mm256_add_epi64(s, _mm256_mul_epi32(x, _mm256_set1_epi64x(p[j])));
-        }
-        _mm256_storeu_si256((__m256i *)(void *)(acc + i), s);
-    }
-    for (; i < n; i++)
-        for (uint32_t j = 0; j < n_rows; j++)
-            acc[i] += (int64_t)p[j] * v[j * v_stride + i];
+    uint32_t n16 = n & ~15u;
+    axpy_rows_split(p, v, v_stride, n16, n_rows, acc);
+    axpy_cols_wide(p, v, v_stride, n16, n, n_rows, acc);
 }
 
 /*
@@ -541,15 +545,14 @@ int32_t nn_scores_q16_avx2(const int64_t *dots, const int8_t *e, size_t e_stride
     if (c >= 0 && c < (1 << 24)) {
         const __m256i cv = _mm256_set1_epi64x(c), one = _mm256_set1_epi64x(1), bias = _mm256_set1_epi64x(1ll << 62);
         const __m256i dlo = _mm256_set1_epi64x(-(1ll << 37)), dhi = _mm256_set1_epi64x(1ll << 37);
-        const __m256i s_lo = _mm256_setzero_si256(), s_hi = _mm256_set1_epi64x(62), vb = _mm256_set1_epi64x(base);
+        const __m256i s_hi = _mm256_set1_epi64x(62), vb = _mm256_set1_epi64x(base);
         const __m256i i32max = _mm256_set1_epi64x(INT32_MAX), i32min = _mm256_set1_epi64x(INT32_MIN);
         __m128i mx = _mm_set1_epi32(INT32_MIN);
         for (; j + 4 <= n; j += 4) {
             __m256i d = _mm256_loadu_si256((const __m256i *)(const void *)(dots + j));
             __m256i sh = _mm256_sub_epi64(vb, exps4(e, e_stride, j));
             __m256i bad = _mm256_or_si256(_mm256_or_si256(_mm256_cmpgt_epi64(dlo, d), _mm256_cmpgt_epi64(d, dhi)),
-                                          _mm256_or_si256(_mm256_cmpgt_epi64(sh, s_hi),
-                                                          _mm256_cmpgt_epi64(_mm256_add_epi64(s_lo, one), sh)));
+                                          _mm256_or_si256(_mm256_cmpgt_epi64(sh, s_hi), _mm256_cmpgt_epi64(one, sh)));
             if (!_mm256_testz_si256(bad, bad)) {
                 int32_t m4 = nn_scores_q16_ref(dots + j, e + j * e_stride, e_stride, c, base, 4, out + j);
                 mx = _mm_max_epi32(mx, _mm_set1_epi32(m4));
