@@ -117,7 +117,7 @@ static void attention_rows(const nn_kernels *k)
 {
     static const uint32_t dims[] = { 1, 3, 4, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 128, 256 };
     for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
-        /* Up to 1100 rows: the AVX2 axpy adds blocks of up to 256 rows in int32. */
+        /* Up to 1100 rows: the AVX2 axpy adds blocks of up to 128 rows in int32. */
         uint32_t n = dims[di], rows = 1 + rndn(di % 2 ? 300 : 1100), stride = n + rndn(40);
         int extreme = di % 3 == 0;
         int16_t *q = malloc(n * 2), *kv = malloc(((size_t)rows * stride + 1) * 2);
@@ -152,14 +152,10 @@ static void attention_rows(const nn_kernels *k)
 }
 
 /*
- * Softmax numerators over every branch of nn_exp_q16_q30: x above xmax (1.0), the
- * whole polynomial range in small steps, just past e^-64 (0), and the int32 extremes.
- */
-/*
  * Scores from dot products and the probabilities' normalisation and alignment: random
  * exponents around the working range and beyond it (shifts of 0 or less, or above 62,
- * take the SIMD paths' scalar fallback), dot products up to 2^38 (|dots| > 2^37 too), and the edge
- * inv = 2^32; lengths ragged against four lanes.
+ * take the SIMD paths' scalar fallback), dot products up to 2^38 (beyond the AVX2 fast
+ * path's 2^37), and the edge inv = 2^32; lengths ragged against four lanes.
  */
 static void scores_probs(const nn_kernels *k)
 {
@@ -202,6 +198,10 @@ static void scores_probs(const nn_kernels *k)
     }
 }
 
+/*
+ * Softmax numerators over every branch of nn_exp_q16_q30: x above xmax (1.0), the
+ * whole polynomial range in small steps, just past e^-64 (0), and the int32 extremes.
+ */
 static void softmax_exp(const nn_kernels *k)
 {
     enum { N = 4099 };
