@@ -8,11 +8,12 @@
 F="$KVMESH_TOP/tests/mqtt/fuzz"
 # The pure core only: the session and node need a broker and are covered by integration.
 SRCS=$(ls "$KVMESH_TOP"/mqtt/src/*.c | grep -v -e /session.c -e /node.c)
-for h in frame reasm; do
+HARNESSES="frame reasm"
+for h in $HARNESSES; do
     # shellcheck disable=SC2086
     fuzz_build "$h" -I"$KVMESH_TOP/mqtt/include" $(pkg-config --cflags libzstd) "$F/fuzz_$h.c" $SRCS \
         -lmbedtls -lmbedx509 -lmbedcrypto $(pkg-config --libs libzstd)
 done
-for h in frame reasm; do fuzz_run "$h" "$F/corpus_$h"; done
-for h in frame reasm; do fuzz_report "$h" "$F/corpus_$h"; done
+for h in $HARNESSES; do fuzz_run "$h" "$F/corpus_$h"; done
+for h in $HARNESSES; do fuzz_report "$h" "$F/corpus_$h"; done
 done_testing
