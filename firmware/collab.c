@@ -246,8 +246,9 @@ static int64_t send_rows(dev_state *d, uint32_t pos0, uint32_t n, uint32_t l1, u
     return dev_send(d, MQTT_FT_HIDDEN, &m);
 }
 
-/* Waits for the reply to seq. Returns its slot, or NULL after the deadline. */
-static dev_slot *dev_wait(dev_state *d, uint32_t seq)
+/* Waits (up to the deadline) until reply `seq` is in its slot, leaving it there.
+ * Returns the slot, or NULL after the deadline. */
+static dev_slot *dev_ready(dev_state *d, uint32_t seq)
 {
     dev_slot *s = &d->slots[seq % DEV_SLOTS];
     uint64_t t0 = fw_now_ns(), end = t0 + (uint64_t)d->deadline_ms * 1000000u;
@@ -258,6 +259,16 @@ static dev_slot *dev_wait(dev_state *d, uint32_t seq)
         }
     }
     d->wait_ns += fw_now_ns() - t0;
+    return s;
+}
+
+/* Waits for reply `seq` and takes it out of its slot (its data stays there until the
+ * slot's next reply). */
+static dev_slot *dev_wait(dev_state *d, uint32_t seq)
+{
+    dev_slot *s = dev_ready(d, seq);
+    if (!s)
+        return NULL;
     s->ready = 0;
     s->seq = 0;
     if (s->r.op != COLLAB_OP_PING)
@@ -396,6 +407,14 @@ static int split_run(dev_state *d, uint32_t pos0)
             mqtt_node_poll(&d->net.node, 0);
             if (sent < end)
                 continue;   /* fronts first: the peer never waits while the device works on a back */
+            /* Unchunked, the back layers start once the peer has answered for the whole
+             * prompt, as in the U-shape HAT's chunking is measured against. (The prompt
+             * still crosses in messages of at most 64 rows: running the back of each
+             * reply as it came would pipeline the backs with the peer's later messages;
+             * a prompt of more than 31 messages, 1984 rows, still does that past them.) */
+            for (uint32_t j = 0; d->whole && j < qn; j++)
+                if (!dev_ready(d, q_seq[(qh + j) % DEV_SLOTS]))
+                    return fallback(d, sent, done, "the peer did not answer in time") ? -1 : 1;
         }
         dev_slot *s = dev_wait(d, q_seq[qh]);
         if (!s || s->r.status != COLLAB_ST_OK || s->r.pos0 != q_pos[qh] || s->r.n != q_n[qh])
@@ -889,8 +908,9 @@ static void usage(FILE *f)
         "                       int8 is a quarter of the size and only close)\n"
         "  --chunk N|auto|whole split, split-spec: prompt rows per message (default auto: from\n"
         "                       the measured RTT, link rate and both sides' speed); whole:\n"
-        "                       no pipelining, the device's layers over the whole prompt\n"
-        "                       before the first message (a baseline)\n"
+        "                       no pipelining: the device's front layers over the whole\n"
+        "                       prompt before the first message, its back layers once\n"
+        "                       every reply is in (a baseline)\n"
         "  --deadline-ms MS     a reply later than this: continue standalone (default 3000)\n"
         "  --resume-every N     standalone after a fallback: ask every N tokens whether a peer\n"
         "                       answers again, and collaborate again when one does (default\n"
