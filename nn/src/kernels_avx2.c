@@ -10,8 +10,9 @@
  * group sum per (row, token) before the 64-bit multiply by the group mantissa
  * (vpmuldq), so the 64-bit work is once per group, not once per product.
  *
- * Fast path: group % 16 == 0 (a group is whole 16-wide chunks; the last group of a row
- * may be short and end in a scalar tail). Other group sizes use the reference.
+ * Fast paths: group % 16 == 0 (a group is whole 16-wide chunks; the last group of a row
+ * may be short and end in a scalar tail), and groups of 4 or 8. Other group sizes use
+ * the reference.
  */
 #include "nn_kernels_impl.h"
 
@@ -199,9 +200,67 @@ static uint32_t chunk_rows(uint32_t cols)
     return n < 1 ? 1 : n;
 }
 
+/*
+ * Small groups (4 or 8 values: the 260K models, whose hidden width 172 admits no group
+ * of 16): one row times one token, eight groups per step. vpmaddwd makes the sums of
+ * value pairs; vphaddd adds neighbouring pairs into sums of 4 (once more for 8),
+ * interleaving the two 128-bit halves, which one vpermq puts back in order; then eight
+ * group sums times eight mantissas in two vpmuldq (even and odd lanes). Groups past the
+ * last whole step, a short last group among them, are added one by one.
+ */
+static inline __m256i sums4_x8(const int8_t *q, const int16_t *a)
+{
+    __m256i p0 = _mm256_madd_epi16(widen16(q), load16(a));
+    __m256i p1 = _mm256_madd_epi16(widen16(q + 16), load16(a + 16));
+    return _mm256_permute4x64_epi64(_mm256_hadd_epi32(p0, p1), 0xd8);
+}
+
+static inline __attribute__((always_inline)) int64_t row_small(const int8_t *q, const uint16_t *m, const int16_t *a,
+                                                               uint32_t cols, uint32_t g, uint32_t ng)
+{
+    __m256i acc = _mm256_setzero_si256();
+    uint32_t k = 0;
+    for (; k + 8 <= ng && (k + 8) * g <= cols; k += 8) {
+        const int8_t *qk = q + (size_t)k * g;
+        const int16_t *ak = a + (size_t)k * g;
+        __m256i s = sums4_x8(qk, ak);
+        if (g == 8)
+            s = _mm256_permute4x64_epi64(_mm256_hadd_epi32(s, sums4_x8(qk + 32, ak + 32)), 0xd8);
+        __m256i mv = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(m + k)));
+        acc = _mm256_add_epi64(acc, _mm256_mul_epi32(s, mv));
+        acc = _mm256_add_epi64(acc, _mm256_mul_epi32(_mm256_srli_epi64(s, 32), _mm256_srli_epi64(mv, 32)));
+    }
+    int64_t r = hsum_i64(acc);
+    for (uint32_t i0 = k * g; k < ng; k++, i0 += g) {
+        uint32_t n = cols - i0 < g ? cols - i0 : g;
+        r += (int64_t)tail_dot(q + i0, a + i0, n) * m[k];
+    }
+    return r;
+}
+
+void nn_matmul_small_groups_avx2(const nn_mm_args *A, uint32_t r0, uint32_t r1)
+{
+    const nn_q8_mat *w = A->w;
+    for (uint32_t t = 0; t < A->n_tok; t++) {
+        const int16_t *a = A->a + (size_t)t * A->a_stride;
+        int shift = A->as[t].e + w->exp - 16;
+        for (uint32_t r = r0; r < r1; r++) {
+            const int8_t *q = w->q + (size_t)r * w->cols;
+            const uint16_t *m = w->m + (size_t)r * w->ngroups;
+            int64_t acc = w->group == 4 ? row_small(q, m, a, w->cols, 4, w->ngroups)
+                                        : row_small(q, m, a, w->cols, 8, w->ngroups);
+            A->out[(size_t)t * A->out_stride + r] = nn_mulshift_sat32_inl(acc, A->as[t].m, shift);
+        }
+    }
+}
+
 static void mm_avx2(const nn_mm_args *A, uint32_t r0, uint32_t r1)
 {
     const nn_q8_mat *w = A->w;
+    if ((w->group == 4 || w->group == 8) && r0 < r1) {
+        nn_matmul_small_groups_avx2(A, r0, r1);
+        return;
+    }
     if (w->group % 16 || r0 >= r1) {
         nn_matmul_q8_q16_ref(A, r0, r1);
         return;

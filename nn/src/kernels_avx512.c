@@ -8,7 +8,8 @@
  * Its additions wrap modulo 2^32, and every lane's final value is a sum over a subset
  * of one group's products (|.| < 256 * 127 * 32767 < 2^31), so the lane is exact.
  * Ragged group ends use masked loads (masked-off elements read as zero and never
- * fault), so the only requirement is group % 16 == 0; other groups use the reference.
+ * fault), so the requirement is group % 16 == 0; groups of 4 or 8 take the AVX2
+ * small-group kernel, other groups the reference.
  * The attention kernels are the AVX2 ones.
  */
 #include "nn_kernels_impl.h"
@@ -133,6 +134,10 @@ static void rows_2x4(const int8_t *qa, const int8_t *qb, const uint16_t *ma, con
 static void mm_avx512(const nn_mm_args *A, uint32_t r0, uint32_t r1)
 {
     const nn_q8_mat *w = A->w;
+    if ((w->group == 4 || w->group == 8) && r0 < r1) {
+        nn_matmul_small_groups_avx2(A, r0, r1);
+        return;
+    }
     if (w->group % 16 || r0 >= r1) {
         nn_matmul_q8_q16_ref(A, r0, r1);
         return;

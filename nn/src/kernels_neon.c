@@ -16,8 +16,9 @@
  * each term is bounded by 64 * 128 * 127 < 2^20 (a lane sees at most 64 of a 256-wide
  * group), and the combination is again a subset sum of the group's true products.
  *
- * Fast paths need group % 8 == 0 (neon) or group % 16 == 0 (dotprod); a row's short
- * last group ends in a scalar tail. Other groups use the reference.
+ * Fast paths need group % 8 == 0 or group == 4 (neon; dotprod takes neon's for groups
+ * that are not a multiple of 16); a row's short last group ends in a scalar tail. Other
+ * groups use the reference.
  */
 #include "nn_kernels_impl.h"
 
@@ -186,9 +187,49 @@ static void prefill(const nn_mm_args *A, uint32_t r0, uint32_t r1, rows_2x4_fn k
     }
 }
 
+/*
+ * Groups of 4 (the 260K models, whose hidden width 172 admits no group of 8): one row
+ * times one token, four groups per step. Each group's four products (smull) are added
+ * pairwise (addp) twice into [g0, g1, g2, g3], then scaled as in row_n1.
+ */
+static int64_t row_g4(const int8_t *q, const uint16_t *m, const int16_t *a, uint32_t cols, uint32_t ng)
+{
+    int64x2_t lo = vdupq_n_s64(0), hi = lo;
+    uint32_t g = 0;
+    for (; g + 4 <= ng && (g + 4) * 4 <= cols; g += 4) {
+        const int8_t *qg = q + (size_t)g * 4;
+        const int16_t *ag = a + (size_t)g * 4;
+        int16x8_t w0 = vmovl_s8(vld1_s8(qg)), w1 = vmovl_s8(vld1_s8(qg + 8));
+        int16x8_t x0 = vld1q_s16(ag), x1 = vld1q_s16(ag + 8);
+        int32x4_t p0 = vmull_s16(vget_low_s16(w0), vget_low_s16(x0)), p1 = vmull_high_s16(w0, x0);
+        int32x4_t p2 = vmull_s16(vget_low_s16(w1), vget_low_s16(x1)), p3 = vmull_high_s16(w1, x1);
+        int32x4_t s = vpaddq_s32(vpaddq_s32(p0, p1), vpaddq_s32(p2, p3));
+        int32x4_t mv = vreinterpretq_s32_u32(vmovl_u16(vld1_u16(m + g)));
+        lo = vmlal_s32(lo, vget_low_s32(s), vget_low_s32(mv));
+        hi = vmlal_high_s32(hi, s, mv);
+    }
+    int64_t acc = vaddvq_s64(vaddq_s64(lo, hi));
+    for (uint32_t i0 = g * 4; g < ng; g++, i0 += 4) {
+        uint32_t n = cols - i0 < 4 ? cols - i0 : 4;
+        acc += (int64_t)tail_dot(q + i0, a + i0, n) * m[g];
+    }
+    return acc;
+}
+
 static void mm_neon(const nn_mm_args *A, uint32_t r0, uint32_t r1)
 {
     const nn_q8_mat *w = A->w;
+    if (w->group == 4) {
+        for (uint32_t t = 0; t < A->n_tok; t++) {
+            const int16_t *a = A->a + (size_t)t * A->a_stride;
+            int shift = A->as[t].e + w->exp - 16;
+            for (uint32_t r = r0; r < r1; r++)
+                A->out[(size_t)t * A->out_stride + r] = nn_mulshift_sat32_inl(
+                    row_g4(w->q + (size_t)r * w->cols, w->m + (size_t)r * w->ngroups, a, w->cols, w->ngroups),
+                    A->as[t].m, shift);
+        }
+        return;
+    }
     if (w->group % 8 || r0 >= r1) {
         nn_matmul_q8_q16_ref(A, r0, r1);
         return;

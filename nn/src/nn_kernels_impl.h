@@ -32,7 +32,9 @@
 #if NN_HAVE_X86_KERNELS
 extern const nn_kernels nn_kernels_avx2;
 extern const nn_kernels nn_kernels_avx512vnni;
-/* The AVX2 attention kernels, shared by the AVX-512 path (its CPUs have AVX2). */
+/* The AVX2 small-group matmul (groups of 4 or 8) and attention kernels, shared by the
+ * AVX-512 path (its CPUs have AVX2). */
+void    nn_matmul_small_groups_avx2(const nn_mm_args *A, uint32_t r0, uint32_t r1);
 int64_t nn_dot_i16_avx2(const int16_t *a, const int16_t *b, uint32_t n);
 void    nn_dot_rows_i16_avx2(const int16_t *q, const int16_t *k, size_t k_stride, uint32_t n, uint32_t n_rows,
                              int64_t *out);
