@@ -47,6 +47,11 @@ static inline __m256i load16(const int16_t *a)
     return _mm256_loadu_si256((const __m256i *)(const void *)a);
 }
 
+static inline __m128i load8(const int16_t *a)
+{
+    return _mm_loadu_si128((const __m128i *)(const void *)a);
+}
+
 /* sum q[i] * a[i] for a short tail (n < 16), exact. */
 static inline int32_t tail_dot(const int8_t *q, const int16_t *a, uint32_t n)
 {
@@ -372,6 +377,31 @@ void nn_dot_rows_i16_avx2(const int16_t *q, const int16_t *k, size_t k_stride, u
             _mm256_storeu_si256((__m256i *)(void *)v, hsum8(h0, l0, h1, l1, h2, l2, h3, l3));
             for (uint32_t r = 0; r < 4; r++)
                 out[j + r] = (int64_t)v[2 * r] * 256 + v[2 * r + 1];
+        }
+    }
+    if (n == 8) {
+        /* Heads of 8 (the 260K models): q split as above and repeated in both halves,
+         * two rows per vector. Three vphaddd rounds leave [row 0, row 2 | row 1, row 3],
+         * each as its high and low part. */
+        int16_t qh[16], ql[16];
+        for (uint32_t i = 0; i < 8; i++) {
+            ql[i] = ql[i + 8] = (int16_t)(q[i] & 255);
+            qh[i] = qh[i + 8] = (int16_t)((q[i] - ql[i]) / 256);
+        }
+        const __m256i a = load16(qh), b = load16(ql);
+        for (; j + 4 <= n_rows; j += 4) {
+            const int16_t *k0 = k + j * k_stride;
+            __m256i x01 = _mm256_inserti128_si256(_mm256_castsi128_si256(load8(k0)), load8(k0 + k_stride), 1);
+            __m256i x23 = _mm256_inserti128_si256(_mm256_castsi128_si256(load8(k0 + 2 * k_stride)),
+                                                  load8(k0 + 3 * k_stride), 1);
+            __m256i u = _mm256_hadd_epi32(_mm256_madd_epi16(a, x01), _mm256_madd_epi16(b, x01));
+            __m256i w = _mm256_hadd_epi32(_mm256_madd_epi16(a, x23), _mm256_madd_epi16(b, x23));
+            int32_t v[8];
+            _mm256_storeu_si256((__m256i *)(void *)v, _mm256_hadd_epi32(u, w));
+            out[j] = (int64_t)v[0] * 256 + v[1];
+            out[j + 1] = (int64_t)v[4] * 256 + v[5];
+            out[j + 2] = (int64_t)v[2] * 256 + v[3];
+            out[j + 3] = (int64_t)v[6] * 256 + v[7];
         }
     }
     for (; j < n_rows; j++)
