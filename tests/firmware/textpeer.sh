@@ -33,8 +33,8 @@ text_of() { grep '"text":' "$1" | while IFS= read -r l; do v=$(fw_json text "$l"
 mosquitto_sub -p "$fw_PLAIN" -u spy -P spy-pw -t '#' -v >"$TMPD/wire.txt" 2>/dev/null &
 echo $! >"$TMPD/pids/wire"
 
-dev_conf() {   # dev_conf PEER: node-a's configuration with text_peer = PEER
-    fw_conf node-a "[collab]" "text_peer = $1" "text_offload = when-model-differs" "text_deadline_ms = 1500" \
+dev_conf() {   # dev_conf PEER [DEADLINE_MS]: node-a's configuration with text_peer = PEER
+    fw_conf node-a "[collab]" "text_peer = $1" "text_offload = when-model-differs" "text_deadline_ms = ${2:-1500}" \
         "text_stall_ms = 1500" "text_retry_ms = 4000" "[privacy]" "redact = all" "names_file = $TMPD/names.txt"
 }
 dev_conf node-b
@@ -133,11 +133,16 @@ mqtt_wait_port "$LP" 10
 fw_conf node-b "[model]" "image = $AIMG" "[broker]" "url = mqtts://127.0.0.1:$LP" "[telemetry]" "period_s = 3600" \
     "ha_discovery = false"
 check "node-b restarts behind a slow link" fw_start node-b
+# The first record may take longer than 1.5 s to cross the slow link (it once did, with
+# whatever node-b's start-up had queued on it): this step is about a stall between
+# records, so node-a waits up to 8 s for the first one.
+dev_conf node-b 8000
+kill -HUP "$(cat "$TMPD/pids/node-a")"
 sleep 4.5   # node-a's retry window from the timeout above has passed by now
 fw_ask node-a --prompt "$P" -n 24 --temp 0 --json >"$TMPD/t6.json" &
 ask_pid=$!
 i=0   # freeze the link once a few records are through (the client writes each at once)
-while [ $i -lt 200 ] && [ "$(grep -c '"from":"node-b"' "$TMPD/t6.json" 2>/dev/null)" -lt 3 ]; do sleep 0.05; i=$((i + 1)); done
+while [ $i -lt 300 ] && [ "$(cat "$TMPD/t6.json" 2>/dev/null | grep -c '"from":"node-b"')" -lt 3 ]; do sleep 0.05; i=$((i + 1)); done
 kill -STOP "$(cat "$TMPD/pids/link")"
 wait $ask_pid
 kill -CONT "$(cat "$TMPD/pids/link")"
