@@ -209,7 +209,8 @@ static uint32_t chunk_rows(uint32_t cols)
  * Small groups (4 or 8 values: the 260K models, whose hidden width 172 admits no group
  * of 16): one row times one token, eight groups per step. vpmaddwd makes the sums of
  * value pairs; vphaddd adds neighbouring pairs into sums of 4 (once more for 8),
- * interleaving the two 128-bit halves, which one vpermq puts back in order; then eight
+ * interleaving the two 128-bit halves, which a vpermq after each vphaddd puts back in
+ * order; then eight
  * group sums times eight mantissas in two vpmuldq (even and odd lanes). Groups past the
  * last whole step, a short last group among them, are added one by one.
  */
@@ -381,8 +382,8 @@ void nn_dot_rows_i16_avx2(const int16_t *q, const int16_t *k, size_t k_stride, u
     }
     if (n == 8) {
         /* Heads of 8 (the 260K models): q split as above and repeated in both halves,
-         * two rows per vector. Three vphaddd rounds leave [row 0, row 2 | row 1, row 3],
-         * each as its high and low part. */
+         * two rows per vector. Two rounds of vphaddd (three instructions) leave
+         * [row 0, row 2 | row 1, row 3], each as its high and low part. */
         int16_t qh[16], ql[16];
         for (uint32_t i = 0; i < 8; i++) {
             ql[i] = ql[i + 8] = (int16_t)(q[i] & 255);

@@ -145,8 +145,8 @@ check_all "split-spec sampling at temperature 0.8 completes, drafts accepted ($(
 # Resume: the peer killed, then started again while the device goes on alone (slowed
 # down so that it is still generating): it collaborates again, the text unchanged.
 # Under qemu each of these runs takes 20-30 s (60x on top of the emulation): the cross
-# suites resume split only; spec and split-spec share its recovery code, and the
-# host suites run all three.
+# suites resume split only (split-spec shares its recovery, resending the recorded
+# hidden states); the host suites run all three, spec's own branch included.
 gen -m "$IMG" -p "$P" -n 400 >"$TMPD/ref400.txt"
 resume_modes="split spec split-spec"
 [ -n "$RUN" ] && resume_modes=split

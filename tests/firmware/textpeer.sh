@@ -136,9 +136,11 @@ check "node-b restarts behind a slow link" fw_start node-b
 # The first record may take longer than 1.5 s to cross the slow link (it once did, with
 # whatever node-b's start-up had queued on it): this step is about a stall between
 # records, so node-a waits up to 8 s for the first one.
+reloads=$(grep -c "configuration reloaded" "$TMPD/node-a.log")
 dev_conf node-b 8000
 kill -HUP "$(cat "$TMPD/pids/node-a")"
 sleep 4.5   # node-a's retry window from the timeout above has passed by now
+check "node-a reloaded text_deadline_ms = 8000" [ "$(grep -c "configuration reloaded" "$TMPD/node-a.log")" -gt "$reloads" ]
 fw_ask node-a --prompt "$P" -n 24 --temp 0 --json >"$TMPD/t6.json" &
 ask_pid=$!
 i=0   # freeze the link once a few records are through (the client writes each at once)

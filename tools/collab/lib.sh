@@ -1,4 +1,4 @@
-# Shared by tools/collab/bench.sh and tools/collab/exit-sweep.sh (sourced, POSIX sh):
+# Shared by tools/collab/bench.sh, exit-sweep.sh and ttft.sh (sourced, POSIX sh):
 # a scratch directory cleaned up on exit, the images with trained exit heads, a local
 # mosquitto, node configurations and a peer. The caller sets PROG (for messages) first.
 top=$(cd "$(dirname "$0")/../.." && pwd)

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Chunked prompts against the unchunked U-shape (issue 9's TTFT target), side by side:
 # for each prompt length, `kvmesh collab --mode split` with --chunk auto and with
-# --chunk whole, alternating, --reps times, the device slowed down and behind
+# --chunk whole, one after the other (which goes first alternates from pair to pair),
+# --reps times, the device slowed down and behind
 # kvmesh-linksim. This machine is shared and noisy: only the ratios of runs next to each
 # other mean much, so every pair is kept. Prints one JSON object per prompt length on
 # stdout (the TTFTs, each pair's cut = 1 - chunked / whole, their median, the chunk size
@@ -31,10 +32,12 @@ while [ $# -gt 0 ]; do
     esac
     shift 2
 done
-case $REPS in '' | *[!0-9]* | 0) echo "$PROG: --reps is a positive number" >&2; exit 2 ;; esac
+case $REPS in '' | *[!0-9]* | 0*) echo "$PROG: --reps is a positive number" >&2; exit 2 ;; esac
+[ -n "$CHARS" ] || { echo "$PROG: --prompt-chars needs at least one length" >&2; exit 2; }
 for c in $CHARS; do
-    case $c in '' | *[!0-9]* | 0) echo "$PROG: --prompt-chars are positive numbers" >&2; exit 2 ;; esac
+    case $c in *[!0-9]* | 0*) echo "$PROG: --prompt-chars are positive numbers" >&2; exit 2 ;; esac
 done
+case $SLOW in '' | *[!0-9.]* | .* | *. | *.*.*) echo "$PROG: --slowdown is a number such as 8 or 2.5" >&2; exit 2 ;; esac
 . "$(dirname "$0")/lib.sh"
 case $MODEL in
     smollm2) CTX=1024; : "${SPLIT:=2,2}" ;;
@@ -60,11 +63,17 @@ for chars in $CHARS; do
     : >"$T/pairs"
     r=0   # rep 0 warms both sides up (the first run after the peer starts is slow) and is not kept
     while [ $r -le "$REPS" ]; do
-        for chunk in auto whole; do
+        order="auto whole"
+        [ $((r % 2)) = 1 ] || order="whole auto"
+        for chunk in $order; do
             if ! "$BIN/kvmesh" collab --config "$T/dev.conf" --peer peer --mode split --split "$SPLIT" \
                 --chunk "$chunk" --slowdown "$SLOW" --deadline-ms 20000 -p "$prompt" -n 4 --json "$T/$chunk.json" \
                 >/dev/null 2>"$T/err.txt"; then
                 log "collab --chunk $chunk failed: $(tail -3 "$T/err.txt")"
+                exit 1
+            fi
+            if grep -q '"fallback":true' "$T/$chunk.json"; then
+                log "collab --chunk $chunk fell back to standalone (the peer missed the deadline): $(tail -3 "$T/err.txt")"
                 exit 1
             fi
         done
@@ -84,7 +93,7 @@ for chars in $CHARS; do
             for (i = 2; i <= n; i++) for (j = i; j > 1 && s[j - 1] > s[j]; j--) { t = s[j]; s[j] = s[j - 1]; s[j - 1] = t }
             med = n % 2 ? s[(n + 1) / 2] : (s[n / 2] + s[n / 2 + 1]) / 2
             met = 0; for (i = 1; i <= n; i++) if (cut[i] >= 0.41) met++
-            printf "{\"model\":\"%s\",\"link\":\"%s\",\"split\":\"%s\",\"slowdown\":%s,\"prompt_tokens\":%d,", model, link, spl, slow, pt
+            printf "{\"model\":\"%s\",\"link\":\"%s\",\"split\":\"%s\",\"slowdown\":%g,\"prompt_tokens\":%d,", model, link, spl, slow + 0, pt
             printf "\"chunked_ttft_ms\":%s,\"whole_ttft_ms\":%s,\"cut\":%s,", list(a, n, "%.1f"), list(w, n, "%.1f"), list(cut, n, "%.3f")
             printf "\"median_cut\":%.3f,\"min_cut\":%.3f,\"max_cut\":%.3f,\"pairs_at_least_0.41\":%d,\"pairs\":%d,", med, s[1], s[n], met, n
             printf "\"chunk\":%s,\"chunked_device_ms\":%s,\"chunked_peer_ms\":%s,\"whole_device_ms\":%s,\"whole_peer_ms\":%s}\n",
