@@ -210,9 +210,9 @@ static uint32_t chunk_rows(uint32_t cols)
  * of 16): one row times one token, eight groups per step. vpmaddwd makes the sums of
  * value pairs; vphaddd adds neighbouring pairs into sums of 4 (once more for 8),
  * interleaving the two 128-bit halves, which a vpermq after each vphaddd puts back in
- * order; then eight
- * group sums times eight mantissas in two vpmuldq (even and odd lanes). Groups past the
- * last whole step, a short last group among them, are added one by one.
+ * order; then eight group sums times eight mantissas in two vpmuldq (even and odd
+ * lanes). Groups past the last whole step, a short last group among them, are added one
+ * by one.
  */
 static inline __m256i sums4_x8(const int8_t *q, const int16_t *a)
 {
@@ -263,7 +263,7 @@ void nn_matmul_small_groups_avx2(const nn_mm_args *A, uint32_t r0, uint32_t r1)
 static void mm_avx2(const nn_mm_args *A, uint32_t r0, uint32_t r1)
 {
     const nn_q8_mat *w = A->w;
-    if ((w->group == 4 || w->group == 8) && r0 < r1) {
+    if (w->group == 4 || w->group == 8) {
         nn_matmul_small_groups_avx2(A, r0, r1);
         return;
     }
@@ -333,14 +333,24 @@ int64_t nn_dot_i16_avx2(const int16_t *a, const int16_t *b, uint32_t n)
  * slice of a longer row, a stride the hardware prefetcher does not follow far enough). */
 #define ATT_PF_ROWS 8
 
+/* q[i] = 256 qh[i] + ql[i], qh in [-128, 127], ql in [0, 255]. */
+static inline void split_bytes(const int16_t *q, uint32_t n, int16_t *qh, int16_t *ql)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        ql[i] = (int16_t)(q[i] & 255);
+        qh[i] = (int16_t)((q[i] - ql[i]) / 256);
+    }
+}
+
 /*
  * Attention scores for head sizes in whole 16-lane chunks up to 256 (every llama head
  * size), four rows at a time. q = 256 * qh + ql with qh in [-128, 127] and ql in
  * [0, 255], so q . k = 256 * (qh . k) + (ql . k), and with n <= 256 both parts stay
  * inside int32 in any order of summation: |qh . k| <= 256 * 128 * 32768 = 2^30 and
  * |ql . k| <= 256 * 255 * 32768 < 2^31. So the products accumulate in int32 lanes, two
- * vpmaddwd per 16 values and row, and meet int64 once per row. Other sizes, and the
- * last rows of a count that is not a multiple of four, go row by row.
+ * vpmaddwd per 16 values and row, and meet int64 once per row. Heads of 8 have their
+ * own four-row step; other sizes, and the last rows of a count that is not a multiple
+ * of four, go row by row.
  */
 void nn_dot_rows_i16_avx2(const int16_t *q, const int16_t *k, size_t k_stride, uint32_t n, uint32_t n_rows,
                           int64_t *out)
@@ -348,10 +358,7 @@ void nn_dot_rows_i16_avx2(const int16_t *q, const int16_t *k, size_t k_stride, u
     uint32_t j = 0;
     if (n % 16 == 0 && n <= 256) {
         int16_t qh[256], ql[256];
-        for (uint32_t i = 0; i < n; i++) {
-            ql[i] = (int16_t)(q[i] & 255);
-            qh[i] = (int16_t)((q[i] - ql[i]) / 256);
-        }
+        split_bytes(q, n, qh, ql);
         for (; j + 4 <= n_rows; j += 4) {
             const int16_t *k0 = k + j * k_stride, *k1 = k0 + k_stride, *k2 = k1 + k_stride, *k3 = k2 + k_stride;
             if (j + ATT_PF_ROWS + 4 <= n_rows)
@@ -385,10 +392,8 @@ void nn_dot_rows_i16_avx2(const int16_t *q, const int16_t *k, size_t k_stride, u
          * two rows per vector. Two rounds of vphaddd (three instructions) leave
          * [row 0, row 2 | row 1, row 3], each as its high and low part. */
         int16_t qh[16], ql[16];
-        for (uint32_t i = 0; i < 8; i++) {
-            ql[i] = ql[i + 8] = (int16_t)(q[i] & 255);
-            qh[i] = qh[i + 8] = (int16_t)((q[i] - ql[i]) / 256);
-        }
+        split_bytes(q, 8, qh, ql);
+        split_bytes(q, 8, qh + 8, ql + 8);
         const __m256i a = load16(qh), b = load16(ql);
         for (; j + 4 <= n_rows; j += 4) {
             const int16_t *k0 = k + j * k_stride;

@@ -134,7 +134,7 @@ static void rows_2x4(const int8_t *qa, const int8_t *qb, const uint16_t *ma, con
 static void mm_avx512(const nn_mm_args *A, uint32_t r0, uint32_t r1)
 {
     const nn_q8_mat *w = A->w;
-    if ((w->group == 4 || w->group == 8) && r0 < r1) {
+    if (w->group == 4 || w->group == 8) {
         nn_matmul_small_groups_avx2(A, r0, r1);
         return;
     }
