@@ -43,7 +43,6 @@ IMG=$(model_image "$MODEL" "$OUT") || exit 1
 start_broker || exit 1
 start_peer "$IMG" "$CTX" "$T/peer.log" || exit 1
 conf dev "$BP" "$IMG" "$CTX"
-num() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" "$2"; }
 for thr in $THRS; do
     kept=0 off=0 same=0 made=0 np=0
     while IFS= read -r prompt; do

@@ -12,6 +12,8 @@ cleanup() { for p in $PIDS; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 log() { echo "$PROG: $*" >&2; }
+# num KEY FILE: the number after "KEY": in a one-line JSON object.
+num() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" "$2"; }
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||

@@ -55,7 +55,6 @@ wait_port "$LP" || { log "linksim did not start"; exit 1; }
 conf dev "$LP" "$IMG" "$CTX"
 
 STORY="Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends. One day, she saw a big red ball under a tree. She ran to get it, but a dog took it first. Lily was sad, but then the dog brought the ball back to her and wagged its tail. They played together all day long, and Lily was very happy. "
-num() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" "$2"; }
 for chars in $CHARS; do
     text=""
     while [ ${#text} -lt "$chars" ]; do text="$text$STORY"; done
