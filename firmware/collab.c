@@ -262,6 +262,13 @@ static dev_slot *dev_ready(dev_state *d, uint32_t seq)
     return s;
 }
 
+/* Whether reply `seq` is in its slot (no waiting). */
+static int reply_in(const dev_state *d, uint32_t seq)
+{
+    const dev_slot *s = &d->slots[seq % DEV_SLOTS];
+    return s->seq == seq && s->ready;
+}
+
 /* Waits for reply `seq` and takes it out of its slot (its data stays there until the
  * slot's next reply). */
 static dev_slot *dev_wait(dev_state *d, uint32_t seq)
@@ -416,28 +423,42 @@ static int split_run(dev_state *d, uint32_t pos0)
                 if (!dev_ready(d, q_seq[(qh + j) % DEV_SLOTS]))
                     return fallback(d, sent, done, "the peer did not answer in time") ? -1 : 1;
         }
-        dev_slot *s = dev_wait(d, q_seq[qh]);
-        if (!s || s->r.status != COLLAB_ST_OK || s->r.pos0 != q_pos[qh] || s->r.n != q_n[qh])
-            return fallback(d, sent, done, s ? "the peer lost the session" : "the peer did not answer in time") ? -1
-                                                                                                                : 1;
-        uint32_t n = q_n[qh];
+        /* The oldest reply, and the replies behind it that are already in (up to
+         * COLLAB_MAX_ROWS rows): their back layers run as one call, so each layer's
+         * weights are read once for all of them rather than once per reply. */
+        dev_slot *got[COLLAB_MAX_ROWS];
+        uint32_t p0 = q_pos[qh], n = 0, k = 0;
+        do {
+            dev_slot *s = dev_wait(d, q_seq[qh]);
+            if (!s || s->r.status != COLLAB_ST_OK || s->r.pos0 != q_pos[qh] || s->r.n != q_n[qh])
+                return fallback(d, sent, done, s ? "the peer lost the session" : "the peer did not answer in time")
+                           ? -1
+                           : 1;
+            got[k++] = s;
+            n += q_n[qh];
+            qh = (qh + 1) % DEV_SLOTS;
+            qn--;
+            if (k == 1)
+                mqtt_node_poll(&d->net.node, 0);   /* take in whatever else has arrived */
+        } while (qn && n + q_n[qh] <= COLLAB_MAX_ROWS && reply_in(d, q_seq[qh]));
         dev_begin();
-        nn_status st = nn_hidden_decode(s->data, s->r.data_len, n, d->dim, &d->w, d->xa);
+        nn_status st = NN_OK;
+        for (uint32_t i = 0, r = 0; i < k && !st; r += got[i]->r.n, i++)
+            st = nn_hidden_decode(got[i]->data, got[i]->r.data_len, got[i]->r.n, d->dim, &d->w,
+                                  d->xa + (size_t)r * d->dim);
         /* Only the end's logits are wanted: the other rows need just the last layer's
          * KV (run_layers_kv skips the rest of that layer for them). */
-        int last = q_pos[qh] + n == end;
+        int last = p0 + n == end;
         int32_t *xl = d->xa + (size_t)(n - 1) * d->dim;
         if (!st && mid_end < d->L)
-            st = nn_session_run_layers_kv(&d->e.s, q_pos[qh], d->xa, n, mid_end, d->L, last ? xl : NULL);
+            st = nn_session_run_layers_kv(&d->e.s, p0, d->xa, n, mid_end, d->L, last ? xl : NULL);
         if (!st && last)
             st = nn_session_logits(&d->e.s, xl, 1, d->logits);
         dev_end(d);
         if (st)
             return -1;
-        d->peer_have = q_pos[qh] + n;
+        d->peer_have = p0 + n;
         done += n;
-        qh = (qh + 1) % DEV_SLOTS;
-        qn--;
     }
     nn_session_set_pos(&d->e.s, end);
     return 0;
