@@ -65,6 +65,7 @@ typedef struct {
     int32_t exit_q30;
     int32_t exit_margin_q16;    /* > 0: decide by the top-2 logit margin instead */
     uint32_t slow_x100;         /* device slowdown factor x 100 (800 = 8x slower) */
+    uint32_t max_inflight;      /* requests in flight at most: the peer's share of its queue */
     uint32_t session, seq;
     uint64_t seed;
     int32_t *hist;              /* [max_seq][dim] Q16: the residual at the input of layer k */
@@ -280,6 +281,8 @@ static dev_slot *dev_wait(dev_state *d, uint32_t seq)
     s->seq = 0;
     if (s->r.op != COLLAB_OP_PING)
         d->peer_ns += s->r.peer_ns;
+    else   /* the peer's share of its request queue (at most DEV_SLOTS - 1 are tracked) */
+        d->max_inflight = s->r.n == 0 ? 1 : s->r.n < DEV_SLOTS - 1 ? s->r.n : DEV_SLOTS - 1;
     return s;
 }
 
@@ -397,7 +400,7 @@ static int split_run(dev_state *d, uint32_t pos0)
     while (done < end) {
         /* Send the next chunk while there is room in flight; otherwise (or when every
          * chunk is out) take the oldest reply. */
-        if (sent < end && qn < DEV_SLOTS - 1) {
+        if (sent < end && qn < d->max_inflight) {
             uint32_t c = chunk_at(d, sent - pos0, end - sent, nchunk++);
             if (sent >= fronted && front(d, sent, c))
                 return -1;
@@ -418,7 +421,8 @@ static int split_run(dev_state *d, uint32_t pos0)
              * prompt, as in the U-shape HAT's chunking is measured against. (The prompt
              * still crosses in messages of at most 64 rows: running the back of each
              * reply as it came would pipeline the backs with the peer's later messages;
-             * a prompt of more than 31 messages, 1984 rows, still does that past them.) */
+             * a prompt of more messages than the peer takes in flight, 15 from a peer
+             * holding four sessions (960 rows), still does that past them.) */
             for (uint32_t j = 0; d->whole && j < qn; j++)
                 if (!dev_ready(d, q_seq[(qh + j) % DEV_SLOTS]))
                     return fallback(d, sent, done, "the peer did not answer in time") ? -1 : 1;
@@ -1065,6 +1069,7 @@ int fw_cmd_collab(int argc, char **argv)
     /* A threshold of 1 never exits (a saturated softmax reaches exactly 1.0 in Q30). */
     d->exit_q30 = thr_q16 >= 65536 ? INT32_MAX : thr_q16 << 14;
     d->slow_x100 = slow_x100;
+    d->max_inflight = 1;   /* until the probe's reply says how many */
     d->stop = "token limit";
     char err[512];
     if (fw_config_load(&d->cfg, conf, err, sizeof err)) {

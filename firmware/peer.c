@@ -19,7 +19,10 @@
 #include "collab.h"
 #include "engine.h"
 
-#define PEER_QUEUE 16
+/* Requests waiting, for every device session together. A device keeps at most
+ * peer_share() of them in flight (the PING reply tells it), so that the queue does not
+ * overflow while the peer works: a dropped request costs the device its deadline. */
+#define PEER_QUEUE 64
 
 /*
  * One device session held: who owns it, the positions its KV cache holds, and its
@@ -149,6 +152,14 @@ static void use_slot(peer_state *ps, peer_slot *sl)
     ps->cur = i;
 }
 
+/* Requests one device may keep in flight: the queue shared among the sessions the
+ * peer holds, one place each left for a probe. */
+static uint32_t peer_share(const peer_state *ps)
+{
+    uint32_t share = PEER_QUEUE / (ps->nslot ? ps->nslot : 1);
+    return share > 3 ? share - 1 : 2;
+}
+
 /* Serves one request; fills the reply header r and returns the reply's data length. */
 static uint32_t serve(peer_state *ps, const collab_msg *m, const uint8_t *data, const char *sender, collab_msg *r)
 {
@@ -158,8 +169,10 @@ static uint32_t serve(peer_state *ps, const collab_msg *m, const uint8_t *data, 
     *r = (collab_msg){ .op = m->op, .hidden = m->hidden, .session = m->session, .seq = m->seq, .pos0 = m->pos0,
                        .n = m->n, .l0 = m->l0, .l1 = m->l1, .draft = m->draft, .flags = m->flags,
                        .peer_ns = ps->ns_per_row_layer, .peer_ns_call = ps->ns_per_call_layer };
-    if (m->op == COLLAB_OP_PING)
+    if (m->op == COLLAB_OP_PING) {
+        r->n = peer_share(ps);
         return 0;
+    }
     peer_slot *sl = find_slot(ps, sender, m->session);
     if (!sl) {
         /* A new device session starts from position 0; anything else learns that the

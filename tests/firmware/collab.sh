@@ -3,7 +3,8 @@
 # speculative (and the two combined) greedy output bit-identical to `kvmesh generate --temp 0` for stories260K
 # and a random smollm2-135m-shape image; int8 hidden states measured against the full
 # model; early exit with a trained head (tokens kept on the device, agreement); the
-# peer killed with -9 mid-generation in split and speculative mode (the output still
+# device keeping no more requests in flight than the peer queues for it (a long prompt
+# in 1-row messages); the peer killed with -9 mid-generation in split and speculative mode (the output still
 # completes, and equals standalone); a peer that comes back serves a new session; one
 # peer serving two devices at once, and replacing the idlest session when full.
 . "$(dirname "$0")/../lib/tap.sh"
@@ -58,6 +59,14 @@ collab --mode split --chunk 5 -p "$P" -n 80 >"$TMPD/split.txt" 2>/dev/null
 check "split with 5-row prompt chunks: bit-identical" cmp -s "$TMPD/ref.txt" "$TMPD/split.txt"
 collab --mode split --chunk whole -p "$P" -n 80 >"$TMPD/split.txt" 2>/dev/null
 check "split without pipelining (--chunk whole): bit-identical" cmp -s "$TMPD/ref.txt" "$TMPD/split.txt"
+# A long prompt in 1-row messages: the device keeps no more in flight than the peer's
+# share of its request queue (a peer that dropped requests made the device wait out
+# its deadline and go on alone).
+LP="$P $P $P $P $P $P $P $P $P $P $P $P"
+gen -m "$IMG" -p "$LP" -n 16 >"$TMPD/lref.txt"
+collab --mode split --chunk 1 -p "$LP" -n 16 --json "$TMPD/l.json" >"$TMPD/lsplit.txt" 2>/dev/null
+check "split, $(jget prompt_tokens "$TMPD/l.json")-token prompt in 1-row messages: bit-identical, no fallback" \
+    sh -c "cmp -s '$TMPD/lref.txt' '$TMPD/lsplit.txt' && grep -q '\"fallback\":false' '$TMPD/l.json'"
 expect_fail "collab: split-spec with no front layer to draft from" 2 "K must be at least 1" \
     run "$K" collab --config "$TMPD/node-a.conf" --peer node-b --mode split-spec --split 0,2 -p x
 expect_fail "collab: a bad --drafter" 2 "drafter is head or skip" \
