@@ -66,6 +66,7 @@ typedef struct {
     int32_t exit_margin_q16;    /* > 0: decide by the top-2 logit margin instead */
     uint32_t slow_x100;         /* device slowdown factor x 100 (800 = 8x slower) */
     uint32_t max_inflight;      /* requests in flight at most: the peer's share of its queue */
+    uint32_t peer_ctx;          /* positions the peer holds for a session (0: not known) */
     uint32_t session, seq;
     uint64_t seed;
     int32_t *hist;              /* [max_seq][dim] Q16: the residual at the input of layer k */
@@ -219,6 +220,11 @@ static int64_t dev_send(dev_state *d, uint8_t type, collab_msg *m)
 {
     if (d->seq == UINT32_MAX)
         return -1;
+    if (m->op != COLLAB_OP_PING && d->peer_ctx && m->pos0 + m->n > d->peer_ctx) {
+        fprintf(stderr, "kvmesh collab: the peer holds %u positions (its [model] context); position %u is past them\n",
+                d->peer_ctx, m->pos0 + m->n - 1);
+        return -1;
+    }
     m->session = d->session;
     m->seq = ++d->seq;
     dev_slot *s = &d->slots[m->seq % DEV_SLOTS];
@@ -270,6 +276,15 @@ static int reply_in(const dev_state *d, uint32_t seq)
     return s->seq == seq && s->ready;
 }
 
+/* What a PING reply says besides its timing: how many requests the peer takes in flight
+ * from this device (its share of its request queue; at most DEV_SLOTS - 1 are tracked
+ * here) and how many positions it holds for a session. */
+static void take_ping(dev_state *d, const collab_msg *r)
+{
+    d->max_inflight = r->n == 0 ? 1 : r->n < DEV_SLOTS - 1 ? r->n : DEV_SLOTS - 1;
+    d->peer_ctx = r->have;
+}
+
 /* Waits for reply `seq` and takes it out of its slot (its data stays there until the
  * slot's next reply). */
 static dev_slot *dev_wait(dev_state *d, uint32_t seq)
@@ -281,8 +296,8 @@ static dev_slot *dev_wait(dev_state *d, uint32_t seq)
     s->seq = 0;
     if (s->r.op != COLLAB_OP_PING)
         d->peer_ns += s->r.peer_ns;
-    else   /* the peer's share of its request queue (at most DEV_SLOTS - 1 are tracked) */
-        d->max_inflight = s->r.n == 0 ? 1 : s->r.n < DEV_SLOTS - 1 ? s->r.n : DEV_SLOTS - 1;
+    else
+        take_ping(d, &s->r);
     return s;
 }
 
@@ -343,6 +358,9 @@ static int fallback(dev_state *d, uint32_t fed, uint32_t back_done, const char *
     }
     if (!st)
         st = nn_session_set_pos(s, fed);
+    /* From here on hist is recorded as the layers run (a returned peer is sent it),
+     * starting with the positions the peer never had. */
+    nn_session_set_hook(s, hist_hook, d);
     const int32_t *lg = NULL;
     if (!st && fed < d->ntok)
         st = nn_session_forward(s, d->tok + fed, d->ntok - fed, &lg);
@@ -358,7 +376,6 @@ static int fallback(dev_state *d, uint32_t fed, uint32_t back_done, const char *
     d->fallbacks++;
     d->next_probe_at = d->made + d->resume_every;
     d->probe_seq = 0;
-    nn_session_set_hook(s, hist_hook, d);
     fprintf(stderr, "kvmesh collab: %s: continuing standalone after %u tokens (computed layers %u..%u for %u "
             "positions in %.1f ms)\n", why, d->made, d->k, d->L, fed, (double)(fw_now_ns() - t0) / 1e6);
     return 0;
@@ -743,11 +760,14 @@ static void try_resume(dev_state *d)
             d->probe_seq = 0;   /* no answer for a whole period: ask again */
         return;
     }
-    if (d->group)
-        fprintf(stderr, "kvmesh collab: %s of group %s answers\n", d->peer, d->group);
     s->ready = 0;
     s->seq = 0;
     d->probe_seq = 0;
+    take_ping(d, &s->r);
+    if (d->peer_ctx && d->ntok > d->peer_ctx)
+        return;   /* the text is longer than this peer holds: still standalone */
+    if (d->group)
+        fprintf(stderr, "kvmesh collab: %s of group %s answers\n", d->peer, d->group);
     d->session++;
     d->peer_have = 0;
     uint32_t n = d->e.s.n_pos;
@@ -1230,6 +1250,10 @@ int fw_cmd_collab(int argc, char **argv)
         dev_end(d);
         d->standalone = 1;
         r = st ? -1 : 0;
+    } else if (d->peer_ctx && n_prompt > d->peer_ctx) {
+        char why[96];
+        snprintf(why, sizeof why, "the prompt's %u tokens are more than the peer holds (%u)", n_prompt, d->peer_ctx);
+        r = fallback(d, 0, 0, why);
     } else if (has_back(d)) {
         r = split_run(d, 0);
     } else if (mode == CM_SPEC || mode == CM_PEER) {

@@ -35,8 +35,9 @@
  *           model (draft <= COLLAB_SAMPLE_MAX).
  *   PING    link and speed probe: the reply says how fast the peer runs rows through
  *           one layer, as a cost per call plus a cost per row (peer_ns_per_call_layer,
- *           peer_ns_per_row_layer), for the chunk size, and its `n` how many requests
- *           the device may keep in flight (the peer's share of its request queue). In
+ *           peer_ns_per_row_layer), for the chunk size; its `n` is how many requests
+ *           the device may keep in flight (the peer's share of its request queue) and
+ *           its `have` how many positions the peer holds for a session. In
  *           every other reply peer_ns_per_row_layer is the nanoseconds the peer computed
  *           for the request.
  * `have` in a reply is how many positions the peer holds for the session. A request

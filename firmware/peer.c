@@ -171,6 +171,7 @@ static uint32_t serve(peer_state *ps, const collab_msg *m, const uint8_t *data, 
                        .peer_ns = ps->ns_per_row_layer, .peer_ns_call = ps->ns_per_call_layer };
     if (m->op == COLLAB_OP_PING) {
         r->n = peer_share(ps);
+        r->have = s->max_seq;
         return 0;
     }
     peer_slot *sl = find_slot(ps, sender, m->session);

@@ -180,6 +180,48 @@ check "a new session on the restarted peer: bit-identical, no fallback" \
 expect_fail "no peer at all: a clear error" 1 "did not answer a probe" \
     run "$BIN/kvmesh" collab --config "$TMPD/node-a.conf" --peer node-c --mode split -p "$P" -n 5 --deadline-ms 500
 
+# A peer that holds fewer positions than the text needs ([model] context 64; its PING
+# reply says so): a prompt that fits collaborates until the peer is full, then goes on
+# alone; a longer prompt is generated standalone from the start. The text equals
+# standalone either way. Started again with room while the device is alone, the peer
+# is sent the hidden states the device recorded meanwhile, the prompt's included, and
+# the two collaborate again (host only: a slowed run takes minutes under qemu).
+fw_stop node-b 2>/dev/null
+fw_conf node-b "[model]" "context = 64"
+check "the peer restarts holding 64 positions" peer_start node-b
+collab --mode split -p "$P" -n 80 --json "$TMPD/c1.json" >"$TMPD/c1.txt" 2>"$TMPD/c1.err"
+check_all "split past the peer's 64 positions: goes on alone at position 64, bit-identical" \
+    'cmp -s "$TMPD/ref.txt" "$TMPD/c1.txt" && grep -q "position 64 is past them" "$TMPD/c1.err" &&
+     [ "$(jget fallback "$TMPD/c1.json")" = true ]'
+P3="$P $P $P"
+gen -m "$IMG" -p "$P3" -n 150 >"$TMPD/ref3.txt"
+if [ -n "$RUN" ]; then
+    collab --mode split -p "$P3" -n 150 >"$TMPD/c2.txt" 2>"$TMPD/c2.err"
+    check_all "a prompt longer than the peer holds: standalone from the start, bit-identical" \
+        'cmp -s "$TMPD/ref3.txt" "$TMPD/c2.txt" && grep -q "more than the peer holds" "$TMPD/c2.err"'
+else
+    rm -f "$TMPD/c2.txt" "$TMPD/c2.err" "$TMPD/c2.json"
+    collab --mode split -p "$P3" -n 150 --slowdown 60 --deadline-ms 1000 --resume-every 8 --json "$TMPD/c2.json" \
+        >"$TMPD/c2.txt" 2>"$TMPD/c2.err" &
+    cpid=$!
+    _i=0
+    while [ $_i -lt 600 ] && ! grep -q "more than the peer holds" "$TMPD/c2.err" 2>/dev/null; do
+        sleep 0.05
+        _i=$((_i + 1))
+    done
+    fw_stop node-b 2>/dev/null
+    fw_conf node-b "[model]" "context = 512"
+    peer_start node-b
+    wait $cpid
+    crc=$?
+    check_all "a prompt longer than the peer holds: standalone from the start; the peer back with room: collaborating again (resumes $(jget resumes "$TMPD/c2.json"), exit $crc), bit-identical" \
+        '[ "$crc" = 0 ] && grep -q "more than the peer holds" "$TMPD/c2.err" && grep -q "answers again" "$TMPD/c2.err" &&
+         cmp -s "$TMPD/ref3.txt" "$TMPD/c2.txt"'
+fi
+fw_stop node-b 2>/dev/null
+fw_conf node-b "[model]" "context = 512"
+check "the peer restarts holding 512 positions" peer_start node-b
+
 # ---- one peer, several devices ------------------------------------------------------------
 # The peer holds [collab] peer_sessions (4) device sessions, each with its own KV cache:
 # node-a (split) and node-c (spec) at the same time are both bit-identical and neither
