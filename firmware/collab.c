@@ -42,6 +42,7 @@ static const char *const mode_names[] = { "split", "spec", "exit", "device", "pe
 typedef struct {
     uint32_t seq;
     int ready;
+    uint32_t grace_ms;          /* added to the deadline: twice the request's expected compute */
     collab_msg r;
     uint8_t *data;
 } dev_slot;
@@ -215,6 +216,17 @@ static void on_deliver(void *user, const mqtt_frame_hdr *h, const uint8_t *p, si
     s->ready = 1;
 }
 
+/* What the peer's measured speed (the probe's reply) says a request costs it: a long
+ * prompt in one VERIFY can take it seconds, well past the deadline, which is for the
+ * link and for a peer that is gone. The per-row cost is measured at the first positions;
+ * attention grows with the position, hence twice this in the wait (dev_send). */
+static uint32_t expected_ms(const dev_state *d, const collab_msg *m)
+{
+    uint32_t layers = m->op == COLLAB_OP_VERIFY ? d->L : m->op == COLLAB_OP_LAYERS ? m->l1 - m->l0 : 0;
+    uint64_t ns = (uint64_t)layers * ((uint64_t)m->n * d->peer_ns_row_layer + d->peer_ns_call_layer);
+    return ns / 1000000u > UINT32_MAX / 4 ? UINT32_MAX / 4 : (uint32_t)(ns / 1000000u);
+}
+
 /* Sends d->msg (header m, data already after COLLAB_HDR). Returns the seq or -1. */
 static int64_t dev_send(dev_state *d, uint8_t type, collab_msg *m)
 {
@@ -230,6 +242,7 @@ static int64_t dev_send(dev_state *d, uint8_t type, collab_msg *m)
     dev_slot *s = &d->slots[m->seq % DEV_SLOTS];
     s->seq = m->seq;
     s->ready = 0;
+    s->grace_ms = expected_ms(d, m) * 2;
     const char *dest = d->pinned ? d->peer : d->group;
     int rc = collab_net_send(&d->net, dest, type, m, d->msg, d->deadline_ms);
     if (rc) {
@@ -253,12 +266,12 @@ static int64_t send_rows(dev_state *d, uint32_t pos0, uint32_t n, uint32_t l1, u
     return dev_send(d, MQTT_FT_HIDDEN, &m);
 }
 
-/* Waits (up to the deadline) until reply `seq` is in its slot, leaving it there.
- * Returns the slot, or NULL after the deadline. */
+/* Waits (up to the deadline, plus the request's grace) until reply `seq` is in its slot,
+ * leaving it there. Returns the slot, or NULL after the deadline. */
 static dev_slot *dev_ready(dev_state *d, uint32_t seq)
 {
     dev_slot *s = &d->slots[seq % DEV_SLOTS];
-    uint64_t t0 = fw_now_ns(), end = t0 + (uint64_t)d->deadline_ms * 1000000u;
+    uint64_t t0 = fw_now_ns(), end = t0 + ((uint64_t)d->deadline_ms + s->grace_ms) * 1000000u;
     while (!(s->seq == seq && s->ready)) {
         if (fw_now_ns() >= end || mqtt_node_poll(&d->net.node, 1) != MQTT_OK) {
             d->wait_ns += fw_now_ns() - t0;
@@ -295,7 +308,7 @@ static dev_slot *dev_wait(dev_state *d, uint32_t seq)
     s->ready = 0;
     s->seq = 0;
     if (s->r.op != COLLAB_OP_PING)
-        d->peer_ns += s->r.peer_ns;
+        d->peer_ns += (uint64_t)s->r.peer_time * 1000u;
     else
         take_ping(d, &s->r);
     return s;
@@ -764,8 +777,8 @@ static void try_resume(dev_state *d)
     s->seq = 0;
     d->probe_seq = 0;
     take_ping(d, &s->r);
-    if (d->peer_ctx && d->ntok > d->peer_ctx)
-        return;   /* the text is longer than this peer holds: still standalone */
+    if (d->peer_ctx && d->ntok >= d->peer_ctx)
+        return;   /* this peer has no room for the text and its next token: still standalone */
     if (d->group)
         fprintf(stderr, "kvmesh collab: %s of group %s answers\n", d->peer, d->group);
     d->session++;
@@ -871,7 +884,7 @@ static int probe_link(dev_state *d)
         if (!s)
             return -1;
         t[i] = fw_now_ns() - t0;
-        d->peer_ns_row_layer = s->r.peer_ns;
+        d->peer_ns_row_layer = s->r.peer_time;
         d->peer_ns_call_layer = s->r.peer_ns_call;
         sizes[i] = len;
     }
@@ -956,7 +969,9 @@ static void usage(FILE *f)
         "                       no pipelining: the device's front layers over the whole\n"
         "                       prompt before the first message, its back layers once\n"
         "                       every reply is in (a baseline)\n"
-        "  --deadline-ms MS     a reply later than this: continue standalone (default 3000)\n"
+        "  --deadline-ms MS     a reply later than this, plus twice what the peer's measured\n"
+        "                       speed says the request costs it: continue standalone\n"
+        "                       (default 3000)\n"
         "  --resume-every N     standalone after a fallback: ask every N tokens whether a peer\n"
         "                       answers again, and collaborate again when one does (default\n"
         "                       16; 0: never)\n"

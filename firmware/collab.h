@@ -15,7 +15,7 @@
  *    0 u32 magic "KVCO"    4 u8 version (1)   5 u8 op   6 u8 hidden mode   7 u8 status
  *    8 u32 session        12 u32 seq         16 u32 pos0   20 u32 n
  *   24 u32 l0             28 u32 l1          32 u32 draft  36 u32 have
- *   40 u32 token          44 u32 accepted    48 u32 flags  52 u32 peer_ns_per_row_layer
+ *   40 u32 token          44 u32 accepted    48 u32 flags  52 u32 peer_time
  *   56 u32 data_len       60 u32 peer_ns_per_call_layer
  *
  * Ops (device -> peer; the reply carries the same op, session and seq):
@@ -35,11 +35,12 @@
  *           model (draft <= COLLAB_SAMPLE_MAX).
  *   PING    link and speed probe: the reply says how fast the peer runs rows through
  *           one layer, as a cost per call plus a cost per row (peer_ns_per_call_layer,
- *           peer_ns_per_row_layer), for the chunk size; its `n` is how many requests
+ *           and peer_time: nanoseconds per row and layer), for the chunk size; its `n` is how many requests
  *           the device may keep in flight (the peer's share of its request queue) and
  *           its `have` how many positions the peer holds for a session. In
- *           every other reply peer_ns_per_row_layer is the nanoseconds the peer computed
- *           for the request.
+ *           every other reply peer_time is the microseconds the peer computed for the
+ *           request (nanoseconds overflowed 32 bits at 4.3 s, which a long prompt in
+ *           one VERIFY takes).
  * `have` in a reply is how many positions the peer holds for the session. A request
  * that starts beyond it (the peer restarted, or serves another device now) gets status
  * COLLAB_ST_NEED and the device resends from `have`; one that starts below it rolls
@@ -68,7 +69,7 @@ enum { COLLAB_ST_OK = 0, COLLAB_ST_NEED = 1, COLLAB_ST_ERROR = 2 };
 
 typedef struct {
     uint8_t op, hidden, status;
-    uint32_t session, seq, pos0, n, l0, l1, draft, have, token, accepted, flags, peer_ns, peer_ns_call;
+    uint32_t session, seq, pos0, n, l0, l1, draft, have, token, accepted, flags, peer_time, peer_ns_call;
     uint32_t data_len;
 } collab_msg;
 

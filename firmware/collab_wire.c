@@ -60,7 +60,7 @@ void collab_msg_write(const collab_msg *m, uint8_t out[COLLAB_HDR])
     out[6] = m->hidden;
     out[7] = m->status;
     const uint32_t f[] = { m->session, m->seq, m->pos0, m->n, m->l0, m->l1, m->draft, m->have,
-                           m->token, m->accepted, m->flags, m->peer_ns, m->data_len, m->peer_ns_call };
+                           m->token, m->accepted, m->flags, m->peer_time, m->data_len, m->peer_ns_call };
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         wr32(out + 8 + 4 * i, f[i]);
 }
@@ -73,7 +73,7 @@ int collab_msg_read(collab_msg *m, const uint8_t *in, size_t len)
     m->hidden = in[6];
     m->status = in[7];
     uint32_t *f[] = { &m->session, &m->seq, &m->pos0, &m->n, &m->l0, &m->l1, &m->draft, &m->have,
-                      &m->token, &m->accepted, &m->flags, &m->peer_ns, &m->data_len, &m->peer_ns_call };
+                      &m->token, &m->accepted, &m->flags, &m->peer_time, &m->data_len, &m->peer_ns_call };
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         *f[i] = rd32(in + 8 + 4 * i);
     if (m->data_len > len - COLLAB_HDR || m->op < COLLAB_OP_LAYERS || m->op > COLLAB_OP_PING)

@@ -168,7 +168,7 @@ static uint32_t serve(peer_state *ps, const collab_msg *m, const uint8_t *data, 
     uint32_t L = md->cfg.n_layers, dim = md->cfg.dim, vocab = md->cfg.vocab_size;
     *r = (collab_msg){ .op = m->op, .hidden = m->hidden, .session = m->session, .seq = m->seq, .pos0 = m->pos0,
                        .n = m->n, .l0 = m->l0, .l1 = m->l1, .draft = m->draft, .flags = m->flags,
-                       .peer_ns = ps->ns_per_row_layer, .peer_ns_call = ps->ns_per_call_layer };
+                       .peer_time = ps->ns_per_row_layer, .peer_ns_call = ps->ns_per_call_layer };
     if (m->op == COLLAB_OP_PING) {
         r->n = peer_share(ps);
         r->have = s->max_seq;
@@ -461,7 +461,7 @@ int fw_cmd_peer(int argc, char **argv)
             uint32_t dlen = ok ? serve(ps, &m, ps->q[i] + COLLAB_HDR, sender, &r) : 0;
             if (ok && m.op != COLLAB_OP_PING) {   /* the time this request took here */
                 uint64_t dq = fw_now_ns() - tq;
-                r.peer_ns = dq > UINT32_MAX ? UINT32_MAX : (uint32_t)dq;
+                r.peer_time = dq / 1000u > UINT32_MAX ? UINT32_MAX : (uint32_t)(dq / 1000u);
             }
             ps->qhead = (ps->qhead + 1) % PEER_QUEUE;
             ps->qcount--;

@@ -356,6 +356,13 @@ else
         [ "$(jget logits_digest "$TMPD/s8.json")" != "$(jget logits_digest "$TMPD/sd.json")" ]
     scollab --mode spec --layer 8 -p "$Q" -n 16 >"$TMPD/sp2.txt" 2>/dev/null
     check "smollm2 shape: spec bit-identical to generate" cmp -s "$TMPD/refs.txt" "$TMPD/sp2.txt"
+    # A long prompt in one VERIFY takes the peer longer than the deadline, which is for
+    # the link: the wait adds twice what the peer's measured speed says it costs.
+    QL="$Q $Q $Q $Q"
+    gen -m "$TMPD/sm.kvm" --ctx 256 -p "$QL" -n 8 >"$TMPD/refl.txt"
+    scollab --mode spec --layer 8 --deadline-ms 300 -p "$QL" -n 8 --json "$TMPD/spl.json" >"$TMPD/spl.txt" 2>/dev/null
+    check "smollm2 shape: a $(jget prompt_tokens "$TMPD/spl.json")-token prompt verified in one message past a 300 ms deadline: no fallback, bit-identical" \
+        sh -c "cmp -s '$TMPD/refl.txt' '$TMPD/spl.txt' && [ '$(jget fallback "$TMPD/spl.json")' = false ]"
     scollab --mode split-spec --split 2,2 -p "$Q" -n 16 --json "$TMPD/hs2.json" >"$TMPD/hs2.txt" 2>/dev/null
     check "smollm2 shape: split-spec text bit-identical, logits digest equal to standalone" \
         sh -c "cmp -s '$TMPD/refs.txt' '$TMPD/hs2.txt' && [ '$(jget logits_digest "$TMPD/hs2.json")' = '$(jget logits_digest "$TMPD/sd.json")' ]"
