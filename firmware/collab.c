@@ -34,7 +34,7 @@
 #include "collab.h"
 #include "engine.h"
 
-#define DEV_SLOTS 32   /* replies buffered, and messages in flight at most */
+#define DEV_SLOTS 32   /* replies buffered; in flight at most DEV_SLOTS - 1, and the peer's share */
 
 typedef enum { CM_SPLIT, CM_SPEC, CM_EXIT, CM_DEVICE, CM_PEER, CM_SPLIT_SPEC } collab_mode;
 static const char *const mode_names[] = { "split", "spec", "exit", "device", "peer", "split-spec" };
@@ -42,7 +42,7 @@ static const char *const mode_names[] = { "split", "spec", "exit", "device", "pe
 typedef struct {
     uint32_t seq;
     int ready;
-    uint32_t grace_ms;          /* added to the deadline: twice the request's expected compute */
+    uint32_t grace_ms;          /* added to the deadline: the request's expected compute (grace_ms()) */
     collab_msg r;
     uint8_t *data;
 } dev_slot;
@@ -68,6 +68,7 @@ typedef struct {
     uint32_t slow_x100;         /* device slowdown factor x 100 (800 = 8x slower) */
     uint32_t max_inflight;      /* requests in flight at most: the peer's share of its queue */
     uint32_t peer_ctx;          /* positions the peer holds for a session (0: not known) */
+    int send_failed;            /* the last dev_send failed (or was refused) */
     uint32_t session, seq;
     uint64_t seed;
     int32_t *hist;              /* [max_seq][dim] Q16: the residual at the input of layer k */
@@ -216,15 +217,20 @@ static void on_deliver(void *user, const mqtt_frame_hdr *h, const uint8_t *p, si
     s->ready = 1;
 }
 
-/* What the peer's measured speed (the probe's reply) says a request costs it: a long
- * prompt in one VERIFY can take it seconds, well past the deadline, which is for the
- * link and for a peer that is gone. The per-row cost is measured at the first positions;
- * attention grows with the position, hence twice this in the wait (dev_send). */
-static uint32_t expected_ms(const dev_state *d, const collab_msg *m)
+/* What the peer's measured speed (the last probe's reply) says a request costs it: a
+ * long prompt in one VERIFY can take it seconds, well past the deadline, which is for
+ * the link and for a peer that is gone. The per-row cost is measured at the first
+ * positions and attention grows with the position, so the wait adds twice this
+ * (dev_send), but at most 20 deadlines: a disturbed measurement must not keep a device
+ * waiting minutes for a peer that is gone. The peer runs a VERIFY in blocks of
+ * COLLAB_MAX_ROWS, paying the per-call cost for each. */
+static uint32_t grace_ms(const dev_state *d, const collab_msg *m)
 {
     uint32_t layers = m->op == COLLAB_OP_VERIFY ? d->L : m->op == COLLAB_OP_LAYERS ? m->l1 - m->l0 : 0;
-    uint64_t ns = (uint64_t)layers * ((uint64_t)m->n * d->peer_ns_row_layer + d->peer_ns_call_layer);
-    return ns / 1000000u > UINT32_MAX / 4 ? UINT32_MAX / 4 : (uint32_t)(ns / 1000000u);
+    uint64_t calls = (m->n + COLLAB_MAX_ROWS - 1) / COLLAB_MAX_ROWS;
+    uint64_t ns = (uint64_t)layers * ((uint64_t)m->n * d->peer_ns_row_layer + calls * d->peer_ns_call_layer);
+    uint64_t ms = 2 * ns / 1000000u, cap = 20ull * d->deadline_ms;
+    return (uint32_t)(ms < cap ? ms : cap);
 }
 
 /* Sends d->msg (header m, data already after COLLAB_HDR). Returns the seq or -1. */
@@ -232,9 +238,10 @@ static int64_t dev_send(dev_state *d, uint8_t type, collab_msg *m)
 {
     if (d->seq == UINT32_MAX)
         return -1;
+    d->send_failed = 1;
     if (m->op != COLLAB_OP_PING && d->peer_ctx && m->pos0 + m->n > d->peer_ctx) {
-        fprintf(stderr, "kvmesh collab: the peer holds %u positions (its [model] context); position %u is past them\n",
-                d->peer_ctx, m->pos0 + m->n - 1);
+        fprintf(stderr, "kvmesh collab: the peer holds %u positions (its [model] context); this request reaches "
+                "position %u\n", d->peer_ctx, m->pos0 + m->n - 1);
         return -1;
     }
     m->session = d->session;
@@ -242,13 +249,14 @@ static int64_t dev_send(dev_state *d, uint8_t type, collab_msg *m)
     dev_slot *s = &d->slots[m->seq % DEV_SLOTS];
     s->seq = m->seq;
     s->ready = 0;
-    s->grace_ms = expected_ms(d, m) * 2;
+    s->grace_ms = grace_ms(d, m);
     const char *dest = d->pinned ? d->peer : d->group;
     int rc = collab_net_send(&d->net, dest, type, m, d->msg, d->deadline_ms);
     if (rc) {
         fprintf(stderr, "kvmesh collab: sending to %s failed: %s\n", dest, mqtt_strerror(rc));
         return -1;
     }
+    d->send_failed = 0;
     return m->seq;
 }
 
@@ -296,6 +304,8 @@ static void take_ping(dev_state *d, const collab_msg *r)
 {
     d->max_inflight = r->n == 0 ? 1 : r->n < DEV_SLOTS - 1 ? r->n : DEV_SLOTS - 1;
     d->peer_ctx = r->have;
+    d->peer_ns_row_layer = r->peer_time;
+    d->peer_ns_call_layer = r->peer_ns_call;
 }
 
 /* Waits for reply `seq` and takes it out of its slot (its data stays there until the
@@ -545,15 +555,21 @@ static dev_slot *verify(dev_state *d, const uint32_t *drafts, uint32_t draft)
     return s;
 }
 
+/* Positions both sides can hold: the device's context, and the peer's when smaller. */
+static uint32_t seq_room(const dev_state *d)
+{
+    return d->peer_ctx && d->peer_ctx < d->max_seq ? d->peer_ctx : d->max_seq;
+}
+
 /* One round: draft, verify, take the accepted drafts and the peer's token. 0, 1 (fell
  * back) or -1. */
 static int spec_round(dev_state *d, int first)
 {
     uint32_t drafts[COLLAB_MAX_ROWS];
-    uint32_t nd = d->mode == CM_SPEC && !first ? d->d : 0;
-    /* Positions the peer may hold after verification: ntok - 1 + nd < max_seq. */
-    if (nd && d->ntok + nd > d->max_seq)
-        nd = d->max_seq > d->ntok ? d->max_seq - d->ntok : 0;
+    uint32_t nd = d->mode == CM_SPEC && !first ? d->d : 0, room = seq_room(d);
+    /* Positions the peer may hold after verification: ntok - 1 + nd < room. */
+    if (nd && d->ntok + nd > room)
+        nd = room > d->ntok ? room - d->ntok : 0;
     uint32_t ntok0 = d->ntok;
     if (nd) {
         /* Feed what the device has not read yet, then one draft at a time. */
@@ -586,7 +602,7 @@ static int spec_round(dev_state *d, int first)
     if (!s) {
         /* The device has read [0, fed) itself; drafts beyond ntok are not committed. */
         uint32_t fed = d->dev_fed < d->ntok ? d->dev_fed : d->ntok;
-        return fallback(d, fed, 0, "the peer did not answer in time") ? -1 : 1;
+        return fallback(d, fed, 0, d->send_failed ? "sending failed" : "the peer did not answer in time") ? -1 : 1;
     }
     uint32_t a = s->r.accepted;
     d->rounds++;
@@ -626,10 +642,10 @@ static int spec_round(dev_state *d, int first)
 static int split_spec_round(dev_state *d)
 {
     uint32_t drafts[COLLAB_MAX_ROWS];
-    uint32_t p0 = d->ntok - 1, nd = d->d, mid_end = d->L - d->m_tail;
+    uint32_t p0 = d->ntok - 1, nd = d->d, mid_end = d->L - d->m_tail, room = seq_room(d);
     int sample = d->e.sp.temp_q16 != 0;
-    if (p0 + nd >= d->max_seq)
-        nd = d->max_seq - 1 - p0;
+    if (p0 + nd >= room)
+        nd = room > p0 + 1 ? room - 1 - p0 : 0;
     for (uint32_t i = 0;; i++) {
         if (front(d, p0 + i, 1))
             return -1;
@@ -884,8 +900,6 @@ static int probe_link(dev_state *d)
         if (!s)
             return -1;
         t[i] = fw_now_ns() - t0;
-        d->peer_ns_row_layer = s->r.peer_time;
-        d->peer_ns_call_layer = s->r.peer_ns_call;
         sizes[i] = len;
     }
     d->ping_rtt_us = (uint32_t)(t[0] / 1000u);
@@ -970,8 +984,8 @@ static void usage(FILE *f)
         "                       prompt before the first message, its back layers once\n"
         "                       every reply is in (a baseline)\n"
         "  --deadline-ms MS     a reply later than this, plus twice what the peer's measured\n"
-        "                       speed says the request costs it: continue standalone\n"
-        "                       (default 3000)\n"
+        "                       speed says the request costs it (at most 20 x MS more):\n"
+        "                       continue standalone (default 3000)\n"
         "  --resume-every N     standalone after a fallback: ask every N tokens whether a peer\n"
         "                       answers again, and collaborate again when one does (default\n"
         "                       16; 0: never)\n"

@@ -12,7 +12,7 @@
  * MQTT_FT_TOKENS for token ids. The payload is this 64-byte little-endian header, then
  * `data_len` bytes (nn_hidden_encode rows, or u32 token ids):
  *
- *    0 u32 magic "KVCO"    4 u8 version (1)   5 u8 op   6 u8 hidden mode   7 u8 status
+ *    0 u32 magic "KVCO"    4 u8 version (2)   5 u8 op   6 u8 hidden mode   7 u8 status
  *    8 u32 session        12 u32 seq         16 u32 pos0   20 u32 n
  *   24 u32 l0             28 u32 l1          32 u32 draft  36 u32 have
  *   40 u32 token          44 u32 accepted    48 u32 flags  52 u32 peer_time
@@ -35,16 +35,16 @@
  *           model (draft <= COLLAB_SAMPLE_MAX).
  *   PING    link and speed probe: the reply says how fast the peer runs rows through
  *           one layer, as a cost per call plus a cost per row (peer_ns_per_call_layer,
- *           and peer_time: nanoseconds per row and layer), for the chunk size; its `n` is how many requests
- *           the device may keep in flight (the peer's share of its request queue) and
- *           its `have` how many positions the peer holds for a session. In
- *           every other reply peer_time is the microseconds the peer computed for the
- *           request (nanoseconds overflowed 32 bits at 4.3 s, which a long prompt in
- *           one VERIFY takes).
- * `have` in a reply is how many positions the peer holds for the session. A request
- * that starts beyond it (the peer restarted, or serves another device now) gets status
- * COLLAB_ST_NEED and the device resends from `have`; one that starts below it rolls
- * the peer back (speculative rejection, a resend after a timeout).
+ *           and peer_time: nanoseconds per row and layer), for the chunk size and the
+ *           waits; its `n` is how many requests the device may keep in flight (the
+ *           peer's share of its request queue) and its `have` the most positions the
+ *           peer can hold for a session (its context). In every other reply peer_time
+ *           is the microseconds the peer computed for the request (version 1 sent
+ *           nanoseconds, which overflowed 32 bits at 4.3 s: a long prompt in one VERIFY).
+ * `have` in any other reply is how many positions the peer holds for the session. A
+ * request that starts beyond it (the peer restarted, or serves another device now) gets
+ * status COLLAB_ST_NEED and the device resends from `have`; one that starts below it
+ * rolls the peer back (speculative rejection, a resend after a timeout).
  */
 #ifndef FW_COLLAB_H
 #define FW_COLLAB_H
@@ -56,7 +56,7 @@
 #include "mqtt_session.h"
 
 #define COLLAB_MAGIC 0x4F43564Bu   /* "KVCO" as little-endian bytes */
-#define COLLAB_VERSION 1
+#define COLLAB_VERSION 2         /* 2: PING replies carry n and have, replies peer_time in us */
 #define COLLAB_HDR 64
 #define COLLAB_MAX_ROWS 64         /* rows or verified positions per message */
 #define COLLAB_MAX_TOKENS 4096     /* token ids per VERIFY message */
@@ -74,7 +74,7 @@ typedef struct {
 } collab_msg;
 
 void collab_msg_write(const collab_msg *m, uint8_t out[COLLAB_HDR]);
-/* 0, or -1 when the bytes are not a version-1 message whose data fits len. */
+/* 0, or -1 when the bytes are not a COLLAB_VERSION message whose data fits len. */
 int collab_msg_read(collab_msg *m, const uint8_t *in, size_t len);
 
 /* The largest message either side sends or takes for a model of width dim: COLLAB_MAX_ROWS

@@ -19,10 +19,12 @@
 #include "collab.h"
 #include "engine.h"
 
-/* Requests waiting, for every device session together. A device keeps at most
- * peer_share() of them in flight (the PING reply tells it), so that the queue does not
- * overflow while the peer works: a dropped request costs the device its deadline. */
+/* Requests waiting, for every device session together: PEER_QUEUE, or two per session
+ * the peer holds when that is more. A device keeps at most peer_share() of them in
+ * flight (the PING reply tells it), so that the ring does not overflow while the peer
+ * works: a dropped request costs the device its deadline. */
 #define PEER_QUEUE 64
+#define PEER_QUEUE_MAX (2 * PEER_SESSIONS_MAX)
 
 /*
  * One device session held: who owns it, the positions its KV cache holds, and its
@@ -56,11 +58,11 @@ typedef struct {
     uint64_t tick;         /* request counter, for the slots' last use */
     uint64_t evicted;
     /* requests waiting, in arrival order */
-    uint8_t *q[PEER_QUEUE];
-    size_t qlen[PEER_QUEUE];
-    uint8_t qtype[PEER_QUEUE];
-    char qsender[PEER_QUEUE][MQTT_NODE_ID_MAX + 1];
-    uint32_t qhead, qcount;
+    uint8_t *q[PEER_QUEUE_MAX];
+    size_t qlen[PEER_QUEUE_MAX];
+    uint8_t qtype[PEER_QUEUE_MAX];
+    char qsender[PEER_QUEUE_MAX][MQTT_NODE_ID_MAX + 1];
+    uint32_t qcap, qhead, qcount;   /* qcap entries in use */
     uint64_t dropped;
     /* work buffers */
     int32_t *x;            /* [COLLAB_MAX_ROWS][dim] Q16 residual rows */
@@ -88,11 +90,11 @@ static void on_deliver(void *user, const mqtt_frame_hdr *h, const uint8_t *p, si
     if (h->type != MQTT_FT_HIDDEN && h->type != MQTT_FT_TOKENS)
         return;
     collab_net_count_rx(&ps->net, len);
-    if (ps->qcount == PEER_QUEUE || len > ps->max_msg) {
+    if (ps->qcount == ps->qcap || len > ps->max_msg) {
         ps->dropped++;   /* the device's deadline notices and it resends or goes on alone */
         return;
     }
-    uint32_t i = (ps->qhead + ps->qcount++) % PEER_QUEUE;
+    uint32_t i = (ps->qhead + ps->qcount++) % ps->qcap;
     memcpy(ps->q[i], p, len);
     ps->qlen[i] = len;
     ps->qtype[i] = h->type;
@@ -152,12 +154,12 @@ static void use_slot(peer_state *ps, peer_slot *sl)
     ps->cur = i;
 }
 
-/* Requests one device may keep in flight: the queue shared among the sessions the
- * peer holds, one place each left for a probe. */
+/* Requests one device may keep in flight: the ring shared among the sessions the peer
+ * holds, one place each left for a probe (at least 1, as the ring has two per session),
+ * so that every session's share and probe fit at once. */
 static uint32_t peer_share(const peer_state *ps)
 {
-    uint32_t share = PEER_QUEUE / (ps->nslot ? ps->nslot : 1);
-    return share > 3 ? share - 1 : 2;
+    return ps->qcap / ps->nslot - 1;
 }
 
 /* Serves one request; fills the reply header r and returns the reply's data length. */
@@ -406,9 +408,10 @@ int fw_cmd_peer(int argc, char **argv)
         return 1;
     }
     ps->out = malloc(ps->max_msg);
-    for (int i = 0; i < PEER_QUEUE; i++)
+    ps->qcap = 2 * ps->nslot > PEER_QUEUE ? 2 * ps->nslot : PEER_QUEUE;
+    for (uint32_t i = 0; i < ps->qcap; i++)
         ps->q[i] = malloc(ps->max_msg);
-    for (int i = 0; i < PEER_QUEUE; i++)
+    for (uint32_t i = 0; i < ps->qcap; i++)
         if (!ps->q[i] || !ps->out) {
             fprintf(stderr, "%s: no memory for the request queue\n", prog);
             return 1;
@@ -463,7 +466,7 @@ int fw_cmd_peer(int argc, char **argv)
                 uint64_t dq = fw_now_ns() - tq;
                 r.peer_time = dq / 1000u > UINT32_MAX ? UINT32_MAX : (uint32_t)(dq / 1000u);
             }
-            ps->qhead = (ps->qhead + 1) % PEER_QUEUE;
+            ps->qhead = (ps->qhead + 1) % ps->qcap;
             ps->qcount--;
             if (!ok)
                 continue;
@@ -484,7 +487,7 @@ int fw_cmd_peer(int argc, char **argv)
             (unsigned long long)ps->evicted, (unsigned long long)ps->dropped,
             (unsigned long long)ps->net.sent_bytes, (unsigned long long)ps->net.recv_bytes, drops);
     collab_net_close(&ps->net);
-    for (int i = 0; i < PEER_QUEUE; i++)
+    for (uint32_t i = 0; i < ps->qcap; i++)
         free(ps->q[i]);
     free(ps->out);
     fw_engine_close(&ps->e);
