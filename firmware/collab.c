@@ -885,16 +885,29 @@ static int probe_link(dev_state *d)
         uint32_t len = sizes[i] < d->max_msg - COLLAB_HDR ? sizes[i] : (uint32_t)(d->max_msg - COLLAB_HDR);
         collab_msg m = { .op = COLLAB_OP_PING, .data_len = len };
         /* A peer that has just started may not have its subscription in place yet:
-         * ask again every 250 ms, for the deadline but at least 5 s (start-up only;
-         * late answers are ignored by seq). */
-        uint32_t deadline = d->deadline_ms, wait_ms = deadline > 5000 ? deadline : 5000;
-        uint64_t t0 = 0, end = fw_now_ns() + (uint64_t)wait_ms * 1000000u;
+         * ask again every 250 ms, for the deadline but at least 5 s (start-up only).
+         * A peer busy with another device's long request answers between its blocks,
+         * later than 250 ms: an answer to any of the last DEV_SLOTS - 2 probes counts,
+         * timed from when that one was sent. */
+        uint32_t deadline = d->deadline_ms, wait_ms = deadline > 5000 ? deadline : 5000, first = 0, last = 0;
+        uint64_t t0 = 0, end = fw_now_ns() + (uint64_t)wait_ms * 1000000u, sent_at[DEV_SLOTS];
         dev_slot *s = NULL;
         d->deadline_ms = deadline < 250 ? deadline : 250;
         while (!s && fw_now_ns() < end) {
-            t0 = fw_now_ns();
+            uint64_t ts = fw_now_ns();
             int64_t seq = dev_send(d, MQTT_FT_HIDDEN, &m);
-            s = seq < 0 ? NULL : dev_wait(d, (uint32_t)seq);
+            if (seq < 0)
+                continue;
+            last = (uint32_t)seq;
+            first = first ? first : last;
+            sent_at[last % DEV_SLOTS] = ts;
+            s = dev_wait(d, last);
+            t0 = ts;
+            for (uint32_t q = last - first > DEV_SLOTS - 2 ? last - (DEV_SLOTS - 2) : first; !s && q < last; q++)
+                if (reply_in(d, q)) {
+                    s = dev_wait(d, q);
+                    t0 = sent_at[q % DEV_SLOTS];
+                }
         }
         d->deadline_ms = deadline;
         if (!s)
