@@ -783,16 +783,13 @@ static void try_resume(dev_state *d)
         return;
     }
     mqtt_node_poll(&d->net.node, 0);
-    dev_slot *s = &d->slots[d->probe_seq % DEV_SLOTS];
-    if (!(s->seq == d->probe_seq && s->ready)) {
+    if (!reply_in(d, d->probe_seq)) {
         if (d->made >= d->next_probe_at)
             d->probe_seq = 0;   /* no answer for a whole period: ask again */
         return;
     }
-    s->ready = 0;
-    s->seq = 0;
+    dev_wait(d, d->probe_seq);   /* in already: takes it out, and what it says (take_ping) */
     d->probe_seq = 0;
-    take_ping(d, &s->r);
     if (d->peer_ctx && d->ntok >= d->peer_ctx)
         return;   /* this peer has no room for the text and its next token: still standalone */
     if (d->group)

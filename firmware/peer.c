@@ -164,6 +164,16 @@ static uint32_t peer_share(const peer_state *ps)
 
 static void answer_probes(peer_state *ps);
 
+/* Sends reply r (data, dlen bytes, already in ps->out after the header) to sender. */
+static void send_reply(peer_state *ps, const char *sender, uint8_t type, collab_msg *r, uint32_t dlen)
+{
+    r->data_len = dlen;
+    ps->served++;
+    int rc = collab_net_send(&ps->net, sender, type, r, ps->out, 5000);
+    if (rc)
+        fprintf(stderr, "kvmesh peer: reply to %s failed: %s\n", sender, mqtt_strerror(rc));
+}
+
 /* Serves one request; fills the reply header r and returns the reply's data length. */
 static uint32_t serve(peer_state *ps, const collab_msg *m, const uint8_t *data, const char *sender, collab_msg *r)
 {
@@ -327,12 +337,8 @@ static void answer_probes(peer_state *ps)
         collab_msg m, r;
         if (collab_msg_read(&m, ps->q[i], ps->qlen[i]) != 0 || m.op != COLLAB_OP_PING)
             continue;
-        serve(ps, &m, ps->q[i] + COLLAB_HDR, ps->qsender[i], &r);
-        r.data_len = 0;
-        ps->served++;
-        int src = collab_net_send(&ps->net, ps->qsender[i], ps->qtype[i], &r, ps->out, 5000);
-        if (src)
-            fprintf(stderr, "kvmesh peer: reply to %s failed: %s\n", ps->qsender[i], mqtt_strerror(src));
+        uint32_t dlen = serve(ps, &m, ps->q[i] + COLLAB_HDR, ps->qsender[i], &r);
+        send_reply(ps, ps->qsender[i], ps->qtype[i], &r, dlen);
         ps->qlen[i] = 0;
         any = 1;
     }
@@ -521,11 +527,7 @@ int fw_cmd_peer(int argc, char **argv)
             ps->qcount--;
             if (!ok)
                 continue;
-            r.data_len = dlen;
-            ps->served++;
-            int src = collab_net_send(&ps->net, sender, type, &r, ps->out, 5000);
-            if (src)
-                fprintf(stderr, "kvmesh peer: reply to %s failed: %s\n", sender, mqtt_strerror(src));
+            send_reply(ps, sender, type, &r, dlen);
             /* Pick up what arrived meanwhile without blocking. */
             mqtt_node_poll(&ps->net.node, 0);
         }
