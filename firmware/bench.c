@@ -329,6 +329,7 @@ static void model_json(bench_json *j, const bench_opts *o, const fw_engine *e)
     ju64(j, "head_dim", c->head_dim);
     ju64(j, "vocab_size", c->vocab_size);
     ju64(j, "group_size", c->group_size);
+    ju64(j, "numerics", e->img.id.numerics_version);
     jstr(j, "classifier", c->flags & NN_IMG_FLAG_TIED_CLASSIFIER ? "tied" : "separate");
     ju64(j, "image_bytes", e->img.size);
     jclose(j);

@@ -137,8 +137,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "peer") == 0)
         return fw_cmd_peer(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0) {
-        printf("kvmesh %s, image format %u, numerics %u, kernels: %s\n", KVMESH_VERSION, NN_IMAGE_FORMAT_VERSION,
-               NN_NUMERICS_VERSION, nn_kernels_available());
+        printf("kvmesh %s, image format %u, numerics %u and %u, kernels: %s\n", KVMESH_VERSION,
+               NN_IMAGE_FORMAT_VERSION, NN_NUMERICS_VERSION, NN_NUMERICS_ACT8, nn_kernels_available());
         return 0;
     }
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {

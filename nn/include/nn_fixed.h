@@ -61,4 +61,14 @@ int nn_quant_i64_i16(const int64_t *x, uint32_t n, int16_t *out);
 /* The nn_scale of a vector produced by the two calls above: 2^(t - frac). */
 nn_scale nn_scale_pow2(int t_minus_frac);
 
+/*
+ * Numerics version 2: an int16 matmul input as int8 in groups of g values (the last
+ * group may be short), each group with its own power-of-two step. For a group with
+ * largest magnitude M, sh = the smallest s in [0, 9] with (M + h(s)) >> s <= 127, where
+ * h(s) = 2^s / 2 (0 for s = 0); then q[i] = sign(a[i]) * ((|a[i]| + h(sh)) >> sh)
+ * (round half away from zero), so a[i] ~ q[i] * 2^sh. sum (may be NULL) gets each
+ * group's sum of q, which kernels that offset the weights need.
+ */
+void nn_act8_quant(const int16_t *a, uint32_t n, uint32_t g, int8_t *q, uint8_t *sh, int32_t *sum);
+
 #endif

@@ -36,6 +36,11 @@
  *   NN_DT_Q8G  int8 q[rows][cols] in [-127, 127], and uint16 m[rows][ceil(cols/group)]
  *              at scale_offset. Real weight = q * m[group] * 2^-exp. The last group of
  *              a row is short when cols % group != 0 (ragged tail).
+ *   NN_DT_Q8G8 (numerics version 2 only; every matmul weight but the embedding) the same
+ *              values interleaved for int8 dot products: 8 rows by 4 columns per 32
+ *              bytes, q8[ceil(rows/8)][ceil(cols/4)][8][4] = q[8 rb + r][4 c + b], and
+ *              m8[ceil(rows/8)][ceil(cols/group)][8] = m[8 rb + r][g]; padding rows and
+ *              columns hold 0. group % 4 == 0, so no 4 columns cross a group.
  *   NN_DT_I32  int32 v[rows][cols]; real = v * 2^-exp (norm gains: |v| < 2^30).
  *   NN_DT_U64  uint64 v[rows][cols] (the RoPE phase table: turns per position).
  *   NN_DT_BYTES  an opaque blob of cols bytes (rows = 1), e.g. the tokenizer.
@@ -58,7 +63,8 @@
 
 #define NN_IMAGE_MAGIC          "KVMESHIM"
 #define NN_IMAGE_FORMAT_VERSION 1u
-#define NN_NUMERICS_VERSION     1u
+#define NN_NUMERICS_VERSION     1u   /* int16 matmul inputs */
+#define NN_NUMERICS_ACT8        2u   /* int8 matmul inputs in groups (nn_act8_quant) */
 #define NN_IMAGE_HEADER_BYTES   256u
 #define NN_IMAGE_DIR_ENTRY_BYTES 48u
 #define NN_IMAGE_ALIGN          64u
@@ -121,6 +127,7 @@ typedef enum nn_dtype {
     NN_DT_I32   = 2,
     NN_DT_U64   = 3,
     NN_DT_BYTES = 4,
+    NN_DT_Q8G8  = 5,
 } nn_dtype;
 
 typedef struct nn_config {

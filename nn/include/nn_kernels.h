@@ -25,11 +25,25 @@
  * q in [-127, 127]; group in [1, 256]; the last group of a row may be short.
  */
 typedef struct nn_q8_mat {
-    const int8_t   *q;       /* [rows][cols] */
-    const uint16_t *m;       /* [rows][ngroups] */
+    const int8_t   *q;       /* [rows][cols], or interleaved (il) */
+    const uint16_t *m;       /* [rows][ngroups], or interleaved (il) */
     uint32_t rows, cols, group, ngroups;
     int32_t  exp;
+    uint32_t il;             /* 1: NN_DT_Q8G8's layout (nn_image.h; matmul_q8_a8 only) */
 } nn_q8_mat;
+
+/* Where weight (r, i) and mantissa (r, g) of w are, in either layout. */
+static inline size_t nn_q8_at(const nn_q8_mat *w, uint32_t r, uint32_t i)
+{
+    if (!w->il)
+        return (size_t)r * w->cols + i;
+    return (((size_t)(r / 8) * ((w->cols + 3) / 4) + i / 4) * 8 + r % 8) * 4 + i % 4;
+}
+
+static inline size_t nn_q8_m_at(const nn_q8_mat *w, uint32_t r, uint32_t g)
+{
+    return w->il ? ((size_t)(r / 8) * w->ngroups + g) * 8 + r % 8 : (size_t)r * w->ngroups + g;
+}
 
 /*
  * One matrix times a block of int16 activation vectors:
@@ -42,6 +56,13 @@ typedef struct nn_mm_args {
     const nn_q8_mat *w;
     const int16_t   *a;          /* a[t * a_stride + i] */
     uint32_t         a_stride;
+    /* Numerics version 2 (matmul_q8_a8): the same vectors as int8 in the weights' groups,
+     * a8[t * a_stride + i], each group g with a power-of-two step ash[t * ash_stride + g]
+     * (nn_act8_quant), and each group's sum of a8, asum[t * ash_stride + g]. */
+    const int8_t    *a8;
+    const uint8_t   *ash;
+    const int32_t   *asum;
+    uint32_t         ash_stride;
     const nn_scale  *as;         /* [n_tok] activation scales */
     uint32_t         n_tok;
     int32_t         *out;        /* out[t * out_stride + r], Q16 */
@@ -52,6 +73,11 @@ typedef struct nn_kernels {
     const char *name;            /* "ref", "avx2", "neon", "dotprod", ... */
     /* Rows [r0, r1) of every token in the block. */
     void (*matmul_q8_q16)(const nn_mm_args *args, uint32_t r0, uint32_t r1);
+    /* The same with int8 activations (numerics version 2):
+     *   acc[t][r] = sum over g of m[r][g] * 2^ash[t][g] * (sum over i in g of q[r][i] * a8[t][i])
+     *   out[t][r] = nn_mulshift_sat32(acc[t][r], as[t].m, as[t].e + w->exp - 16)
+     * a8 in [-127, 127], ash <= 9: a group's shifted sum is at most 256 * 127^2 * 2^9 < 2^31. */
+    void (*matmul_q8_a8)(const nn_mm_args *args, uint32_t r0, uint32_t r1);
     /* sum a[i] * b[i], exact (n <= 2^16). */
     int64_t (*dot_i16)(const int16_t *a, const int16_t *b, uint32_t n);
     /* Attention scores: out[j] = sum_i q[i] * k[j * k_stride + i] for j < n_rows,
@@ -83,6 +109,7 @@ typedef struct nn_kernels {
 
 /* The portable reference twins. */
 void    nn_matmul_q8_q16_ref(const nn_mm_args *args, uint32_t r0, uint32_t r1);
+void    nn_matmul_q8_a8_ref(const nn_mm_args *args, uint32_t r0, uint32_t r1);
 int64_t nn_dot_i16_ref(const int16_t *a, const int16_t *b, uint32_t n);
 void    nn_dot_rows_i16_ref(const int16_t *q, const int16_t *k, size_t k_stride, uint32_t n, uint32_t n_rows,
                             int64_t *out);
@@ -100,6 +127,10 @@ void    nn_probs_align_ref(int32_t *p, uint64_t inv, const int8_t *e, size_t e_s
  * or a path this CPU cannot run.
  */
 const nn_kernels *nn_kernels_select(const char *name);
+
+/* The same for a model of this numerics version: for version 2 (int8 activations) and
+ * name NULL or "auto" an x86 CPU with AVX-512 VNNI gets avx512vnni. */
+const nn_kernels *nn_kernels_select_for(const char *name, uint32_t numerics);
 
 /* Space-separated names of the paths this build and CPU can run, best last. */
 const char *nn_kernels_available(void);

@@ -1,5 +1,6 @@
 /*
- * nn_model.h: a llama-family transformer in integer arithmetic (numerics version 1).
+ * nn_model.h: a llama-family transformer in integer arithmetic (numerics versions 1 and 2:
+ * int16 or int8 matmul inputs, nn_kernels.h).
  *
  * A model is a set of views into a mapped image. A session owns a context: the KV
  * cache and the activation buffers, all carved from a caller's arena. Both structs are
@@ -115,6 +116,9 @@ typedef struct nn_session {
     int32_t *x;                         /* [B][dim] residual, Q16 */
     int16_t *xa;                        /* [B][max(dim, q_dim, hidden)] matmul input */
     nn_scale *xs;                       /* [B] scales of xa */
+    int8_t  *xa8;                       /* numerics version 2: xa as int8 in groups, */
+    uint8_t *xsh;                       /*   each group's step and sum (NULL in version 1) */
+    int32_t *xsum;
     int32_t *q, *k, *v;                 /* [B][q_dim], [B][kv_dim], [B][kv_dim] Q16 */
     int32_t *att;                       /* [B][q_dim] Q16 */
     int32_t *o;                         /* [B][dim] Q16 */

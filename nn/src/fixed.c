@@ -152,3 +152,30 @@ nn_scale nn_scale_pow2(int k)
     nn_scale s = { 1u << 31, 31 - k };
     return s;
 }
+
+void nn_act8_quant(const int16_t *a, uint32_t n, uint32_t g, int8_t *q, uint8_t *sh, int32_t *sum)
+{
+    for (uint32_t i0 = 0, k = 0; i0 < n; i0 += g, k++) {
+        uint32_t len = n - i0 < g ? n - i0 : g;
+        const int16_t *x = a + i0;
+        int32_t mx = 0;
+        for (uint32_t i = 0; i < len; i++) {
+            int32_t v = x[i] < 0 ? -x[i] : x[i];
+            mx = v > mx ? v : mx;
+        }
+        int s = 0;
+        while (((mx + ((1 << s) >> 1)) >> s) > 127)
+            s++;
+        int32_t h = (1 << s) >> 1, tot = 0;
+        for (uint32_t i = 0; i < len; i++) {
+            int32_t v = x[i] < 0 ? -x[i] : x[i];
+            int32_t r = (v + h) >> s;
+            r = x[i] < 0 ? -r : r;
+            q[i0 + i] = (int8_t)r;
+            tot += r;
+        }
+        sh[k] = (uint8_t)s;
+        if (sum)
+            sum[k] = tot;
+    }
+}

@@ -23,6 +23,10 @@ static int tensor_sizes(uint32_t dtype, uint32_t rows, uint32_t cols, uint32_t g
         *data_bytes = n;
         *scale_bytes = (uint64_t)rows * nn_groups(cols, group) * 2;
         return 1;
+    case NN_DT_Q8G8:
+        *data_bytes = (uint64_t)(rows + 7) / 8 * ((cols + 3) / 4) * 32;
+        *scale_bytes = (uint64_t)(rows + 7) / 8 * nn_groups(cols, group) * 16;
+        return group % 4 == 0;
     case NN_DT_I32:   *data_bytes = n * 4; return 1;
     case NN_DT_U64:   *data_bytes = n * 8; return 1;
     case NN_DT_BYTES: *data_bytes = cols; return rows == 1;
@@ -74,7 +78,7 @@ static nn_status validate(nn_image *img)
         return NN_E_TRUNCATED;
     img->format_version = nn_rd32(h + NN_IMG_OFF_FORMAT);
     img->id.numerics_version = nn_rd32(h + NN_IMG_OFF_NUMERICS);
-    if (img->format_version != NN_IMAGE_FORMAT_VERSION || img->id.numerics_version != NN_NUMERICS_VERSION)
+    if (img->format_version != NN_IMAGE_FORMAT_VERSION || (img->id.numerics_version != NN_NUMERICS_VERSION && img->id.numerics_version != NN_NUMERICS_ACT8))
         return NN_E_VERSION;
     if (nn_rd32(h + NN_IMG_OFF_HEADER_BYTES) != NN_IMAGE_HEADER_BYTES)
         return NN_E_CORRUPT;
@@ -226,7 +230,7 @@ nn_status nn_image_tensor(const nn_image *img, uint32_t kind, uint32_t layer, nn
         out->exp = (int32_t)nn_rd32(e + 20);
         out->data = img->data + nn_rd64(e + 24);
         out->data_bytes = nn_rd64(e + 32);
-        out->scales = out->dtype == NN_DT_Q8G ? (const uint16_t *)(const void *)(img->data + nn_rd64(e + 40)) : NULL;
+        out->scales = out->dtype == NN_DT_Q8G || out->dtype == NN_DT_Q8G8 ? (const uint16_t *)(const void *)(img->data + nn_rd64(e + 40)) : NULL;
         return NN_OK;
     }
     return NN_E_SHAPE;

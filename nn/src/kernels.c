@@ -4,6 +4,7 @@
  * contains, and supported() asks the running CPU whether it can execute them.
  */
 #include <string.h>
+#include "nn_image.h"
 #include "nn_kernels_impl.h"
 
 #if NN_HAVE_DOTPROD_KERNELS
@@ -16,6 +17,7 @@
 static const nn_kernels k_ref = {
     .name = "ref",
     .matmul_q8_q16 = nn_matmul_q8_q16_ref,
+    .matmul_q8_a8 = nn_matmul_q8_a8_ref,
     .dot_i16 = nn_dot_i16_ref,
     .dot_rows_i16 = nn_dot_rows_i16_ref,
     .axpy_rows_i16 = nn_axpy_rows_i16_ref,
@@ -78,6 +80,22 @@ const nn_kernels *nn_kernels_select(const char *name)
         if (strcmp(k_all[i]->name, name) == 0)
             return supported(k_all[i]) ? k_all[i] : NULL;
     return NULL;
+}
+
+/*
+ * Numerics version 2 multiplies int8 by int8, which vpdpbusd does in one instruction
+ * where AVX2 needs four: there avx512vnni is the default (its prefill 1.3x avx2's on the
+ * Zen 4 VM, docs/speed.md). Elsewhere the order above stands.
+ */
+const nn_kernels *nn_kernels_select_for(const char *name, uint32_t numerics)
+{
+#if NN_HAVE_X86_KERNELS
+    if (numerics == NN_NUMERICS_ACT8 && (!name || strcmp(name, "auto") == 0) && supported(&nn_kernels_avx512vnni))
+        return &nn_kernels_avx512vnni;
+#else
+    (void)numerics;
+#endif
+    return nn_kernels_select(name);
 }
 
 const char *nn_kernels_available(void)

@@ -19,6 +19,7 @@
 #if NN_HAVE_X86_KERNELS
 
 #include <immintrin.h>
+#include <string.h>
 /* gcc: a target pragma; clang (the fuzz builds) ignores that one and takes an attribute. */
 #ifdef __clang__
 #pragma clang attribute push(__attribute__((target("avx2"))), apply_to = function)
@@ -30,6 +31,7 @@
 #include "fixed_inline.h"
 #include "nn_fixed.h"
 #include "kernels_x86.h"
+#include "kernels_a8.h"
 
 /* v in lane 0, zeros elsewhere. */
 static inline __m256i lane0(int32_t v)
@@ -71,14 +73,6 @@ static inline __attribute__((always_inline)) __m256i group_vec(const int8_t *q, 
     if (i < len)
         c = _mm256_add_epi32(c, lane0(tail_dot(q + i, a + i, len - i)));
     return c;
-}
-
-static inline int32_t hsum1(__m256i c)
-{
-    __m128i x = _mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
-    x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0x4e));
-    x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0xb1));
-    return _mm_cvtsi128_si32(x);
 }
 
 /*
@@ -696,9 +690,71 @@ void nn_probs_align_avx2(int32_t *p, uint64_t inv, const int8_t *e, size_t e_str
     nn_probs_align_ref(p + j, inv, e + j * e_stride, e_stride, tmax, n - j);
 }
 
+/* ---- numerics version 2: int8 activations (matmul_q8_a8), for CPUs without VNNI ---------
+ *
+ * vpmaddubsw multiplies unsigned by signed bytes: |q| times a * sign(q) is q * a, and a
+ * pair of such products is at most 2 * 127^2 < 2^15, so the int16 lanes never saturate
+ * (q and a are never -128); vpmaddwd by ones widens the pairs into int32 lanes.
+ */
+static inline __m256i dot8(__m256i q, __m256i a)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(q), _mm256_sign_epi8(a, q)),
+                             _mm256_set1_epi16(1));
+}
+
+/* Interleaved weights, row block rb times one token: each quad's 4 activation bytes
+ * broadcast against 8 rows x 4 columns gives each row's quad sum in its own lane. */
+static void il_avx2(const nn_q8_mat *w, uint32_t rb, const int8_t *a, const uint8_t *sh, int64_t acc[8])
+{
+    uint32_t C4 = (w->cols + 3) / 4, ng = w->ngroups, G = w->group;
+    const int8_t *wq = w->q + (size_t)rb * C4 * 32;
+    const uint16_t *wm = w->m + (size_t)rb * ng * 8;
+    __m256i e = _mm256_setzero_si256(), o = e;
+    for (uint32_t g = 0; g < ng; g++) {
+        uint32_t j0 = g * (G / 4), j1 = j0 + G / 4 < C4 ? j0 + G / 4 : C4;
+        __m256i c = _mm256_setzero_si256();
+        for (uint32_t j = j0; j < j1; j++) {
+            uint32_t v = nn_a8_quad(a, 4 * j, w->cols);
+            __m256i W = _mm256_loadu_si256((const __m256i *)(const void *)(wq + 32 * (size_t)j));
+            c = _mm256_add_epi32(c, dot8(W, _mm256_set1_epi32((int32_t)v)));
+        }
+        c = _mm256_sll_epi32(c, _mm_cvtsi32_si128(sh[g]));
+        __m256i mz = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(wm + 8 * (size_t)g)));
+        e = _mm256_add_epi64(e, _mm256_mul_epi32(c, mz));
+        o = _mm256_add_epi64(o, _mm256_mul_epi32(_mm256_srli_epi64(c, 32), _mm256_srli_epi64(mz, 32)));
+    }
+    int64_t ev[4], ov[4];
+    _mm256_storeu_si256((__m256i *)(void *)ev, e);
+    _mm256_storeu_si256((__m256i *)(void *)ov, o);
+    for (int i = 0; i < 4; i++) {
+        acc[2 * i] = ev[i];
+        acc[2 * i + 1] = ov[i];
+    }
+}
+
+/* Row-major weights (the tied classifier): one row's group sum. */
+static int32_t gdot_avx2(const int8_t *q, const int8_t *a, uint32_t n)
+{
+    __m256i c = _mm256_setzero_si256();
+    uint32_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        c = _mm256_add_epi32(c, dot8(_mm256_loadu_si256((const __m256i *)(const void *)(q + i)),
+                                     _mm256_loadu_si256((const __m256i *)(const void *)(a + i))));
+    int32_t s = hsum1(c);
+    for (; i < n; i++)
+        s += q[i] * a[i];
+    return s;
+}
+
+static void mm_a8_avx2(const nn_mm_args *A, uint32_t r0, uint32_t r1)
+{
+    nn_a8_drive(A, r0, r1, il_avx2, gdot_avx2);
+}
+
 const nn_kernels nn_kernels_avx2 = {
     .name = "avx2",
     .matmul_q8_q16 = mm_avx2,
+    .matmul_q8_a8 = mm_a8_avx2,
     .dot_i16 = nn_dot_i16_avx2,
     .dot_rows_i16 = nn_dot_rows_i16_avx2,
     .axpy_rows_i16 = nn_axpy_rows_i16_avx2,

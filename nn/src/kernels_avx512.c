@@ -11,12 +11,18 @@
  * fault), so the requirement is group % 16 == 0; groups of 4 or 8 take the AVX2
  * small-group kernel, other groups the reference.
  * The attention kernels are the AVX2 ones.
+ *
+ * Numerics version 2 (int8 activations, matmul_q8_a8) is where this path earns its
+ * place: vpdpbusd does four int8 products per lane, and with interleaved weights one
+ * instruction serves 8 rows without horizontal sums (below). nn_kernels_select_for()
+ * makes it the default for version-2 images.
  */
 #include "nn_kernels_impl.h"
 
 #if NN_HAVE_X86_KERNELS
 
 #include <immintrin.h>
+#include <string.h>
 /* gcc: a target pragma; clang (the fuzz builds) ignores that one and takes an attribute. */
 #ifdef __clang__
 #pragma clang attribute push(__attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512vnni"))), apply_to = function)
@@ -27,6 +33,7 @@
 
 #include "fixed_inline.h"
 #include "kernels_x86.h"
+#include "kernels_a8.h"
 
 /* The first min(n, 32) of one row's weights as int16; the rest zero. Whole steps use a
  * plain load: masked loads on every step made decode 10x slower on Zen 4. */
@@ -174,9 +181,382 @@ static void mm_avx512(const nn_mm_args *A, uint32_t r0, uint32_t r1)
     }
 }
 
+/* ---- numerics version 2: int8 activations (matmul_q8_a8) ------------------------------ */
+
+/*
+ * vpdpbusd multiplies unsigned by signed bytes, four products into each int32 lane.
+ * The weights go in as unsigned u = q + 128 (q xor 0x80), so a lane gets
+ * sum (q + 128) a = sum q a + 128 sum a; the second term depends on the activations
+ * only: the quantiser hands over each group's sum of a (asum), and it is subtracted per
+ * (token, group).
+ * |sum (q + 128) a| <= 256 * 255 * 127 < 2^31: exact. Ragged ends use masked loads of
+ * both operands (zeros, and 128 * 0). Groups that are not a multiple of 32 take the
+ * reference.
+ */
+static inline __m256i bload(const int8_t *p, uint32_t n)
+{
+    if (n >= 32)
+        return _mm256_loadu_si256((const __m256i *)(const void *)p);
+    return _mm256_maskz_loadu_epi8(((__mmask32)1 << n) - 1, p);
+}
+
+/* One group (len values) of one row times one token: 8 int32 lanes of sum (q + 128) a. */
+static inline __attribute__((always_inline)) __m256i group_a8(const int8_t *q, const int8_t *a, uint32_t len)
+{
+    const __m256i x80 = _mm256_set1_epi8((char)0x80);
+    __m256i c = _mm256_setzero_si256();
+    for (uint32_t i = 0; i < len; i += 32)
+        c = _mm256_dpbusd_epi32(c, _mm256_xor_si256(bload(q + i, len - i), x80), bload(a + i, len - i));
+    return c;
+}
+
+/* Decode: one row times one token, eight groups reduced together, corrected, shifted by
+ * their steps and scaled by eight contiguous mantissas; then the rest one by one. */
+static inline __attribute__((always_inline)) int64_t row_a8(const int8_t *q, const uint16_t *m, const int8_t *a,
+                                                            const int32_t *asum, const uint8_t *sh, uint32_t cols,
+                                                            uint32_t G, uint32_t ng)
+{
+    __m256i e = _mm256_setzero_si256(), o = e;
+    uint32_t full = cols / G, g = 0;
+    for (; g + 8 <= full; g += 8) {
+        const int8_t *qg = q + (size_t)g * G, *ag = a + (size_t)g * G;
+        for (uint32_t p = 0; p < 8 * G; p += 64)
+            _mm_prefetch((const char *)qg + PF_DIST + p, _MM_HINT_T0);
+        __m256i s = hsum8(group_a8(qg, ag, G), group_a8(qg + G, ag + G, G), group_a8(qg + 2 * G, ag + 2 * G, G),
+                          group_a8(qg + 3 * G, ag + 3 * G, G), group_a8(qg + 4 * G, ag + 4 * G, G),
+                          group_a8(qg + 5 * G, ag + 5 * G, G), group_a8(qg + 6 * G, ag + 6 * G, G),
+                          group_a8(qg + 7 * G, ag + 7 * G, G));
+        s = _mm256_sub_epi32(s, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(asum + g)), 7));
+        s = _mm256_sllv_epi32(s, _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(sh + g))));
+        __m256i mz = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(m + g)));
+        e = _mm256_add_epi64(e, _mm256_mul_epi32(s, mz));
+        o = _mm256_add_epi64(o, _mm256_mul_epi32(_mm256_srli_epi64(s, 32), _mm256_srli_epi64(mz, 32)));
+    }
+    int64_t acc = hsum_i64(_mm256_add_epi64(e, o));
+    for (; g < ng; g++) {
+        uint32_t i0 = g * G, len = cols - i0 < G ? cols - i0 : G;
+        int32_t v = hsum1(group_a8(q + i0, a + i0, len)) - 128 * asum[g];
+        acc += (int64_t)(v * (1 << sh[g])) * m[g];
+    }
+    return acc;
+}
+
+/*
+ * Prefill: rows qa, qb times four tokens. cs and ss hold, per group, the four tokens'
+ * corrections and steps side by side ([g][4]), so that one broadcast lines them up with
+ * the eight sums [ra t0..t3, rb t0..t3].
+ */
+static inline __attribute__((always_inline)) void rows_2x4_a8(const int8_t *qa, const int8_t *qb,
+                                                              const uint16_t *ma, const uint16_t *mb,
+                                                              const int8_t *const a[4], const int32_t *cs,
+                                                              const int32_t *ss, uint32_t cols, uint32_t G,
+                                                              uint32_t ng, int64_t out[2][4])
+{
+    const __m256i x80 = _mm256_set1_epi8((char)0x80);
+    __m256i e = _mm256_setzero_si256(), o = e;
+    for (uint32_t g = 0, i0 = 0; g < ng; g++, i0 += G) {
+        uint32_t len = cols - i0 < G ? cols - i0 : G;
+        __m256i c00 = _mm256_setzero_si256(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00,
+                c13 = c00;
+        for (uint32_t i = i0; i < i0 + len; i += 32) {
+            uint32_t n = i0 + len - i;
+            __m256i wa = _mm256_xor_si256(bload(qa + i, n), x80), wb = _mm256_xor_si256(bload(qb + i, n), x80), x;
+            x = bload(a[0] + i, n);
+            c00 = _mm256_dpbusd_epi32(c00, wa, x);
+            c10 = _mm256_dpbusd_epi32(c10, wb, x);
+            x = bload(a[1] + i, n);
+            c01 = _mm256_dpbusd_epi32(c01, wa, x);
+            c11 = _mm256_dpbusd_epi32(c11, wb, x);
+            x = bload(a[2] + i, n);
+            c02 = _mm256_dpbusd_epi32(c02, wa, x);
+            c12 = _mm256_dpbusd_epi32(c12, wb, x);
+            x = bload(a[3] + i, n);
+            c03 = _mm256_dpbusd_epi32(c03, wa, x);
+            c13 = _mm256_dpbusd_epi32(c13, wb, x);
+        }
+        __m256i s = hsum8(c00, c01, c02, c03, c10, c11, c12, c13);
+        s = _mm256_sub_epi32(s, _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(cs + 4 * g))));
+        s = _mm256_sllv_epi32(s, _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(ss + 4 * g))));
+        __m256i mv = _mm256_set_epi64x(mb[g], mb[g], ma[g], ma[g]);
+        e = _mm256_add_epi64(e, _mm256_mul_epi32(s, mv));
+        o = _mm256_add_epi64(o, _mm256_mul_epi32(_mm256_srli_epi64(s, 32), mv));
+    }
+    int64_t ev[4], ov[4];
+    _mm256_storeu_si256((__m256i *)(void *)ev, e);
+    _mm256_storeu_si256((__m256i *)(void *)ov, o);
+    out[0][0] = ev[0]; out[0][1] = ov[0]; out[0][2] = ev[1]; out[0][3] = ov[1];
+    out[1][0] = ev[2]; out[1][1] = ov[2]; out[1][2] = ev[3]; out[1][3] = ov[3];
+}
+
+/* Groups per row the on-stack tables hold (hidden width 32768 at groups of 32). */
+#define A8_MAX_GROUPS 1024u
+
+
+/*
+ * Interleaved weights (NN_DT_Q8G8): a 32-byte vector holds 4 columns of 8 rows, so one
+ * vpdpbusd against 4 activation bytes broadcast adds to each of the 8 rows' own lane:
+ * a group's sums come out one row per lane, with no horizontal reduction. Each lane is
+ * corrected and shifted by the token's values for the group (one per vector) and meets
+ * the 8 rows' mantissas (one load) in 64-bit lanes: e holds rows 0, 2, 4, 6 and o rows
+ * 1, 3, 5, 7.
+ */
+
+
+static inline void il_flush(const nn_mm_args *A, uint32_t t, uint32_t rb, uint32_t r0, uint32_t r1, __m256i e,
+                            __m256i o)
+{
+    const nn_q8_mat *w = A->w;
+    int64_t ev[4], ov[4];
+    _mm256_storeu_si256((__m256i *)(void *)ev, e);
+    _mm256_storeu_si256((__m256i *)(void *)ov, o);
+    for (uint32_t i = 0; i < 8; i++) {
+        uint32_t r = rb * 8 + i;
+        if (r >= r0 && r < r1)
+            A->out[(size_t)t * A->out_stride + r] =
+                nn_mulshift_sat32_inl(i % 2 ? ov[i / 2] : ev[i / 2], A->as[t].m, A->as[t].e + w->exp - 16);
+    }
+}
+
+/* One group's corrected, shifted lane sums times the mantissas mz (even rows) and mo. */
+static inline __attribute__((always_inline)) void il_scale(__m256i c, int32_t corr, int sh, __m256i mz, __m256i mo,
+                                                           __m256i *e, __m256i *o)
+{
+    __m256i s = _mm256_sll_epi32(_mm256_sub_epi32(c, _mm256_set1_epi32(corr)), _mm_cvtsi32_si128(sh));
+    *e = _mm256_add_epi64(*e, _mm256_mul_epi32(s, mz));
+    *o = _mm256_add_epi64(*o, _mm256_mul_epi32(_mm256_srli_epi64(s, 32), mo));
+}
+
+/* Four activation bytes at i as one broadcast int32: a plain load where all four are
+ * columns (tail 0), nn_a8_quad for the last, ragged quad (tail 1). */
+static inline __attribute__((always_inline)) __m256i abc(const int8_t *a, uint32_t i, uint32_t cols, int tail)
+{
+    int32_t v;
+    if (tail)
+        v = (int32_t)nn_a8_quad(a, i, cols);   /* padding q = 0 is u = 128: it must meet 0 */
+    else
+        memcpy(&v, a + i, 4);
+    return _mm256_set1_epi32(v);
+}
+
+static inline __attribute__((always_inline)) __m256i wld(const uint8_t *wq, uint32_t j)
+{
+    return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(wq + 32 * (size_t)j)),
+                            _mm256_set1_epi8((char)0x80));
+}
+
+/* Quads [j0, j1) of row blocks wq0, wq1 times four tokens, added to c[0..3] (wq0) and
+ * d[0..3] (wq1): eight vpdpbusd chains side by side, each broadcast used twice. */
+static inline __attribute__((always_inline)) void il_quads_2x4(const uint8_t *wq0, const uint8_t *wq1,
+                                                               const int8_t *const a[4], uint32_t j0, uint32_t j1,
+                                                               uint32_t cols, int tail, __m256i c[4], __m256i d[4])
+{
+#pragma GCC unroll 8
+    for (uint32_t j = j0; j < j1; j++) {
+        __m256i W0 = wld(wq0, j), W1 = wld(wq1, j), x;
+        x = abc(a[0], 4 * j, cols, tail);
+        c[0] = _mm256_dpbusd_epi32(c[0], W0, x);
+        d[0] = _mm256_dpbusd_epi32(d[0], W1, x);
+        x = abc(a[1], 4 * j, cols, tail);
+        c[1] = _mm256_dpbusd_epi32(c[1], W0, x);
+        d[1] = _mm256_dpbusd_epi32(d[1], W1, x);
+        x = abc(a[2], 4 * j, cols, tail);
+        c[2] = _mm256_dpbusd_epi32(c[2], W0, x);
+        d[2] = _mm256_dpbusd_epi32(d[2], W1, x);
+        x = abc(a[3], 4 * j, cols, tail);
+        c[3] = _mm256_dpbusd_epi32(c[3], W0, x);
+        d[3] = _mm256_dpbusd_epi32(d[3], W1, x);
+    }
+}
+
+/* Prefill: row blocks rb and rb + 1 (the same block twice when nrb is 1) times four
+ * tokens (a[k], with sum[k][g] and sh[k][g]); e[i][k], o[i][k] for block rb + i. The
+ * last group, which may end in a ragged quad, goes apart so that the others' loads need
+ * no bound. */
+static inline __attribute__((always_inline)) void il_2x4(const nn_mm_args *A, uint32_t rb, uint32_t nrb,
+                                                         const int8_t *const a[4], const int32_t *const sum[4],
+                                                         const uint8_t *const sh[4], uint32_t G, __m256i e[2][4],
+                                                         __m256i o[2][4])
+{
+    const nn_q8_mat *w = A->w;
+    uint32_t C4 = (w->cols + 3) / 4, ng = w->ngroups;
+    const uint8_t *wq0 = (const uint8_t *)w->q + (size_t)rb * C4 * 32, *wq1 = wq0 + (nrb > 1 ? (size_t)C4 * 32 : 0);
+    const uint16_t *wm0 = w->m + (size_t)rb * ng * 8, *wm1 = wm0 + (nrb > 1 ? (size_t)ng * 8 : 0);
+    for (int k = 0; k < 4; k++)
+        e[0][k] = o[0][k] = e[1][k] = o[1][k] = _mm256_setzero_si256();
+    for (uint32_t g = 0; g < ng; g++) {
+        __m256i c[4], d[4];
+        for (int k = 0; k < 4; k++)
+            c[k] = d[k] = _mm256_setzero_si256();
+        if (g + 1 < ng)
+            il_quads_2x4(wq0, wq1, a, g * (G / 4), (g + 1) * (G / 4), w->cols, 0, c, d);
+        else if (w->cols % 4 == 0)
+            il_quads_2x4(wq0, wq1, a, g * (G / 4), C4, w->cols, 0, c, d);
+        else
+            il_quads_2x4(wq0, wq1, a, g * (G / 4), C4, w->cols, 1, c, d);
+        __m256i mz = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(wm0 + 8 * (size_t)g)));
+        __m256i nz = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(wm1 + 8 * (size_t)g)));
+        __m256i mo = _mm256_srli_epi64(mz, 32), no = _mm256_srli_epi64(nz, 32);
+        for (int k = 0; k < 4; k++) {
+            il_scale(c[k], 128 * sum[k][g], sh[k][g], mz, mo, &e[0][k], &o[0][k]);
+            il_scale(d[k], 128 * sum[k][g], sh[k][g], nz, no, &e[1][k], &o[1][k]);
+        }
+    }
+}
+
+/* Quads [j0, j1) of row block wq times one token, in four accumulators (quads j mod 4)
+ * so that four vpdpbusd chains run side by side; the weights are one stream, fetched
+ * PF_DIST ahead. */
+static inline __attribute__((always_inline)) __m256i il_quads_r1(const uint8_t *wq, const int8_t *a, uint32_t j0,
+                                                                 uint32_t j1, uint32_t cols, int tail)
+{
+    __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0;
+    uint32_t j = j0;
+    for (uint32_t p = 32 * j0; p < 32 * j1; p += 64)
+        _mm_prefetch((const char *)(wq + p) + PF_DIST, _MM_HINT_T0);
+    for (; j + 4 <= j1; j += 4) {
+        c0 = _mm256_dpbusd_epi32(c0, wld(wq, j), abc(a, 4 * j, cols, tail));
+        c1 = _mm256_dpbusd_epi32(c1, wld(wq, j + 1), abc(a, 4 * j + 4, cols, tail));
+        c2 = _mm256_dpbusd_epi32(c2, wld(wq, j + 2), abc(a, 4 * j + 8, cols, tail));
+        c3 = _mm256_dpbusd_epi32(c3, wld(wq, j + 3), abc(a, 4 * j + 12, cols, tail));
+    }
+    for (; j < j1; j++)
+        c0 = _mm256_dpbusd_epi32(c0, wld(wq, j), abc(a, 4 * j, cols, tail));
+    return _mm256_add_epi32(_mm256_add_epi32(c0, c1), _mm256_add_epi32(c2, c3));
+}
+
+/* Decode: row block rb times one token. */
+static inline __attribute__((always_inline)) void il_r1(const nn_mm_args *A, uint32_t rb, uint32_t G, __m256i *e,
+                                                        __m256i *o)
+{
+    const nn_q8_mat *w = A->w;
+    uint32_t C4 = (w->cols + 3) / 4, ng = w->ngroups;
+    const uint8_t *wq = (const uint8_t *)w->q + (size_t)rb * C4 * 32;
+    const uint16_t *wm = w->m + (size_t)rb * ng * 8;
+    *e = *o = _mm256_setzero_si256();
+    for (uint32_t g = 0; g < ng; g++) {
+        uint32_t j0 = g * (G / 4);
+        __m256i c;
+        if (g + 1 < ng)
+            c = il_quads_r1(wq, A->a8, j0, j0 + G / 4, w->cols, 0);
+        else if (w->cols % 4 == 0)
+            c = il_quads_r1(wq, A->a8, j0, C4, w->cols, 0);
+        else
+            c = il_quads_r1(wq, A->a8, j0, C4, w->cols, 1);
+        __m256i mz = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(wm + 8 * (size_t)g)));
+        il_scale(c, 128 * A->asum[g], A->ash[g], mz, _mm256_srli_epi64(mz, 32), e, o);
+    }
+}
+
+static void mm_a8_il(const nn_mm_args *A, uint32_t r0, uint32_t r1)
+{
+    const nn_q8_mat *w = A->w;
+    const uint32_t T = A->n_tok, G = w->group;
+    uint32_t rb0 = r0 / 8, rb1 = (r1 + 7) / 8;
+    if (T == 1) {
+        for (uint32_t rb = rb0; rb < rb1; rb++) {
+            __m256i e, o;
+            if (G == 32)
+                il_r1(A, rb, 32, &e, &o);
+            else
+                il_r1(A, rb, G, &e, &o);
+            il_flush(A, 0, rb, r0, r1, e, o);
+        }
+        return;
+    }
+    /* Two row blocks' weights (cols x 16 bytes) stay in L1 while every token of the
+     * block passes, four at a time (a short last set repeats its last token); the
+     * tokens' activations stream from L2. */
+    for (uint32_t rb = rb0; rb < rb1; rb += 2) {
+        uint32_t nrb = rb + 1 < rb1 ? 2 : 1;
+        for (uint32_t t = 0; t < T; t += 4) {
+            const int8_t *a[4];
+            const uint8_t *sh[4];
+            const int32_t *sum[4];
+            for (uint32_t k = 0; k < 4; k++) {
+                uint32_t tk = t + k < T ? t + k : T - 1;
+                a[k] = A->a8 + (size_t)tk * A->a_stride;
+                sh[k] = A->ash + (size_t)tk * A->ash_stride;
+                sum[k] = A->asum + (size_t)tk * A->ash_stride;
+            }
+            __m256i e[2][4], o[2][4];
+            if (G == 32)
+                il_2x4(A, rb, nrb, a, sum, sh, 32, e, o);
+            else
+                il_2x4(A, rb, nrb, a, sum, sh, G, e, o);
+            for (uint32_t i = 0; i < nrb; i++)
+                for (uint32_t k = 0; k < 4 && t + k < T; k++)
+                    il_flush(A, t + k, rb + i, r0, r1, e[i][k], o[i][k]);
+        }
+    }
+}
+
+static void mm_a8_avx512(const nn_mm_args *A, uint32_t r0, uint32_t r1)
+{
+    if (A->w->il) {
+        if (A->w->ngroups > A8_MAX_GROUPS || r0 >= r1)
+            nn_matmul_q8_a8_ref(A, r0, r1);
+        else
+            mm_a8_il(A, r0, r1);
+        return;
+    }
+    const nn_q8_mat *w = A->w;
+    const uint32_t T = A->n_tok, G = w->group, ng = w->ngroups;
+    if (G % 32 || ng > A8_MAX_GROUPS || r0 >= r1) {
+        nn_matmul_q8_a8_ref(A, r0, r1);
+        return;
+    }
+    if (T == 1) {
+        int shift = A->as[0].e + w->exp - 16;
+        for (uint32_t r = r0; r < r1; r++) {
+            const int8_t *q = w->q + (size_t)r * w->cols;
+            const uint16_t *m = w->m + (size_t)r * ng;
+            int64_t acc = G == 32 ? row_a8(q, m, A->a8, A->asum, A->ash, w->cols, 32, ng)
+                                  : row_a8(q, m, A->a8, A->asum, A->ash, w->cols, G, ng);
+            A->out[r] = nn_mulshift_sat32_inl(acc, A->as[0].m, shift);
+        }
+        return;
+    }
+    /* As for int16: a chunk of rows (about 96 KiB) stays in L2 while the block's tokens
+     * pass; per four tokens, their corrections and steps side by side. */
+    int32_t cs[4 * A8_MAX_GROUPS], ss[4 * A8_MAX_GROUPS];
+    uint32_t CR = (96u << 10) / w->cols;
+    CR = CR < 1 ? 1 : CR;
+    for (uint32_t c0 = r0; c0 < r1; c0 += CR) {
+        uint32_t c1 = c0 + CR < r1 ? c0 + CR : r1;
+        for (uint32_t t = 0; t < T; t += 4) {
+            const int8_t *a[4];
+            for (uint32_t k = 0; k < 4; k++) {
+                uint32_t tk = t + k < T ? t + k : T - 1;
+                a[k] = A->a8 + (size_t)tk * A->a_stride;
+                const uint8_t *sh = A->ash + (size_t)tk * A->ash_stride;
+                const int32_t *sum = A->asum + (size_t)tk * A->ash_stride;
+                for (uint32_t g = 0; g < ng; g++) {
+                    cs[4 * g + k] = 128 * sum[g];
+                    ss[4 * g + k] = sh[g];
+                }
+            }
+            for (uint32_t r = c0; r < c1; r += 2) {
+                uint32_t rb = r + 1 < c1 ? r + 1 : r;
+                const int8_t *qa = w->q + (size_t)r * w->cols, *qb = w->q + (size_t)rb * w->cols;
+                const uint16_t *ma = w->m + (size_t)r * ng, *mb = w->m + (size_t)rb * ng;
+                int64_t acc[2][4];
+                if (G == 32)
+                    rows_2x4_a8(qa, qb, ma, mb, a, cs, ss, w->cols, 32, ng, acc);
+                else
+                    rows_2x4_a8(qa, qb, ma, mb, a, cs, ss, w->cols, G, ng, acc);
+                for (uint32_t i = 0; i < 2 && r + i < c1; i++)
+                    for (uint32_t k = 0; k < 4 && t + k < T; k++)
+                        A->out[(size_t)(t + k) * A->out_stride + r + i] =
+                            nn_mulshift_sat32_inl(acc[i][k], A->as[t + k].m, A->as[t + k].e + w->exp - 16);
+            }
+        }
+    }
+}
+
 const nn_kernels nn_kernels_avx512vnni = {
     .name = "avx512vnni",
     .matmul_q8_q16 = mm_avx512,
+    .matmul_q8_a8 = mm_a8_avx512,
     .dot_i16 = nn_dot_i16_avx2,
     .dot_rows_i16 = nn_dot_rows_i16_avx2,
     .axpy_rows_i16 = nn_axpy_rows_i16_avx2,

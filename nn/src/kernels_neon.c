@@ -25,9 +25,11 @@
 #if NN_HAVE_NEON_KERNELS
 
 #include <arm_neon.h>
+#include <string.h>
 
 #include "fixed_inline.h"
 #include "nn_fixed.h"
+#include "kernels_a8.h"
 
 static inline int32_t tail_dot(const int8_t *q, const int16_t *a, uint32_t n)
 {
@@ -394,9 +396,90 @@ static void silu_neon(int32_t *x, uint32_t n)
         x[i] = nn_silu_q16(x[i]);
 }
 
+/* ---- numerics version 2: int8 activations (matmul_q8_a8) ------------------------------- */
+
+/* One interleaved row block's group sums r03 (rows 0-3) and r47, shifted by the token's
+ * step and multiplied by the 8 mantissas into e[0..3] (rows 0-1, 2-3, 4-5, 6-7). */
+static inline void il_scale8(int32x4_t r03, int32x4_t r47, int sh, const uint16_t *m8, int64x2_t e[4])
+{
+    uint16x8_t m = vld1q_u16(m8);
+    int32x4_t ml = vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(m)));
+    int32x4_t mh = vreinterpretq_s32_u32(vmovl_u16(vget_high_u16(m)));
+    int32x4_t k = vdupq_n_s32(sh);
+    r03 = vshlq_s32(r03, k);
+    r47 = vshlq_s32(r47, k);
+    e[0] = vmlal_s32(e[0], vget_low_s32(r03), vget_low_s32(ml));
+    e[1] = vmlal_high_s32(e[1], r03, ml);
+    e[2] = vmlal_s32(e[2], vget_low_s32(r47), vget_low_s32(mh));
+    e[3] = vmlal_high_s32(e[3], r47, mh);
+}
+
+static inline void store8(int64_t acc[8], const int64x2_t e[4])
+{
+    for (int i = 0; i < 4; i++)
+        vst1q_s64(acc + 2 * i, e[i]);
+}
+
+/*
+ * neon: vmull_s8 of 8 weight bytes (2 rows x 4 columns) by the 4 activation bytes
+ * repeated; two quads' products share an int16 lane (at most 2 * 127^2 < 2^15) before
+ * vpadalq_s16 adds pairs into int32 lanes [r (b0+b1), r (b2+b3), ...]; per group vpaddq
+ * makes the rows' sums.
+ */
+static void il_neon(const nn_q8_mat *w, uint32_t rb, const int8_t *a, const uint8_t *sh, int64_t acc[8])
+{
+    uint32_t C4 = (w->cols + 3) / 4, ng = w->ngroups, G = w->group;
+    const int8_t *wq = w->q + (size_t)rb * C4 * 32;
+    const uint16_t *wm = w->m + (size_t)rb * ng * 8;
+    int64x2_t e[4] = { vdupq_n_s64(0), vdupq_n_s64(0), vdupq_n_s64(0), vdupq_n_s64(0) };
+    for (uint32_t g = 0; g < ng; g++) {
+        uint32_t j0 = g * (G / 4), j1 = j0 + G / 4 < C4 ? j0 + G / 4 : C4, j = j0;
+        int32x4_t s0 = vdupq_n_s32(0), s1 = s0, s2 = s0, s3 = s0;
+        for (; j < j1; j += 2) {
+            int8x8_t x = vreinterpret_s8_u32(vdup_n_u32(nn_a8_quad(a, 4 * j, w->cols)));
+            int8x16_t W0 = vld1q_s8(wq + 32 * (size_t)j), W1 = vld1q_s8(wq + 32 * (size_t)j + 16);
+            int16x8_t p0 = vmull_s8(vget_low_s8(W0), x), p1 = vmull_s8(vget_high_s8(W0), x);
+            int16x8_t p2 = vmull_s8(vget_low_s8(W1), x), p3 = vmull_s8(vget_high_s8(W1), x);
+            if (j + 1 < j1) {
+                int8x8_t y = vreinterpret_s8_u32(vdup_n_u32(nn_a8_quad(a, 4 * j + 4, w->cols)));
+                int8x16_t V0 = vld1q_s8(wq + 32 * (size_t)j + 32), V1 = vld1q_s8(wq + 32 * (size_t)j + 48);
+                p0 = vmlal_s8(p0, vget_low_s8(V0), y);
+                p1 = vmlal_s8(p1, vget_high_s8(V0), y);
+                p2 = vmlal_s8(p2, vget_low_s8(V1), y);
+                p3 = vmlal_s8(p3, vget_high_s8(V1), y);
+            }
+            s0 = vpadalq_s16(s0, p0);
+            s1 = vpadalq_s16(s1, p1);
+            s2 = vpadalq_s16(s2, p2);
+            s3 = vpadalq_s16(s3, p3);
+        }
+        il_scale8(vpaddq_s32(s0, s1), vpaddq_s32(s2, s3), sh[g], wm + 8 * (size_t)g, e);
+    }
+    store8(acc, e);
+}
+
+/* sum q[i] * a[i] over one group of a row-major row. */
+static int32_t gdot_neon(const int8_t *q, const int8_t *a, uint32_t n)
+{
+    int32x4_t c = vdupq_n_s32(0);
+    uint32_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        c = vpadalq_s16(c, vmull_s8(vld1_s8(q + i), vld1_s8(a + i)));
+    int32_t s = vaddvq_s32(c);
+    for (; i < n; i++)
+        s += q[i] * a[i];
+    return s;
+}
+
+static void mm_a8_neon(const nn_mm_args *A, uint32_t r0, uint32_t r1)
+{
+    nn_a8_drive(A, r0, r1, il_neon, gdot_neon);
+}
+
 const nn_kernels nn_kernels_neon = {
     .name = "neon",
     .matmul_q8_q16 = mm_neon,
+    .matmul_q8_a8 = mm_a8_neon,
     .dot_i16 = dot_neon,
     .dot_rows_i16 = dot_rows_neon,
     .axpy_rows_i16 = axpy_rows_neon,
@@ -530,9 +613,48 @@ static void mm_dotprod(const nn_mm_args *A, uint32_t r0, uint32_t r1)
     }
 }
 
+/* dotprod, int8 activations: the 4 activation bytes repeated over a 16-byte vector, so
+ * sdot against 16 weight bytes (4 rows x 4 columns) adds each row's quad to its lane. */
+static void il_dotprod(const nn_q8_mat *w, uint32_t rb, const int8_t *a, const uint8_t *sh, int64_t acc[8])
+{
+    uint32_t C4 = (w->cols + 3) / 4, ng = w->ngroups, G = w->group;
+    const int8_t *wq = w->q + (size_t)rb * C4 * 32;
+    const uint16_t *wm = w->m + (size_t)rb * ng * 8;
+    int64x2_t e[4] = { vdupq_n_s64(0), vdupq_n_s64(0), vdupq_n_s64(0), vdupq_n_s64(0) };
+    for (uint32_t g = 0; g < ng; g++) {
+        uint32_t j0 = g * (G / 4), j1 = j0 + G / 4 < C4 ? j0 + G / 4 : C4;
+        int32x4_t lo = vdupq_n_s32(0), hi = lo;
+        for (uint32_t j = j0; j < j1; j++) {
+            int8x16_t x = vreinterpretq_s8_u32(vdupq_n_u32(nn_a8_quad(a, 4 * j, w->cols)));
+            lo = vdotq_s32(lo, vld1q_s8(wq + 32 * (size_t)j), x);
+            hi = vdotq_s32(hi, vld1q_s8(wq + 32 * (size_t)j + 16), x);
+        }
+        il_scale8(lo, hi, sh[g], wm + 8 * (size_t)g, e);
+    }
+    store8(acc, e);
+}
+
+static int32_t gdot_dotprod(const int8_t *q, const int8_t *a, uint32_t n)
+{
+    int32x4_t c = vdupq_n_s32(0);
+    uint32_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        c = vdotq_s32(c, vld1q_s8(q + i), vld1q_s8(a + i));
+    int32_t s = vaddvq_s32(c);
+    for (; i < n; i++)
+        s += q[i] * a[i];
+    return s;
+}
+
+static void mm_a8_dotprod(const nn_mm_args *A, uint32_t r0, uint32_t r1)
+{
+    nn_a8_drive(A, r0, r1, il_dotprod, gdot_dotprod);
+}
+
 const nn_kernels nn_kernels_dotprod = {
     .name = "dotprod",
     .matmul_q8_q16 = mm_dotprod,
+    .matmul_q8_a8 = mm_a8_dotprod,
     .dot_i16 = dot_neon,
     .dot_rows_i16 = dot_rows_neon,
     .axpy_rows_i16 = axpy_rows_neon,

@@ -25,6 +25,27 @@ void nn_matmul_q8_q16_ref(const nn_mm_args *args, uint32_t r0, uint32_t r1)
     }
 }
 
+void nn_matmul_q8_a8_ref(const nn_mm_args *args, uint32_t r0, uint32_t r1)
+{
+    const nn_q8_mat *w = args->w;
+    for (uint32_t t = 0; t < args->n_tok; t++) {
+        const int8_t *a = args->a8 + (size_t)t * args->a_stride;
+        const uint8_t *sh = args->ash + (size_t)t * args->ash_stride;
+        int shift = args->as[t].e + w->exp - 16;
+        for (uint32_t r = r0; r < r1; r++) {
+            int64_t acc = 0;
+            for (uint32_t g = 0, i0 = 0; g < w->ngroups; g++, i0 += w->group) {
+                uint32_t i1 = i0 + w->group < w->cols ? i0 + w->group : w->cols;
+                int32_t s = 0;
+                for (uint32_t i = i0; i < i1; i++)
+                    s += w->q[nn_q8_at(w, r, i)] * a[i];
+                acc += (int64_t)(s * (1 << sh[g])) * w->m[nn_q8_m_at(w, r, g)];
+            }
+            args->out[(size_t)t * args->out_stride + r] = nn_mulshift_sat32_inl(acc, args->as[t].m, shift);
+        }
+    }
+}
+
 int64_t nn_dot_i16_ref(const int16_t *a, const int16_t *b, uint32_t n)
 {
     int64_t s = 0;

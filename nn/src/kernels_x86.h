@@ -42,6 +42,15 @@ static inline __m256i hsum8(__m256i c0, __m256i c1, __m256i c2, __m256i c3, __m2
     return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
 }
 
+/* The sum of 8 int32 lanes. */
+static inline int32_t hsum1(__m256i c)
+{
+    __m128i x = _mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+    x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0x4e));
+    x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0xb1));
+    return _mm_cvtsi128_si32(x);
+}
+
 static inline int64_t hsum_i64(__m256i v)
 {
     __m128i x = _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));

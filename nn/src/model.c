@@ -23,7 +23,9 @@ static nn_status view_q8(const nn_image *img, uint32_t kind, uint32_t layer,
                          uint32_t rows, uint32_t cols, nn_q8_mat *out)
 {
     nn_tensor t;
-    if (nn_image_tensor(img, kind, layer, &t) != NN_OK || t.dtype != NN_DT_Q8G ||
+    /* Interleaved weights only in numerics version 2, never the embedding (read by row). */
+    int il_ok = img->id.numerics_version == NN_NUMERICS_ACT8 && kind != NN_T_TOK_EMB;
+    if (nn_image_tensor(img, kind, layer, &t) != NN_OK || (t.dtype != NN_DT_Q8G && !(il_ok && t.dtype == NN_DT_Q8G8)) ||
         t.rows != rows || t.cols != cols)
         return NN_E_SHAPE;
     if (t.exp < EXP_MIN || t.exp > EXP_MAX)
@@ -35,6 +37,7 @@ static nn_status view_q8(const nn_image *img, uint32_t kind, uint32_t layer,
     out->group = img->cfg.group_size;
     out->ngroups = nn_groups(cols, out->group);
     out->exp = t.exp;
+    out->il = t.dtype == NN_DT_Q8G8;
     return NN_OK;
 }
 
@@ -185,6 +188,15 @@ static void carve(nn_session *s, const nn_model *m, uint32_t seq, uint32_t B, ui
     s->x = nn_arena_alloc(a, (size_t)B * c->dim * 4, 64);
     s->xa = nn_arena_alloc(a, (size_t)B * wide * 2, 64);
     s->xs = nn_arena_alloc(a, (size_t)B * sizeof(nn_scale), 64);
+    if (m->img->id.numerics_version == NN_NUMERICS_ACT8) {
+        s->xa8 = nn_arena_alloc(a, (size_t)B * wide, 64);
+        s->xsh = nn_arena_alloc(a, (size_t)B * ((wide + c->group_size - 1) / c->group_size), 64);
+        s->xsum = nn_arena_alloc(a, (size_t)B * ((wide + c->group_size - 1) / c->group_size) * 4, 64);
+    } else {
+        s->xa8 = NULL;
+        s->xsh = NULL;
+        s->xsum = NULL;
+    }
     s->q = nn_arena_alloc(a, (size_t)B * m->q_dim * 4, 64);
     s->k = nn_arena_alloc(a, (size_t)B * m->kv_dim * 4, 64);
     s->v = nn_arena_alloc(a, (size_t)B * m->kv_dim * 4, 64);
@@ -222,7 +234,7 @@ nn_status nn_session_init(nn_session *s, const nn_model *m, const nn_session_opt
     nn_status st = check_opts(m, o, &seq, &B, &T);
     if (st)
         return st;
-    const nn_kernels *k = nn_kernels_select(o->kernels);
+    const nn_kernels *k = nn_kernels_select_for(o->kernels, m->img->id.numerics_version);
     if (!k)
         return NN_E_ARG;
     carve(s, m, seq, B, T, o->all_logits, a);
@@ -492,7 +504,10 @@ static void matmul_job(void *arg, uint32_t w, uint32_t nw)
                 r1 = c->mm[i].w->rows;
             if (r0 >= r1)
                 continue;
-            c->s->kern->matmul_q8_q16(&c->mm[i], r0, r1);
+            if (c->mm[i].a8)
+                c->s->kern->matmul_q8_a8(&c->mm[i], r0, r1);
+            else
+                c->s->kern->matmul_q8_q16(&c->mm[i], r0, r1);
             if (i == 0 && c->silu0)
                 for (uint32_t b = 0; b < c->mm[0].n_tok; b++)
                     c->s->kern->silu_q16(c->mm[0].out + (size_t)b * c->mm[0].out_stride + r0, r1 - r0);
@@ -519,6 +534,13 @@ static void run(nn_session *s, nn_pool_fn fn, fwd_ctx *c, uint32_t chunk, int sp
 
 static void matmuls(nn_session *s, fwd_ctx *c, const nn_mm_args *mm, uint32_t n)
 {
+    /* Numerics version 2: the input vectors (one set for all n matrices, which share
+     * their columns and group size) as int8 in groups. */
+    if (mm[0].a8)
+        for (uint32_t b = 0; b < mm[0].n_tok; b++)
+            nn_act8_quant(mm[0].a + (size_t)b * mm[0].a_stride, mm[0].w->cols, mm[0].w->group,
+                          s->xa8 + (size_t)b * mm[0].a_stride, s->xsh + (size_t)b * mm[0].ash_stride,
+                          s->xsum + (size_t)b * mm[0].ash_stride);
     uint64_t macs = 0;
     uint32_t rows = 0;
     for (uint32_t i = 0; i < n; i++) {
@@ -558,9 +580,10 @@ static nn_mm_args mm_args(const nn_session *s, const nn_q8_mat *w, uint32_t n_to
                           uint32_t out_stride)
 {
     const nn_model *m = s->m;
+    uint32_t stride = max3(m->cfg.dim, m->q_dim, m->cfg.hidden_dim);
     nn_mm_args a = {
-        .w = w, .a = s->xa, .a_stride = max3(m->cfg.dim, m->q_dim, m->cfg.hidden_dim),
-        .as = s->xs, .n_tok = n_tok, .out = out, .out_stride = out_stride,
+        .w = w, .a = s->xa, .a_stride = stride, .as = s->xs, .n_tok = n_tok, .out = out, .out_stride = out_stride,
+        .a8 = s->xa8, .ash = s->xsh, .asum = s->xsum, .ash_stride = (stride + m->cfg.group_size - 1) / m->cfg.group_size,
     };
     return a;
 }

@@ -41,17 +41,17 @@ void tu_build_llama2c(const char *name, uint32_t group, kt_img *w)
         print_error("%s\n", src.err);
         fail();
     }
-    if (kt_convert(&src, group, w, 0)) {
+    if (kt_convert(&src, group, NN_NUMERICS_VERSION, w, 0)) {
         print_error("%s\n", src.err);
         fail();
     }
     src.close(&src);
 }
 
-void tu_build_random(const char *spec, uint32_t group, uint64_t seed, kt_img *w)
+void tu_build_random(const char *spec, uint32_t group, uint32_t numerics, uint64_t seed, kt_img *w)
 {
     kt_source src;
-    if (kt_open_random(&src, spec, seed) || kt_convert(&src, group, w, 0)) {
+    if (kt_open_random(&src, spec, seed) || kt_convert(&src, group, numerics, w, 0)) {
         print_error("%s\n", src.err);
         fail();
     }

@@ -26,7 +26,7 @@ const char *tu_golden_file(const char *rel);
 void tu_build_llama2c(const char *name, uint32_t group, kt_img *w);
 
 /* A random-weight image of the given shape spec (see kvmesh-convert --random). */
-void tu_build_random(const char *spec, uint32_t group, uint64_t seed, kt_img *w);
+void tu_build_random(const char *spec, uint32_t group, uint32_t numerics, uint64_t seed, kt_img *w);
 
 /* Reads the golden tokens file of a model: input tokens, count returned. */
 uint32_t tu_golden_tokens(const char *name, uint32_t *in, uint32_t *next, uint32_t max);

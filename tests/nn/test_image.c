@@ -14,7 +14,7 @@ static kt_img good;            /* a small random-weight image, built once */
 static int setup(void **st)
 {
     (void)st;
-    tu_build_random("64,172,2,8,4,300,64", 4, 7, &good);
+    tu_build_random("64,172,2,8,4,300,64", 4, NN_NUMERICS_VERSION, 7, &good);
     return 0;
 }
 
@@ -74,8 +74,22 @@ static void bad_magic_and_versions(void **st)
     nn_wr32(p + NN_IMG_OFF_FORMAT, NN_IMAGE_FORMAT_VERSION + 1);
     assert_int_equal(load(p, good.len), NN_E_VERSION);
     nn_wr32(p + NN_IMG_OFF_FORMAT, NN_IMAGE_FORMAT_VERSION);
-    nn_wr32(p + NN_IMG_OFF_NUMERICS, NN_NUMERICS_VERSION + 1);
+    nn_wr32(p + NN_IMG_OFF_NUMERICS, NN_NUMERICS_ACT8 + 1);
     assert_int_equal(load(p, good.len), NN_E_VERSION);
+    nn_wr32(p + NN_IMG_OFF_NUMERICS, 0);
+    assert_int_equal(load(p, good.len), NN_E_VERSION);
+    free(p);
+    /* Interleaved weights (NN_DT_Q8G8) exist only in numerics version 2: the same image
+     * relabelled version 1 is refused; version 2 with row-major weights is valid. */
+    kt_img v2;
+    tu_build_random("64,172,2,8,4,300,64", 4, NN_NUMERICS_ACT8, 7, &v2);
+    assert_int_equal(load(v2.buf, v2.len), NN_OK);
+    nn_wr32(v2.buf + NN_IMG_OFF_NUMERICS, NN_NUMERICS_VERSION);
+    assert_int_equal(load(v2.buf, v2.len), NN_E_SHAPE);
+    kt_img_free(&v2);
+    p = copy();
+    nn_wr32(p + NN_IMG_OFF_NUMERICS, NN_NUMERICS_ACT8);
+    assert_int_equal(load(p, good.len), NN_OK);
     free(p);
 }
 

@@ -55,6 +55,24 @@ static void brute(const nn_mm_args *a, int32_t *out)
         }
 }
 
+/* Numerics version 2: a8 with per-group steps. */
+static void brute_a8(const nn_mm_args *a, int32_t *out)
+{
+    const nn_q8_mat *w = a->w;
+    for (uint32_t t = 0; t < a->n_tok; t++)
+        for (uint32_t r = 0; r < w->rows; r++) {
+            __int128 acc = 0;
+            for (uint32_t i = 0; i < w->cols; i++)
+                acc += (__int128)w->q[(size_t)r * w->cols + i] * a->a8[(size_t)t * a->a_stride + i] *
+                       ((int64_t)1 << a->ash[(size_t)t * a->ash_stride + i / w->group]) *
+                       w->m[(size_t)r * w->ngroups + i / w->group];
+            int shift = a->as[t].e + w->exp - 16;
+            __int128 p = acc * a->as[t].m;
+            p = shift > 0 ? (p + ((__int128)1 << (shift - 1))) >> shift : p << -shift;
+            out[(size_t)t * a->out_stride + r] = p > INT32_MAX ? INT32_MAX : p < INT32_MIN ? INT32_MIN : (int32_t)p;
+        }
+}
+
 static void run_case(const nn_kernels *k, uint32_t rows, uint32_t cols, uint32_t group, uint32_t ntok, int extreme,
                      int check_brute)
 {
@@ -89,6 +107,71 @@ static void run_case(const nn_kernels *k, uint32_t rows, uint32_t cols, uint32_t
                     cols, group, ntok, extreme);
         fail();
     }
+    /* The same activations as int8 in groups (numerics version 2), as the model makes
+     * them; extreme: every value +-127 with the largest step. */
+    uint32_t ng = nn_groups(cols, group), sstride = ng + rndn(3);
+    int8_t *a8 = malloc((size_t)ntok * stride);
+    uint8_t *sh = malloc((size_t)ntok * sstride);
+    int32_t *sum = malloc((size_t)ntok * sstride * 4);
+    for (uint32_t t = 0; t < ntok; t++) {
+        nn_act8_quant(act + (size_t)t * stride, cols, group, a8 + (size_t)t * stride, sh + (size_t)t * sstride,
+                      sum + (size_t)t * sstride);
+        for (uint32_t g = 0; extreme && g < ng; g++)
+            assert_int_equal(sh[(size_t)t * sstride + g], 9);
+    }
+    a.a8 = a8;
+    a.ash = sh;
+    a.asum = sum;
+    a.ash_stride = sstride;
+    a.out = ref;
+    nn_matmul_q8_a8_ref(&a, 0, rows);
+    if (check_brute) {
+        int32_t *bf = calloc((size_t)ntok * ostride, 4);
+        brute_a8(&a, bf);
+        assert_memory_equal(ref, bf, (size_t)ntok * ostride * 4);
+        free(bf);
+    }
+    memset(got, 0, (size_t)ntok * ostride * 4);
+    a.out = got;
+    k->matmul_q8_a8(&a, 0, mid);
+    k->matmul_q8_a8(&a, mid, rows);
+    if (memcmp(ref, got, (size_t)ntok * ostride * 4) != 0) {
+        print_error("kernel %s (int8 activations) differs from ref: rows %u cols %u group %u tokens %u extreme %d\n",
+                    k->name, rows, cols, group, ntok, extreme);
+        fail();
+    }
+    /* The same weights interleaved (NN_DT_Q8G8, numerics version 2) when the group
+     * allows it: the same results. */
+    if (group % 4 == 0) {
+        nn_q8_mat il = x.w;
+        il.il = 1;
+        size_t qb = (size_t)(rows + 7) / 8 * ((cols + 3) / 4) * 32, mb = (size_t)(rows + 7) / 8 * 8 * ng;
+        int8_t *qi = calloc(qb, 1);
+        uint16_t *mi = calloc(mb, 2);
+        for (uint32_t r = 0; r < rows; r++) {
+            for (uint32_t i = 0; i < cols; i++)
+                qi[nn_q8_at(&il, r, i)] = x.q[(size_t)r * cols + i];
+            for (uint32_t g = 0; g < ng; g++)
+                mi[nn_q8_m_at(&il, r, g)] = x.m[(size_t)r * ng + g];
+        }
+        il.q = qi;
+        il.m = mi;
+        a.w = &il;
+        memset(got, 0, (size_t)ntok * ostride * 4);
+        k->matmul_q8_a8(&a, 0, mid);
+        k->matmul_q8_a8(&a, mid, rows);
+        if (memcmp(ref, got, (size_t)ntok * ostride * 4) != 0) {
+            print_error("kernel %s (interleaved weights) differs from ref: rows %u cols %u group %u tokens %u extreme %d\n",
+                        k->name, rows, cols, group, ntok, extreme);
+            fail();
+        }
+        a.w = &x.w;
+        free(qi);
+        free(mi);
+    }
+    free(a8);
+    free(sh);
+    free(sum);
     free(x.q);
     free(x.m);
     free(act);

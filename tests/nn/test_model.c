@@ -106,21 +106,23 @@ static void bit_identical_across_threads_blocks_and_kernels(void **st)
 /*
  * The SIMD fast paths need group sizes the 260K models (group 4) do not use: a
  * random-weight model with group 32 and 48 (whole groups of 16, and not a power of two),
- * ragged hidden size, grouped-query attention. Every kernel path, thread count and block
- * size must give the reference path's logits and KV bytes.
+ * ragged hidden size, grouped-query attention, in numerics version 1 and 2 (int8
+ * activations, interleaved weights). Every kernel path, thread count and block size must
+ * give the reference path's logits and KV bytes.
  */
 static void fast_paths_bit_identical_on_wider_groups(void **st)
 {
     (void)st;
     static nn_model rm;
-    static const uint32_t groups[] = { 32, 48 };
+    static const uint32_t groups[] = { 32, 48, 32, 48 };
     uint32_t rt[80];
     for (uint32_t i = 0; i < 80; i++)
         rt[i] = 3 + (i * 2654435761u) % 509;
     for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++) {
         kt_img ib;
         nn_image ri;
-        tu_build_random("128,344,2,4,2,512,96", groups[gi], 7, &ib);
+        uint32_t nv = gi < 2 ? NN_NUMERICS_VERSION : NN_NUMERICS_ACT8;
+        tu_build_random("128,344,2,4,2,512,96", groups[gi], nv, 7, &ib);
         assert_int_equal(nn_image_from_memory(&ri, ib.buf, ib.len), NN_OK);
         assert_int_equal(nn_model_init(&rm, &ri), NN_OK);
         uint32_t V = rm.cfg.vocab_size;
@@ -155,8 +157,8 @@ static void fast_paths_bit_identical_on_wider_groups(void **st)
                     continue;
                 }
                 if (memcmp(base, lg, (size_t)80 * V * 4) != 0) {
-                    print_error("group %u: kernels %s, %u threads, block %u: logits differ from ref\n", groups[gi],
-                                name, tb[v][0], tb[v][1]);
+                    print_error("numerics %u, group %u: kernels %s, %u threads, block %u: logits differ from ref\n",
+                                nv, groups[gi], name, tb[v][0], tb[v][1]);
                     fail();
                 }
                 size_t n = (size_t)rm.cfg.n_layers * 80;

@@ -9,6 +9,8 @@ conv() { run "$BIN/kvmesh-convert" -q "$@"; }
 
 # --- converter: checkpoints and tokenizers ---------------------------------------------
 head -c 500000 "$CK" >"$TMPD/trunc.bin"
+expect_fail "convert: unknown numerics version" 2 "numerics must be 1 or 2" conv --llama2c "$CK" --tokenizer "$TOK" --numerics 3 -o "$TMPD/o.kvm"
+expect_fail "convert: numerics 2 needs groups of a multiple of 4" 2 "multiple of 4" conv --llama2c "$CK" --tokenizer "$TOK" --numerics 2 -g 6 -o "$TMPD/o.kvm"
 expect_fail "convert: truncated checkpoint" 1 "truncated" conv --llama2c "$TMPD/trunc.bin" --tokenizer "$TOK" -o "$TMPD/o.kvm"
 check "convert: no output left after a failure" [ ! -e "$TMPD/o.kvm" ]
 head -c 20 "$CK" >"$TMPD/tiny.bin"

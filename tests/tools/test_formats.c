@@ -596,7 +596,7 @@ static void same_weights(const kt_img *a, const kt_img *b)
 
 static void convert(kt_source *src, uint32_t group, kt_img *w)
 {
-    if (kt_convert(src, group, w, 0)) {
+    if (kt_convert(src, group, NN_NUMERICS_VERSION, w, 0)) {
         print_error("%s\n", src->err);
         fail();
     }

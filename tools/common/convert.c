@@ -39,7 +39,7 @@ static int add_tensor(kt_source *src, kt_img *img, float *buf, uint32_t kind, ui
     return rc;
 }
 
-int kt_convert(kt_source *src, uint32_t group, kt_img *img, int progress)
+int kt_convert(kt_source *src, uint32_t group, uint32_t numerics, kt_img *img, int progress)
 {
     nn_config cfg = src->cfg;
     cfg.group_size = group;
@@ -55,6 +55,7 @@ int kt_convert(kt_source *src, uint32_t group, kt_img *img, int progress)
         biggest = (size_t)hid * dim;
     float *buf = malloc(biggest * sizeof *buf);
     kt_img_init(img, &cfg);
+    img->numerics = numerics;
     if (!buf) {
         snprintf(src->err, sizeof src->err, "out of memory");
         return -1;

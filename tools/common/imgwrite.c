@@ -77,6 +77,7 @@ void kt_img_init(kt_img *w, const nn_config *cfg)
 {
     memset(w, 0, sizeof *w);
     w->cfg = *cfg;
+    w->numerics = NN_NUMERICS_VERSION;
     reserve(w, NN_IMAGE_HEADER_BYTES);
 }
 
@@ -87,28 +88,62 @@ void kt_img_free(kt_img *w)
     memset(w, 0, sizeof *w);
 }
 
+/* Numerics version 2 stores every matmul weight but the embedding interleaved
+ * (NN_DT_Q8G8, nn_image.h); the embedding is read by row. */
+static int interleaved(const kt_img *w, uint32_t kind)
+{
+    return w->numerics == NN_NUMERICS_ACT8 && kind != NN_T_TOK_EMB;
+}
+
 int kt_img_add_q8_raw(kt_img *w, uint32_t kind, uint32_t layer, const int8_t *q, const uint16_t *m,
                       int32_t exp, uint32_t rows, uint32_t cols)
 {
-    size_t n = (size_t)rows * cols, ns = (size_t)rows * nn_groups(cols, w->cfg.group_size);
+    uint32_t ng = nn_groups(cols, w->cfg.group_size);
+    int il = interleaved(w, kind);
+    uint32_t R8 = (rows + 7) / 8, C4 = (cols + 3) / 4;
+    size_t n = il ? (size_t)R8 * C4 * 32 : (size_t)rows * cols, ns = il ? (size_t)R8 * 8 * ng : (size_t)rows * ng;
     size_t off = reserve(w, n);
     if (off == SIZE_MAX)
         return -1;
-    memcpy(w->buf + off, q, n);
+    nn_q8_mat lay = { .rows = rows, .cols = cols, .group = w->cfg.group_size, .ngroups = ng, .il = (uint32_t)il };
+    if (il) {
+        memset(w->buf + off, 0, n);
+        for (uint32_t r = 0; r < rows; r++)
+            for (uint32_t i = 0; i < cols; i++)
+                w->buf[off + nn_q8_at(&lay, r, i)] = (uint8_t)q[(size_t)r * cols + i];
+    } else {
+        memcpy(w->buf + off, q, n);
+    }
     size_t soff = reserve(w, ns * 2);
     if (soff == SIZE_MAX)
         return -1;
-    for (size_t i = 0; i < ns; i++) {
-        w->buf[soff + 2 * i] = (uint8_t)m[i];
-        w->buf[soff + 2 * i + 1] = (uint8_t)(m[i] >> 8);
-    }
-    return add_entry(w, kind, layer, NN_DT_Q8G, rows, cols, exp, off, n, soff);
+    memset(w->buf + soff, 0, ns * 2);
+    for (uint32_t r = 0; r < rows; r++)
+        for (uint32_t g = 0; g < ng; g++) {
+            size_t j = nn_q8_m_at(&lay, r, g);
+            uint16_t v = m[(size_t)r * ng + g];
+            w->buf[soff + 2 * j] = (uint8_t)v;
+            w->buf[soff + 2 * j + 1] = (uint8_t)(v >> 8);
+        }
+    return add_entry(w, kind, layer, il ? NN_DT_Q8G8 : NN_DT_Q8G, rows, cols, exp, off, n, soff);
 }
 
 int kt_img_add_tensor(kt_img *w, const nn_tensor *t)
 {
     if (t->dtype == NN_DT_Q8G)
         return kt_img_add_q8_raw(w, t->kind, t->layer, t->data, t->scales, t->exp, t->rows, t->cols);
+    if (t->dtype == NN_DT_Q8G8) {   /* as it is: its image was version 2 too */
+        size_t ns = (size_t)(t->rows + 7) / 8 * 8 * nn_groups(t->cols, w->cfg.group_size) * 2;
+        size_t off = reserve(w, t->data_bytes);
+        if (off == SIZE_MAX)
+            return -1;
+        memcpy(w->buf + off, t->data, t->data_bytes);
+        size_t soff = reserve(w, ns);
+        if (soff == SIZE_MAX)
+            return -1;
+        memcpy(w->buf + soff, t->scales, ns);
+        return add_entry(w, t->kind, t->layer, t->dtype, t->rows, t->cols, t->exp, off, t->data_bytes, soff);
+    }
     size_t off = reserve(w, t->data_bytes);
     if (off == SIZE_MAX)
         return -1;
@@ -423,7 +458,7 @@ int kt_img_finish(kt_img *w, char *err, size_t errlen)
     memset(h, 0, NN_IMAGE_HEADER_BYTES);
     memcpy(h + NN_IMG_OFF_MAGIC, NN_IMAGE_MAGIC, 8);
     nn_wr32(h + NN_IMG_OFF_FORMAT, NN_IMAGE_FORMAT_VERSION);
-    nn_wr32(h + NN_IMG_OFF_NUMERICS, NN_NUMERICS_VERSION);
+    nn_wr32(h + NN_IMG_OFF_NUMERICS, w->numerics);
     nn_wr32(h + NN_IMG_OFF_HEADER_BYTES, NN_IMAGE_HEADER_BYTES);
     nn_wr32(h + NN_IMG_OFF_FLAGS, c->flags);
     nn_wr32(h + NN_IMG_OFF_DIM, c->dim);

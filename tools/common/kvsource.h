@@ -71,6 +71,6 @@ const char *kt_random_presets(void);
  * w, then completes it in memory (kt_img_finish). w must be uninitialised or freed.
  * progress: print per-layer progress on stderr. Returns 0, or -1 with src->err set.
  */
-int kt_convert(kt_source *src, uint32_t group, kt_img *w, int progress);
+int kt_convert(kt_source *src, uint32_t group, uint32_t numerics, kt_img *w, int progress);
 
 #endif

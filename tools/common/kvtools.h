@@ -30,6 +30,7 @@ typedef struct kt_img {
     uint32_t  n, dir_cap;
     int       oom;        /* an allocation failed; kt_img_finish reports it */
     int       finished;   /* header, directory and fingerprint are in buf */
+    uint32_t  numerics;   /* the header's numerics version (kt_img_init: NN_NUMERICS_VERSION) */
 } kt_img;
 
 void kt_img_init(kt_img *w, const nn_config *cfg);

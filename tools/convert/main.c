@@ -36,6 +36,9 @@ static void usage(FILE *f)
         "  -o, --output FILE     image to write (written to a temporary file, then renamed)\n"
         "  -g, --group N         weights per quantisation group, 1..256 (default 32; the\n"
         "                        260K test models use 4 for quality)\n"
+        "      --numerics N      1 (default): matmul inputs in int16; 2: in int8 with a\n"
+        "                        power-of-two step per group of weights (faster prompt\n"
+        "                        processing, slightly less exact; see docs/speed.md)\n"
         "      --rope-theta X    override the RoPE base (llama2.c default 10000)\n"
         "      --norm-eps X      override the RMSNorm epsilon (default 1e-5)\n"
         "  -q, --quiet           no progress on stderr\n"
@@ -60,13 +63,14 @@ int main(int argc, char **argv)
     long group = 32;
     double theta = 0, eps = 0, perturb = 0;
     int quiet = 0;
+    uint32_t numerics = NN_NUMERICS_VERSION;
     static const struct option opts[] = {
         { "llama2c", required_argument, 0, 'L' }, { "tokenizer", required_argument, 0, 'T' },
         { "random", required_argument, 0, 'R' },  { "seed", required_argument, 0, 'S' },
         { "hf", required_argument, 0, 'H' },      { "gguf", required_argument, 0, 'G' },
         { "output", required_argument, 0, 'o' },  { "group", required_argument, 0, 'g' },
         { "rope-theta", required_argument, 0, 'r' }, { "norm-eps", required_argument, 0, 'e' },
-        { "perturb", required_argument, 0, 'P' },
+        { "perturb", required_argument, 0, 'P' }, { "numerics", required_argument, 0, 'N' },
         { "quiet", no_argument, 0, 'q' },         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     int c;
@@ -112,6 +116,14 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'N':
+            if (!strcmp(optarg, "1") || !strcmp(optarg, "2")) {
+                numerics = optarg[0] == '1' ? NN_NUMERICS_VERSION : NN_NUMERICS_ACT8;
+            } else {
+                fprintf(stderr, "kvmesh-convert: --numerics must be 1 or 2\n");
+                return 2;
+            }
+            break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -125,6 +137,10 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    if (numerics == NN_NUMERICS_ACT8 && group % 4) {
+        fprintf(stderr, "kvmesh-convert: --numerics 2 needs a group that is a multiple of 4 (-g %ld)\n", group);
+        return 2;
+    }
     kt_source src;
     int rc = l2c ? kt_open_llama2c(&src, l2c, tok) : hf ? kt_open_hf(&src, hf) : gguf ? kt_open_gguf(&src, gguf)
                                                                                     : kt_open_random(&src, rnd, seed);
@@ -144,7 +160,7 @@ int main(int argc, char **argv)
                 src.cfg.dim, src.cfg.hidden_dim, src.cfg.n_layers, src.cfg.n_heads, src.cfg.n_kv_heads,
                 src.cfg.vocab_size, src.cfg.max_seq, group,
                 src.cfg.flags & NN_IMG_FLAG_TIED_CLASSIFIER ? " tied" : "");
-    rc = kt_convert(&src, (uint32_t)group, &img, !quiet);
+    rc = kt_convert(&src, (uint32_t)group, numerics, &img, !quiet);
     if (!rc && kt_img_write(&img, out, src.err, sizeof src.err))
         rc = -1;
     if (!rc && !quiet && (src.q8_exact || src.q8_requant))

@@ -353,6 +353,7 @@ int main(int argc, char **argv)
     /* Fit, then write the image with the heads. */
     kt_img w;
     kt_img_init(&w, &e.img.cfg);
+    w.numerics = e.img.id.numerics_version;
     rc = 0;
     for (uint32_t i = 0; i < e.img.n_tensors && !rc; i++) {
         nn_tensor tt;

@@ -1,0 +1,73 @@
+/*
+ * The loops around a path's int8-activation kernels (numerics version 2), shared by
+ * kernels_avx2.c and kernels_neon.c: include it after the file's target pragma so that
+ * it is compiled for that target. The path supplies
+ *   il(w, rb, a, sh, acc): interleaved row block rb times one token's activations a
+ *                          with steps sh: the 8 rows' int64 sums (before the token scale);
+ *   gdot(q, a, n):         sum q[i] * a[i] for one group of a row-major row.
+ */
+#ifndef NN_KERNELS_A8_H
+#define NN_KERNELS_A8_H
+
+#include <stdint.h>
+#include <string.h>
+#include "fixed_inline.h"
+#include "nn_kernels.h"
+
+typedef void (*nn_a8_il_fn)(const nn_q8_mat *w, uint32_t rb, const int8_t *a, const uint8_t *sh, int64_t acc[8]);
+typedef int32_t (*nn_a8_gdot_fn)(const int8_t *q, const int8_t *a, uint32_t n);
+
+/*
+ * Interleaved weights: per row block (cols x 8 bytes, which stay in L1) every token of
+ * the block in turn. Row-major weights (the tied classifier, which is also the
+ * embedding): per row and group.
+ */
+static inline void nn_a8_drive(const nn_mm_args *A, uint32_t r0, uint32_t r1, nn_a8_il_fn il, nn_a8_gdot_fn gdot)
+{
+    const nn_q8_mat *w = A->w;
+    if (!w->il) {
+        for (uint32_t t = 0; t < A->n_tok; t++) {
+            const int8_t *a = A->a8 + (size_t)t * A->a_stride;
+            const uint8_t *sh = A->ash + (size_t)t * A->ash_stride;
+            for (uint32_t r = r0; r < r1; r++) {
+                const int8_t *q = w->q + (size_t)r * w->cols;
+                const uint16_t *m = w->m + (size_t)r * w->ngroups;
+                int64_t acc = 0;
+                for (uint32_t g = 0, i0 = 0; g < w->ngroups; g++, i0 += w->group) {
+                    uint32_t len = w->cols - i0 < w->group ? w->cols - i0 : w->group;
+                    acc += (int64_t)(gdot(q + i0, a + i0, len) * (1 << sh[g])) * m[g];
+                }
+                A->out[(size_t)t * A->out_stride + r] =
+                    nn_mulshift_sat32_inl(acc, A->as[t].m, A->as[t].e + w->exp - 16);
+            }
+        }
+        return;
+    }
+    for (uint32_t rb = r0 / 8; rb < (r1 + 7) / 8; rb++)
+        for (uint32_t t = 0; t < A->n_tok; t++) {
+            int64_t acc[8];
+            il(w, rb, A->a8 + (size_t)t * A->a_stride, A->ash + (size_t)t * A->ash_stride, acc);
+            for (uint32_t i = 0; i < 8; i++) {
+                uint32_t r = rb * 8 + i;
+                if (r >= r0 && r < r1)
+                    A->out[(size_t)t * A->out_stride + r] =
+                        nn_mulshift_sat32_inl(acc[i], A->as[t].m, A->as[t].e + w->exp - 16);
+            }
+        }
+}
+
+/* Activation bytes i .. i+3 as one u32, zero past cols (the padding columns of
+ * interleaved weights must meet zeros). */
+static inline uint32_t nn_a8_quad(const int8_t *a, uint32_t i, uint32_t cols)
+{
+    uint32_t v = 0;
+    if (i + 4 <= cols) {
+        memcpy(&v, a + i, 4);
+        return v;
+    }
+    for (uint32_t b = 0; i + b < cols; b++)
+        v |= (uint32_t)(uint8_t)a[i + b] << (8 * b);
+    return v;
+}
+
+#endif
