@@ -241,55 +241,6 @@ static inline __attribute__((always_inline)) int64_t row_a8(const int8_t *q, con
     return acc;
 }
 
-/*
- * Prefill: rows qa, qb times four tokens. cs and ss hold, per group, the four tokens'
- * corrections and steps side by side ([g][4]), so that one broadcast lines them up with
- * the eight sums [ra t0..t3, rb t0..t3].
- */
-static inline __attribute__((always_inline)) void rows_2x4_a8(const int8_t *qa, const int8_t *qb,
-                                                              const uint16_t *ma, const uint16_t *mb,
-                                                              const int8_t *const a[4], const int32_t *cs,
-                                                              const int32_t *ss, uint32_t cols, uint32_t G,
-                                                              uint32_t ng, int64_t out[2][4])
-{
-    const __m256i x80 = _mm256_set1_epi8((char)0x80);
-    __m256i e = _mm256_setzero_si256(), o = e;
-    for (uint32_t g = 0, i0 = 0; g < ng; g++, i0 += G) {
-        uint32_t len = cols - i0 < G ? cols - i0 : G;
-        __m256i c00 = _mm256_setzero_si256(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00,
-                c13 = c00;
-        for (uint32_t i = i0; i < i0 + len; i += 32) {
-            uint32_t n = i0 + len - i;
-            __m256i wa = _mm256_xor_si256(bload(qa + i, n), x80), wb = _mm256_xor_si256(bload(qb + i, n), x80), x;
-            x = bload(a[0] + i, n);
-            c00 = _mm256_dpbusd_epi32(c00, wa, x);
-            c10 = _mm256_dpbusd_epi32(c10, wb, x);
-            x = bload(a[1] + i, n);
-            c01 = _mm256_dpbusd_epi32(c01, wa, x);
-            c11 = _mm256_dpbusd_epi32(c11, wb, x);
-            x = bload(a[2] + i, n);
-            c02 = _mm256_dpbusd_epi32(c02, wa, x);
-            c12 = _mm256_dpbusd_epi32(c12, wb, x);
-            x = bload(a[3] + i, n);
-            c03 = _mm256_dpbusd_epi32(c03, wa, x);
-            c13 = _mm256_dpbusd_epi32(c13, wb, x);
-        }
-        __m256i s = hsum8(c00, c01, c02, c03, c10, c11, c12, c13);
-        s = _mm256_sub_epi32(s, _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(cs + 4 * g))));
-        s = _mm256_sllv_epi32(s, _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(ss + 4 * g))));
-        __m256i mv = _mm256_set_epi64x(mb[g], mb[g], ma[g], ma[g]);
-        e = _mm256_add_epi64(e, _mm256_mul_epi32(s, mv));
-        o = _mm256_add_epi64(o, _mm256_mul_epi32(_mm256_srli_epi64(s, 32), mv));
-    }
-    int64_t ev[4], ov[4];
-    _mm256_storeu_si256((__m256i *)(void *)ev, e);
-    _mm256_storeu_si256((__m256i *)(void *)ov, o);
-    out[0][0] = ev[0]; out[0][1] = ov[0]; out[0][2] = ev[1]; out[0][3] = ov[1];
-    out[1][0] = ev[2]; out[1][1] = ov[2]; out[1][2] = ev[3]; out[1][3] = ov[3];
-}
-
-/* Groups per row the on-stack tables hold (hidden width 32768 at groups of 32). */
-#define A8_MAX_GROUPS 1024u
 
 
 /*
@@ -493,7 +444,7 @@ static void mm_a8_il(const nn_mm_args *A, uint32_t r0, uint32_t r1)
 static void mm_a8_avx512(const nn_mm_args *A, uint32_t r0, uint32_t r1)
 {
     if (A->w->il) {
-        if (A->w->ngroups > A8_MAX_GROUPS || r0 >= r1)
+        if (r0 >= r1)
             nn_matmul_q8_a8_ref(A, r0, r1);
         else
             mm_a8_il(A, r0, r1);
@@ -501,54 +452,22 @@ static void mm_a8_avx512(const nn_mm_args *A, uint32_t r0, uint32_t r1)
     }
     const nn_q8_mat *w = A->w;
     const uint32_t T = A->n_tok, G = w->group, ng = w->ngroups;
-    if (G % 32 || ng > A8_MAX_GROUPS || r0 >= r1) {
+    if (G % 32 || r0 >= r1) {
         nn_matmul_q8_a8_ref(A, r0, r1);
         return;
     }
-    if (T == 1) {
-        int shift = A->as[0].e + w->exp - 16;
+    /* Row-major weights are a tied classifier's, used for a row or a few (a block's
+     * logits only under all_logits): one row at a time per token. */
+    for (uint32_t t = 0; t < T; t++) {
+        const int8_t *a = A->a8 + (size_t)t * A->a_stride;
+        const uint8_t *sh = A->ash + (size_t)t * A->ash_stride;
+        const int32_t *sum = A->asum + (size_t)t * A->ash_stride;
+        int shift = A->as[t].e + w->exp - 16;
         for (uint32_t r = r0; r < r1; r++) {
             const int8_t *q = w->q + (size_t)r * w->cols;
             const uint16_t *m = w->m + (size_t)r * ng;
-            int64_t acc = G == 32 ? row_a8(q, m, A->a8, A->asum, A->ash, w->cols, 32, ng)
-                                  : row_a8(q, m, A->a8, A->asum, A->ash, w->cols, G, ng);
-            A->out[r] = nn_mulshift_sat32_inl(acc, A->as[0].m, shift);
-        }
-        return;
-    }
-    /* As for int16: a chunk of rows (about 96 KiB) stays in L2 while the block's tokens
-     * pass; per four tokens, their corrections and steps side by side. */
-    int32_t cs[4 * A8_MAX_GROUPS], ss[4 * A8_MAX_GROUPS];
-    uint32_t CR = (96u << 10) / w->cols;
-    CR = CR < 1 ? 1 : CR;
-    for (uint32_t c0 = r0; c0 < r1; c0 += CR) {
-        uint32_t c1 = c0 + CR < r1 ? c0 + CR : r1;
-        for (uint32_t t = 0; t < T; t += 4) {
-            const int8_t *a[4];
-            for (uint32_t k = 0; k < 4; k++) {
-                uint32_t tk = t + k < T ? t + k : T - 1;
-                a[k] = A->a8 + (size_t)tk * A->a_stride;
-                const uint8_t *sh = A->ash + (size_t)tk * A->ash_stride;
-                const int32_t *sum = A->asum + (size_t)tk * A->ash_stride;
-                for (uint32_t g = 0; g < ng; g++) {
-                    cs[4 * g + k] = 128 * sum[g];
-                    ss[4 * g + k] = sh[g];
-                }
-            }
-            for (uint32_t r = c0; r < c1; r += 2) {
-                uint32_t rb = r + 1 < c1 ? r + 1 : r;
-                const int8_t *qa = w->q + (size_t)r * w->cols, *qb = w->q + (size_t)rb * w->cols;
-                const uint16_t *ma = w->m + (size_t)r * ng, *mb = w->m + (size_t)rb * ng;
-                int64_t acc[2][4];
-                if (G == 32)
-                    rows_2x4_a8(qa, qb, ma, mb, a, cs, ss, w->cols, 32, ng, acc);
-                else
-                    rows_2x4_a8(qa, qb, ma, mb, a, cs, ss, w->cols, G, ng, acc);
-                for (uint32_t i = 0; i < 2 && r + i < c1; i++)
-                    for (uint32_t k = 0; k < 4 && t + k < T; k++)
-                        A->out[(size_t)(t + k) * A->out_stride + r + i] =
-                            nn_mulshift_sat32_inl(acc[i][k], A->as[t + k].m, A->as[t + k].e + w->exp - 16);
-            }
+            int64_t acc = G == 32 ? row_a8(q, m, a, sum, sh, w->cols, 32, ng) : row_a8(q, m, a, sum, sh, w->cols, G, ng);
+            A->out[(size_t)t * A->out_stride + r] = nn_mulshift_sat32_inl(acc, A->as[t].m, shift);
         }
     }
 }
