@@ -78,7 +78,8 @@ static nn_status validate(nn_image *img)
         return NN_E_TRUNCATED;
     img->format_version = nn_rd32(h + NN_IMG_OFF_FORMAT);
     img->id.numerics_version = nn_rd32(h + NN_IMG_OFF_NUMERICS);
-    if (img->format_version != NN_IMAGE_FORMAT_VERSION || (img->id.numerics_version != NN_NUMERICS_VERSION && img->id.numerics_version != NN_NUMERICS_ACT8))
+    uint32_t nv = img->id.numerics_version;
+    if (img->format_version != NN_IMAGE_FORMAT_VERSION || (nv != NN_NUMERICS_VERSION && nv != NN_NUMERICS_ACT8))
         return NN_E_VERSION;
     if (nn_rd32(h + NN_IMG_OFF_HEADER_BYTES) != NN_IMAGE_HEADER_BYTES)
         return NN_E_CORRUPT;
@@ -230,7 +231,8 @@ nn_status nn_image_tensor(const nn_image *img, uint32_t kind, uint32_t layer, nn
         out->exp = (int32_t)nn_rd32(e + 20);
         out->data = img->data + nn_rd64(e + 24);
         out->data_bytes = nn_rd64(e + 32);
-        out->scales = out->dtype == NN_DT_Q8G || out->dtype == NN_DT_Q8G8 ? (const uint16_t *)(const void *)(img->data + nn_rd64(e + 40)) : NULL;
+        int q8 = out->dtype == NN_DT_Q8G || out->dtype == NN_DT_Q8G8;
+        out->scales = q8 ? (const uint16_t *)(const void *)(img->data + nn_rd64(e + 40)) : NULL;
         return NN_OK;
     }
     return NN_E_SHAPE;

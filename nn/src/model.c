@@ -25,8 +25,8 @@ static nn_status view_q8(const nn_image *img, uint32_t kind, uint32_t layer,
     nn_tensor t;
     /* Interleaved weights only in numerics version 2, never the embedding (read by row). */
     int il_ok = img->id.numerics_version == NN_NUMERICS_ACT8 && kind != NN_T_TOK_EMB;
-    if (nn_image_tensor(img, kind, layer, &t) != NN_OK || (t.dtype != NN_DT_Q8G && !(il_ok && t.dtype == NN_DT_Q8G8)) ||
-        t.rows != rows || t.cols != cols)
+    if (nn_image_tensor(img, kind, layer, &t) != NN_OK ||
+        (t.dtype != NN_DT_Q8G && !(il_ok && t.dtype == NN_DT_Q8G8)) || t.rows != rows || t.cols != cols)
         return NN_E_SHAPE;
     if (t.exp < EXP_MIN || t.exp > EXP_MAX)
         return NN_E_CORRUPT;
