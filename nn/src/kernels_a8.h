@@ -17,6 +17,18 @@
 typedef void (*nn_a8_il_fn)(const nn_q8_mat *w, uint32_t rb, const int8_t *a, const uint8_t *sh, int64_t acc[8]);
 typedef int32_t (*nn_a8_gdot_fn)(const int8_t *q, const int8_t *a, uint32_t n);
 
+/* Row block rb's 8 sums for token t, scaled and rounded, into the rows of [r0, r1). */
+static inline void nn_a8_flush(const nn_mm_args *A, uint32_t t, uint32_t rb, uint32_t r0, uint32_t r1,
+                               const int64_t acc[8])
+{
+    for (uint32_t i = 0; i < 8; i++) {
+        uint32_t r = rb * 8 + i;
+        if (r >= r0 && r < r1)
+            A->out[(size_t)t * A->out_stride + r] =
+                nn_mulshift_sat32_inl(acc[i], A->as[t].m, A->as[t].e + A->w->exp - 16);
+    }
+}
+
 /*
  * Interleaved weights: per row block (cols x 8 bytes, which stay in L1) every token of
  * the block in turn. Row-major weights (the tied classifier, which is also the
@@ -47,12 +59,7 @@ static inline void nn_a8_drive(const nn_mm_args *A, uint32_t r0, uint32_t r1, nn
         for (uint32_t t = 0; t < A->n_tok; t++) {
             int64_t acc[8];
             il(w, rb, A->a8 + (size_t)t * A->a_stride, A->ash + (size_t)t * A->ash_stride, acc);
-            for (uint32_t i = 0; i < 8; i++) {
-                uint32_t r = rb * 8 + i;
-                if (r >= r0 && r < r1)
-                    A->out[(size_t)t * A->out_stride + r] =
-                        nn_mulshift_sat32_inl(acc[i], A->as[t].m, A->as[t].e + w->exp - 16);
-            }
+            nn_a8_flush(A, t, rb, r0, r1, acc);
         }
 }
 

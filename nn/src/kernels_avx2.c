@@ -718,18 +718,10 @@ static void il_avx2(const nn_q8_mat *w, uint32_t rb, const int8_t *a, const uint
             __m256i W = _mm256_loadu_si256((const __m256i *)(const void *)(wq + 32 * (size_t)j));
             c = _mm256_add_epi32(c, dot8(W, _mm256_set1_epi32((int32_t)v)));
         }
-        c = _mm256_sll_epi32(c, _mm_cvtsi32_si128(sh[g]));
         __m256i mz = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(wm + 8 * (size_t)g)));
-        e = _mm256_add_epi64(e, _mm256_mul_epi32(c, mz));
-        o = _mm256_add_epi64(o, _mm256_mul_epi32(_mm256_srli_epi64(c, 32), _mm256_srli_epi64(mz, 32)));
+        il_scale(c, 0, sh[g], mz, _mm256_srli_epi64(mz, 32), &e, &o);   /* signed products: no offset */
     }
-    int64_t ev[4], ov[4];
-    _mm256_storeu_si256((__m256i *)(void *)ev, e);
-    _mm256_storeu_si256((__m256i *)(void *)ov, o);
-    for (int i = 0; i < 4; i++) {
-        acc[2 * i] = ev[i];
-        acc[2 * i + 1] = ov[i];
-    }
+    il_rows8(e, o, acc);
 }
 
 /* Row-major weights (the tied classifier): one row's group sum. */

@@ -241,40 +241,18 @@ static inline __attribute__((always_inline)) int64_t row_a8(const int8_t *q, con
     return acc;
 }
 
-
-
 /*
  * Interleaved weights (NN_DT_Q8G8): a 32-byte vector holds 4 columns of 8 rows, so one
  * vpdpbusd against 4 activation bytes broadcast adds to each of the 8 rows' own lane:
- * a group's sums come out one row per lane, with no horizontal reduction. Each lane is
- * corrected and shifted by the token's values for the group (one per vector) and meets
- * the 8 rows' mantissas (one load) in 64-bit lanes: e holds rows 0, 2, 4, 6 and o rows
- * 1, 3, 5, 7.
+ * a group's sums come out one row per lane, with no horizontal reduction; il_scale
+ * (kernels_x86.h) corrects, shifts and scales them.
  */
-
-
 static inline void il_flush(const nn_mm_args *A, uint32_t t, uint32_t rb, uint32_t r0, uint32_t r1, __m256i e,
                             __m256i o)
 {
-    const nn_q8_mat *w = A->w;
-    int64_t ev[4], ov[4];
-    _mm256_storeu_si256((__m256i *)(void *)ev, e);
-    _mm256_storeu_si256((__m256i *)(void *)ov, o);
-    for (uint32_t i = 0; i < 8; i++) {
-        uint32_t r = rb * 8 + i;
-        if (r >= r0 && r < r1)
-            A->out[(size_t)t * A->out_stride + r] =
-                nn_mulshift_sat32_inl(i % 2 ? ov[i / 2] : ev[i / 2], A->as[t].m, A->as[t].e + w->exp - 16);
-    }
-}
-
-/* One group's corrected, shifted lane sums times the mantissas mz (even rows) and mo. */
-static inline __attribute__((always_inline)) void il_scale(__m256i c, int32_t corr, int sh, __m256i mz, __m256i mo,
-                                                           __m256i *e, __m256i *o)
-{
-    __m256i s = _mm256_sll_epi32(_mm256_sub_epi32(c, _mm256_set1_epi32(corr)), _mm_cvtsi32_si128(sh));
-    *e = _mm256_add_epi64(*e, _mm256_mul_epi32(s, mz));
-    *o = _mm256_add_epi64(*o, _mm256_mul_epi32(_mm256_srli_epi64(s, 32), mo));
+    int64_t acc[8];
+    il_rows8(e, o, acc);
+    nn_a8_flush(A, t, rb, r0, r1, acc);
 }
 
 /* Four activation bytes at i as one broadcast int32: a plain load where all four are

@@ -51,6 +51,30 @@ static inline int32_t hsum1(__m256i c)
     return _mm_cvtsi128_si32(x);
 }
 
+/*
+ * Interleaved weights (numerics version 2): one group's 8 row sums c (one row per lane),
+ * less corr, shifted by sh, times the 8 rows' mantissas mz (mo = mz >> 32 per 64-bit
+ * lane) into e (rows 0, 2, 4, 6) and o (rows 1, 3, 5, 7).
+ */
+static inline void il_scale(__m256i c, int32_t corr, int sh, __m256i mz, __m256i mo, __m256i *e, __m256i *o)
+{
+    __m256i s = _mm256_sll_epi32(_mm256_sub_epi32(c, _mm256_set1_epi32(corr)), _mm_cvtsi32_si128(sh));
+    *e = _mm256_add_epi64(*e, _mm256_mul_epi32(s, mz));
+    *o = _mm256_add_epi64(*o, _mm256_mul_epi32(_mm256_srli_epi64(s, 32), mo));
+}
+
+/* e and o as above -> the 8 rows in order. */
+static inline void il_rows8(__m256i e, __m256i o, int64_t acc[8])
+{
+    int64_t ev[4], ov[4];
+    _mm256_storeu_si256((__m256i *)(void *)ev, e);
+    _mm256_storeu_si256((__m256i *)(void *)ov, o);
+    for (int i = 0; i < 4; i++) {
+        acc[2 * i] = ev[i];
+        acc[2 * i + 1] = ov[i];
+    }
+}
+
 static inline int64_t hsum_i64(__m256i v)
 {
     __m128i x = _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
