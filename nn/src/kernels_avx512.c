@@ -1,8 +1,8 @@
 /*
  * x86-64 AVX-512 VNNI matmul ("avx512vnni"), for "cloud" peers on x86 servers;
  * bit-exact with kernels_ref.c by the same argument as the AVX2 path. Tested (test_kernels,
- * test_model) on an AMD EPYC (Zen 4); there it is slower than avx2, so kernels.c offers
- * it by name only, not as the default.
+ * test_model) on AMD EPYC VMs (Zen 4, Zen 5). For version-1 images (int16 activations)
+ * it was slower than avx2 on Zen 4, so kernels.c offers it for them by name only.
  *
  * vpdpwssd adds pairs of int16 x int16 products into int32 lanes in one instruction.
  * Its additions wrap modulo 2^32, and every lane's final value is a sum over a subset
@@ -255,81 +255,22 @@ static inline void il_flush(const nn_mm_args *A, uint32_t t, uint32_t rb, uint32
     nn_a8_flush(A, t, rb, r0, r1, acc);
 }
 
-/* Four activation bytes at i as one broadcast int32: a plain load where all four are
- * columns (tail 0), nn_a8_quad for the last, ragged quad (tail 1). */
-static inline __attribute__((always_inline)) __m256i abc(const int8_t *a, uint32_t i, uint32_t cols, int tail)
+/* Four activation bytes at i as one int32, to broadcast: a plain load where all four
+ * are columns (tail 0), nn_a8_quad for the last, ragged quad (tail 1). */
+static inline __attribute__((always_inline)) int32_t aquad(const int8_t *a, uint32_t i, uint32_t cols, int tail)
 {
     int32_t v;
     if (tail)
         v = (int32_t)nn_a8_quad(a, i, cols);   /* padding q = 0 is u = 128: it must meet 0 */
     else
         memcpy(&v, a + i, 4);
-    return _mm256_set1_epi32(v);
+    return v;
 }
 
 static inline __attribute__((always_inline)) __m256i wld(const uint8_t *wq, uint32_t j)
 {
     return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(wq + 32 * (size_t)j)),
                             _mm256_set1_epi8((char)0x80));
-}
-
-/* Quads [j0, j1) of row blocks wq0, wq1 times four tokens, added to c[0..3] (wq0) and
- * d[0..3] (wq1): eight vpdpbusd chains side by side, each broadcast used twice. */
-static inline __attribute__((always_inline)) void il_quads_2x4(const uint8_t *wq0, const uint8_t *wq1,
-                                                               const int8_t *const a[4], uint32_t j0, uint32_t j1,
-                                                               uint32_t cols, int tail, __m256i c[4], __m256i d[4])
-{
-#pragma GCC unroll 8
-    for (uint32_t j = j0; j < j1; j++) {
-        __m256i W0 = wld(wq0, j), W1 = wld(wq1, j), x;
-        x = abc(a[0], 4 * j, cols, tail);
-        c[0] = _mm256_dpbusd_epi32(c[0], W0, x);
-        d[0] = _mm256_dpbusd_epi32(d[0], W1, x);
-        x = abc(a[1], 4 * j, cols, tail);
-        c[1] = _mm256_dpbusd_epi32(c[1], W0, x);
-        d[1] = _mm256_dpbusd_epi32(d[1], W1, x);
-        x = abc(a[2], 4 * j, cols, tail);
-        c[2] = _mm256_dpbusd_epi32(c[2], W0, x);
-        d[2] = _mm256_dpbusd_epi32(d[2], W1, x);
-        x = abc(a[3], 4 * j, cols, tail);
-        c[3] = _mm256_dpbusd_epi32(c[3], W0, x);
-        d[3] = _mm256_dpbusd_epi32(d[3], W1, x);
-    }
-}
-
-/* Prefill: row blocks rb and rb + 1 (the same block twice when nrb is 1) times four
- * tokens (a[k], with sum[k][g] and sh[k][g]); e[i][k], o[i][k] for block rb + i. The
- * last group, which may end in a ragged quad, goes apart so that the others' loads need
- * no bound. */
-static inline __attribute__((always_inline)) void il_2x4(const nn_mm_args *A, uint32_t rb, uint32_t nrb,
-                                                         const int8_t *const a[4], const int32_t *const sum[4],
-                                                         const uint8_t *const sh[4], uint32_t G, __m256i e[2][4],
-                                                         __m256i o[2][4])
-{
-    const nn_q8_mat *w = A->w;
-    uint32_t C4 = (w->cols + 3) / 4, ng = w->ngroups;
-    const uint8_t *wq0 = (const uint8_t *)w->q + (size_t)rb * C4 * 32, *wq1 = wq0 + (nrb > 1 ? (size_t)C4 * 32 : 0);
-    const uint16_t *wm0 = w->m + (size_t)rb * ng * 8, *wm1 = wm0 + (nrb > 1 ? (size_t)ng * 8 : 0);
-    for (int k = 0; k < 4; k++)
-        e[0][k] = o[0][k] = e[1][k] = o[1][k] = _mm256_setzero_si256();
-    for (uint32_t g = 0; g < ng; g++) {
-        __m256i c[4], d[4];
-        for (int k = 0; k < 4; k++)
-            c[k] = d[k] = _mm256_setzero_si256();
-        if (g + 1 < ng)
-            il_quads_2x4(wq0, wq1, a, g * (G / 4), (g + 1) * (G / 4), w->cols, 0, c, d);
-        else if (w->cols % 4 == 0)
-            il_quads_2x4(wq0, wq1, a, g * (G / 4), C4, w->cols, 0, c, d);
-        else
-            il_quads_2x4(wq0, wq1, a, g * (G / 4), C4, w->cols, 1, c, d);
-        __m256i mz = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(wm0 + 8 * (size_t)g)));
-        __m256i nz = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(wm1 + 8 * (size_t)g)));
-        __m256i mo = _mm256_srli_epi64(mz, 32), no = _mm256_srli_epi64(nz, 32);
-        for (int k = 0; k < 4; k++) {
-            il_scale(c[k], 128 * sum[k][g], sh[k][g], mz, mo, &e[0][k], &o[0][k]);
-            il_scale(d[k], 128 * sum[k][g], sh[k][g], nz, no, &e[1][k], &o[1][k]);
-        }
-    }
 }
 
 /* Quads [j0, j1) of row block wq times one token, in four accumulators (quads j mod 4)
@@ -343,13 +284,13 @@ static inline __attribute__((always_inline)) __m256i il_quads_r1(const uint8_t *
     for (uint32_t p = 32 * j0; p < 32 * j1; p += 64)
         _mm_prefetch((const char *)(wq + p) + PF_DIST, _MM_HINT_T0);
     for (; j + 4 <= j1; j += 4) {
-        c0 = _mm256_dpbusd_epi32(c0, wld(wq, j), abc(a, 4 * j, cols, tail));
-        c1 = _mm256_dpbusd_epi32(c1, wld(wq, j + 1), abc(a, 4 * j + 4, cols, tail));
-        c2 = _mm256_dpbusd_epi32(c2, wld(wq, j + 2), abc(a, 4 * j + 8, cols, tail));
-        c3 = _mm256_dpbusd_epi32(c3, wld(wq, j + 3), abc(a, 4 * j + 12, cols, tail));
+        c0 = _mm256_dpbusd_epi32(c0, wld(wq, j), _mm256_set1_epi32(aquad(a, 4 * j, cols, tail)));
+        c1 = _mm256_dpbusd_epi32(c1, wld(wq, j + 1), _mm256_set1_epi32(aquad(a, 4 * j + 4, cols, tail)));
+        c2 = _mm256_dpbusd_epi32(c2, wld(wq, j + 2), _mm256_set1_epi32(aquad(a, 4 * j + 8, cols, tail)));
+        c3 = _mm256_dpbusd_epi32(c3, wld(wq, j + 3), _mm256_set1_epi32(aquad(a, 4 * j + 12, cols, tail)));
     }
     for (; j < j1; j++)
-        c0 = _mm256_dpbusd_epi32(c0, wld(wq, j), abc(a, 4 * j, cols, tail));
+        c0 = _mm256_dpbusd_epi32(c0, wld(wq, j), _mm256_set1_epi32(aquad(a, 4 * j, cols, tail)));
     return _mm256_add_epi32(_mm256_add_epi32(c0, c1), _mm256_add_epi32(c2, c3));
 }
 
@@ -376,6 +317,116 @@ static inline __attribute__((always_inline)) void il_r1(const nn_mm_args *A, uin
     }
 }
 
+/* Quad j of row blocks wa (zmm lanes 0-7) and wb (lanes 8-15), offset to unsigned. */
+static inline __attribute__((always_inline)) __m512i zwld(const uint8_t *wa, const uint8_t *wb, uint32_t j)
+{
+    __m512i W = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(wa + 32 * (size_t)j))),
+        _mm256_loadu_si256((const __m256i *)(const void *)(wb + 32 * (size_t)j)), 1);
+    return _mm512_xor_si512(W, _mm512_set1_epi8((char)0x80));
+}
+
+/* Group g's mantissas of blocks ma and mb as 16 int32 lanes, mz; mo = mz >> 32 (the
+ * odd rows' mantissas in the even lanes, as vpmuldq reads them). */
+static inline __attribute__((always_inline)) void zmant(const uint16_t *ma, const uint16_t *mb, uint32_t g,
+                                                        __m512i *mz, __m512i *mo)
+{
+    *mz = _mm512_cvtepu16_epi32(_mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(ma + 8 * (size_t)g))),
+        _mm_loadu_si128((const __m128i *)(const void *)(mb + 8 * (size_t)g)), 1));
+    *mo = _mm512_srli_epi64(*mz, 32);
+}
+
+/* il_scale on 16 rows: (c - corr) << sh times the mantissas, added to e (even rows)
+ * and o (odd rows) in int64. */
+static inline __attribute__((always_inline)) void zscale(__m512i c, int32_t corr, int sh, __m512i mz, __m512i mo,
+                                                         __m512i *e, __m512i *o)
+{
+    __m512i s = _mm512_sll_epi32(_mm512_sub_epi32(c, _mm512_set1_epi32(corr)), _mm_cvtsi32_si128(sh));
+    *e = _mm512_add_epi64(*e, _mm512_mul_epi32(s, mz));
+    *o = _mm512_add_epi64(*o, _mm512_mul_epi32(_mm512_srli_epi64(s, 32), mo));
+}
+
+/* Row blocks rb and rb + 1 (rb twice when nrb is 1) as two weight streams; their
+ * mantissas. */
+static inline void zblocks(const nn_q8_mat *w, uint32_t rb, uint32_t nrb, const uint8_t **wa, const uint8_t **wb,
+                           const uint16_t **ma, const uint16_t **mb)
+{
+    size_t C4 = (w->cols + 3) / 4;
+    *wa = (const uint8_t *)w->q + (size_t)rb * C4 * 32;
+    *wb = *wa + (nrb > 1 ? C4 * 32 : 0);
+    *ma = w->m + (size_t)rb * w->ngroups * 8;
+    *mb = *ma + (nrb > 1 ? (size_t)w->ngroups * 8 : 0);
+}
+
+/* Quads [j0, j1) of the two blocks times eight tokens, added to c[0..7]: each weight
+ * vector serves eight vpdpbusd. */
+static inline __attribute__((always_inline)) void il_quads_z8(const uint8_t *wa, const uint8_t *wb,
+                                                              const int8_t *const a[8], uint32_t j0, uint32_t j1,
+                                                              uint32_t cols, int tail, __m512i c[8])
+{
+#pragma GCC unroll 8
+    for (uint32_t j = j0; j < j1; j++) {
+        __m512i W = zwld(wa, wb, j);
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++)
+            c[k] = _mm512_dpbusd_epi32(c[k], W, _mm512_set1_epi32(aquad(a[k], 4 * j, cols, tail)));
+    }
+}
+
+/* Prefill: row blocks rb and rb + 1 times eight tokens (a[k], with sum[k][g] and
+ * sh[k][g]); e[k], o[k] hold token k's even and odd rows (64-bit lanes 0-3 block rb,
+ * 4-7 block rb + 1). The last group, which may end in a ragged quad, goes apart so
+ * that the others' loads need no bound. */
+static inline __attribute__((always_inline)) void il_z8(const nn_mm_args *A, uint32_t rb, uint32_t nrb,
+                                                        const int8_t *const a[8], const int32_t *const sum[8],
+                                                        const uint8_t *const sh[8], uint32_t G, __m512i e[8],
+                                                        __m512i o[8])
+{
+    const nn_q8_mat *w = A->w;
+    uint32_t C4 = (w->cols + 3) / 4, ng = w->ngroups;
+    const uint8_t *wa, *wb;
+    const uint16_t *ma, *mb;
+    zblocks(w, rb, nrb, &wa, &wb, &ma, &mb);
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++)
+        e[k] = o[k] = _mm512_setzero_si512();
+    for (uint32_t g = 0; g < ng; g++) {
+        __m512i c[8], mz, mo;
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++)
+            c[k] = _mm512_setzero_si512();
+        if (g + 1 < ng)
+            il_quads_z8(wa, wb, a, g * (G / 4), (g + 1) * (G / 4), w->cols, 0, c);
+        else if (w->cols % 4 == 0)
+            il_quads_z8(wa, wb, a, g * (G / 4), C4, w->cols, 0, c);
+        else
+            il_quads_z8(wa, wb, a, g * (G / 4), C4, w->cols, 1, c);
+        zmant(ma, mb, g, &mz, &mo);
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++)
+            zscale(c[k], 128 * sum[k][g], sh[k][g], mz, mo, &e[k], &o[k]);
+    }
+}
+
+/* Token t's sums of blocks rb (low halves of e, o) and rb + 1 (high halves, if nrb is
+ * 2) into the rows of [r0, r1). */
+static inline void il_zflush(const nn_mm_args *A, uint32_t t, uint32_t rb, uint32_t nrb, uint32_t r0, uint32_t r1,
+                             __m512i e, __m512i o)
+{
+    il_flush(A, t, rb, r0, r1, _mm512_castsi512_si256(e), _mm512_castsi512_si256(o));
+    if (nrb > 1)
+        il_flush(A, t, rb + 1, r0, r1, _mm512_extracti64x4_epi64(e, 1), _mm512_extracti64x4_epi64(o, 1));
+}
+
+/*
+ * Interleaved weights. Decode: one row block at a time, 256-bit (memory-bound; a
+ * two-block 512-bit loop with two weight streams decoded tinyllama's shape 10-20%
+ * slower). Prefill: two row blocks at a time so that every vpdpbusd fills 512 bits
+ * (on Zen 5 a 512-bit vpdpbusd costs about what a 256-bit one does: 143-204 against
+ * 50-81 G MAC/s on one core, docs/speed.md); 1.6x the 2 x 4-token
+ * 256-bit tile's prefill on the smollm2 shape.
+ */
 static void mm_a8_il(const nn_mm_args *A, uint32_t r0, uint32_t r1)
 {
     const nn_q8_mat *w = A->w;
@@ -392,29 +443,28 @@ static void mm_a8_il(const nn_mm_args *A, uint32_t r0, uint32_t r1)
         }
         return;
     }
-    /* Two row blocks' weights (cols x 16 bytes) stay in L1 while every token of the
-     * block passes, four at a time (a short last set repeats its last token); the
-     * tokens' activations stream from L2. */
     for (uint32_t rb = rb0; rb < rb1; rb += 2) {
         uint32_t nrb = rb + 1 < rb1 ? 2 : 1;
-        for (uint32_t t = 0; t < T; t += 4) {
-            const int8_t *a[4];
-            const uint8_t *sh[4];
-            const int32_t *sum[4];
-            for (uint32_t k = 0; k < 4; k++) {
+        /* The two blocks' weights (cols x 16 bytes) stay in L1 or L2 while every token
+         * of the block passes, eight at a time (a short last set repeats its last
+         * token); the tokens' activations stream from L2. */
+        for (uint32_t t = 0; t < T; t += 8) {
+            const int8_t *a[8];
+            const uint8_t *sh[8];
+            const int32_t *sum[8];
+            for (uint32_t k = 0; k < 8; k++) {
                 uint32_t tk = t + k < T ? t + k : T - 1;
                 a[k] = A->a8 + (size_t)tk * A->a_stride;
                 sh[k] = A->ash + (size_t)tk * A->ash_stride;
                 sum[k] = A->asum + (size_t)tk * A->ash_stride;
             }
-            __m256i e[2][4], o[2][4];
+            __m512i e[8], o[8];
             if (G == 32)
-                il_2x4(A, rb, nrb, a, sum, sh, 32, e, o);
+                il_z8(A, rb, nrb, a, sum, sh, 32, e, o);
             else
-                il_2x4(A, rb, nrb, a, sum, sh, G, e, o);
-            for (uint32_t i = 0; i < nrb; i++)
-                for (uint32_t k = 0; k < 4 && t + k < T; k++)
-                    il_flush(A, t + k, rb + i, r0, r1, e[i][k], o[i][k]);
+                il_z8(A, rb, nrb, a, sum, sh, G, e, o);
+            for (uint32_t k = 0; k < 8 && t + k < T; k++)
+                il_zflush(A, t + k, rb, nrb, r0, r1, e[k], o[k]);
         }
     }
 }
