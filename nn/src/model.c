@@ -412,6 +412,8 @@ typedef struct fwd_ctx {
     const nn_mm_args *mm;
     uint32_t n_mm;
     int silu0;                          /* matmul_job: silu on mm[0]'s rows as they are made */
+    uint32_t a8_cols;                   /* version 2: the token steps left xa's rows as int8
+                                         * in this many columns; 0: matmuls() does it */
     void (*tok_fn)(struct fwd_ctx *c, uint32_t b, uint8_t *scratch);   /* run_tokens */
     atomic_uint next;                   /* first unclaimed item */
     uint32_t chunk;                     /* items per claim */
@@ -536,7 +538,7 @@ static void matmuls(nn_session *s, fwd_ctx *c, const nn_mm_args *mm, uint32_t n)
 {
     /* Numerics version 2: the input vectors (one set for all n matrices, which share
      * their columns and group size) as int8 in groups. */
-    if (mm[0].a8)
+    if (mm[0].a8 && !(c->a8_cols == mm[0].w->cols && mm[0].w->group == s->m->cfg.group_size))
         for (uint32_t b = 0; b < mm[0].n_tok; b++)
             nn_act8_quant(mm[0].a + (size_t)b * mm[0].a_stride, mm[0].w->cols, mm[0].w->group,
                           s->xa8 + (size_t)b * mm[0].a_stride, s->xsh + (size_t)b * mm[0].ash_stride,
@@ -556,6 +558,7 @@ static void matmuls(nn_session *s, fwd_ctx *c, const nn_mm_args *mm, uint32_t n)
      * Two still let the other worker take a preempted worker's second chunk. */
     uint32_t chunk = (rows / (s->threads * 2) + 15) & ~15u;
     run(s, matmul_job, c, chunk < 16 ? 16 : chunk, macs >= MIN_SPLIT_MACS);
+    c->a8_cols = 0;
 }
 
 static void tokens_job(void *arg, uint32_t w, uint32_t nw)
@@ -576,6 +579,16 @@ static void run_tokens(nn_session *s, fwd_ctx *c, void (*fn)(fwd_ctx *c, uint32_
     run(s, tokens_job, c, 1, c->n_tok > 1);
 }
 
+/* Runs fn, a step that leaves each token's matmul input in xa (cols columns), and with
+ * it, on the same worker while the row is in L1, version 2's int8 form of the row:
+ * done in parallel here, matmuls() need not do it on one thread. */
+static void run_tokens_a8(nn_session *s, fwd_ctx *c, void (*fn)(fwd_ctx *c, uint32_t b, uint8_t *scratch),
+                          uint32_t cols)
+{
+    c->a8_cols = s->xa8 ? cols : 0;
+    run_tokens(s, c, fn);
+}
+
 static nn_mm_args mm_args(const nn_session *s, const nn_q8_mat *w, uint32_t n_tok, int32_t *out,
                           uint32_t out_stride)
 {
@@ -592,6 +605,18 @@ static nn_mm_args mm_args(const nn_session *s, const nn_q8_mat *w, uint32_t n_to
 
 static uint32_t xa_stride(const nn_model *m) { return max3(m->cfg.dim, m->q_dim, m->cfg.hidden_dim); }
 
+/* Row b of xa as int8 (version 2), if run_tokens_a8 asked for it. */
+static void tok_a8(const fwd_ctx *c, uint32_t b)
+{
+    const nn_session *s = c->s;
+    const nn_model *m = s->m;
+    if (!c->a8_cols)
+        return;
+    uint32_t gs = m->cfg.group_size;
+    size_t row = (size_t)b * xa_stride(m), grow = (size_t)b * ((xa_stride(m) + gs - 1) / gs);
+    nn_act8_quant(s->xa + row, c->a8_cols, gs, s->xa8 + row, s->xsh + grow, s->xsum + grow);
+}
+
 /* x += o (the previous sublayer's output; skipped before the block's first layer, whose
  * input is complete), then the attention RMSNorm into xa. */
 static void tok_attn_norm(fwd_ctx *c, uint32_t b, uint8_t *scratch)
@@ -607,6 +632,7 @@ static void tok_attn_norm(fwd_ctx *c, uint32_t b, uint8_t *scratch)
             x[i] = nn_sat32((int64_t)x[i] + o[i]);
     }
     s->xs[b] = rmsnorm(x, &m->layers[c->layer].att_norm, m->cfg.norm_eps_q32, s->xa + (size_t)b * xa_stride(m));
+    tok_a8(c, b);
 }
 
 /* RoPE on q and k, then k and v into the cache at position pos0 + b. */
@@ -632,6 +658,7 @@ static void tok_attn_quant(fwd_ctx *c, uint32_t b, uint8_t *scratch)
     (void)scratch;
     s->xs[b] = nn_scale_pow2(nn_quant_i32_i16(s->att + (size_t)b * m->q_dim, m->q_dim,
                                               s->xa + (size_t)b * xa_stride(m)) - 16);
+    tok_a8(c, b);
 }
 
 /* x += o, then the feed-forward RMSNorm into xa. */
@@ -646,6 +673,7 @@ static void tok_ffn_norm(fwd_ctx *c, uint32_t b, uint8_t *scratch)
     for (uint32_t i = 0; i < dim; i++)
         x[i] = nn_sat32((int64_t)x[i] + o[i]);
     s->xs[b] = rmsnorm(x, &m->layers[c->layer].ffn_norm, m->cfg.norm_eps_q32, s->xa + (size_t)b * xa_stride(m));
+    tok_a8(c, b);
 }
 
 /* silu(h1) * h3 in Q32, quantised for the down projection. */
@@ -659,6 +687,7 @@ static void tok_swiglu_quant(fwd_ctx *c, uint32_t b, uint8_t *scratch)
     for (uint32_t i = 0; i < hid; i++)
         hh[i] = (int64_t)h1[i] * h3[i];                                /* Q32 */
     s->xs[b] = nn_scale_pow2(nn_quant_i64_i16(hh, hid, s->xa + (size_t)b * xa_stride(m)) - 32);
+    tok_a8(c, b);
 }
 
 /* ---- the block forward pass ---------------------------------------------------------- */
@@ -695,7 +724,7 @@ static void layers_block(nn_session *s, uint32_t pos0, uint32_t B, uint32_t l0, 
         const nn_layer_w *L = &m->layers[l];
         fc.layer = l;
 
-        run_tokens(s, &fc, tok_attn_norm);
+        run_tokens_a8(s, &fc, tok_attn_norm, dim);
         if (s->hook)
             s->hook(s->hook_ctx, l, pos0, B, s->x);
         nn_mm_args qkv[3] = {
@@ -710,16 +739,16 @@ static void layers_block(nn_session *s, uint32_t pos0, uint32_t B, uint32_t l0, 
             fc.n_tok = nb = 1;
         }
         run(s, attention_job, &fc, 1, (uint64_t)nb * c->n_heads * (fc.pos0 + nb) * hd >= MIN_SPLIT_MACS);
-        run_tokens(s, &fc, tok_attn_quant);
+        run_tokens_a8(s, &fc, tok_attn_quant, qd);
         nn_mm_args wo = mm_args(s, &L->wo, nb, s->o, dim);
         matmuls(s, &fc, &wo, 1);
 
-        run_tokens(s, &fc, tok_ffn_norm);
+        run_tokens_a8(s, &fc, tok_ffn_norm, dim);
         nn_mm_args up[2] = { mm_args(s, &L->w1, nb, s->h1, hid), mm_args(s, &L->w3, nb, s->h3, hid) };
         fc.silu0 = 1;
         matmuls(s, &fc, up, 2);
         fc.silu0 = 0;
-        run_tokens(s, &fc, tok_swiglu_quant);
+        run_tokens_a8(s, &fc, tok_swiglu_quant, hid);
         nn_mm_args down = mm_args(s, &L->w2, nb, s->o, dim);
         matmuls(s, &fc, &down, 1);
     }
