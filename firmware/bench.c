@@ -315,6 +315,86 @@ static int engine_run(fw_engine *e, const bench_opts *o, const uint32_t *prompt,
     return 0;
 }
 
+/* Multiply-adds one prompt token costs in the layers' matmuls (the classifier runs for
+ * the prompt's last token only). */
+static uint64_t layer_macs_per_token(const nn_model *m)
+{
+    uint64_t n = 0;
+    for (uint32_t l = 0; l < m->cfg.n_layers; l++) {
+        const nn_layer_w *L = &m->layers[l];
+        const nn_q8_mat *mats[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w2, &L->w3 };
+        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
+            n += (uint64_t)mats[i]->rows * mats[i]->cols;
+    }
+    return n;
+}
+
+/*
+ * The session's matmul kernel alone, on one thread, over the first rows of layer 0's
+ * w1 (at most 256 KiB of weights, so they stay in L2) times a block of up to 64 tokens:
+ * the rate prefill's matmuls could reach if memory and everything around them were
+ * free. Best of three 0.2 s trials, in G multiply-adds per second; 0 if the buffers
+ * cannot be had.
+ */
+static double matmul_gmacs(const fw_engine *e)
+{
+    const nn_model *m = e->m;
+    nn_q8_mat w = m->layers[0].w1;
+    uint32_t T = e->s.max_batch < 64 ? e->s.max_batch : 64, cols = w.cols, ng = w.ngroups;
+    uint32_t rows = (uint32_t)(((size_t)256 << 10) / (cols + 2 * ng)) & ~15u;
+    if (rows == 0)
+        rows = 16;
+    if (rows < w.rows)
+        w.rows = rows;
+    int a8 = e->img.id.numerics_version >= NN_NUMERICS_ACT8;
+    int16_t *a = malloc((size_t)T * cols * sizeof *a);
+    int8_t *q = malloc((size_t)T * cols);
+    uint8_t *sh = malloc((size_t)T * ng);
+    int32_t *sum = malloc((size_t)T * ng * sizeof *sum), *out = malloc((size_t)T * w.rows * sizeof *out);
+    nn_scale *as = malloc(T * sizeof *as);
+    double best = 0;
+    if (a && q && sh && sum && out && as) {
+        uint64_t x = 0x9e3779b97f4a7c15ull;
+        for (size_t i = 0; i < (size_t)T * cols; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            a[i] = (int16_t)(x % 65535) - 32767;
+        }
+        for (uint32_t t = 0; t < T; t++) {
+            as[t] = (nn_scale){ .m = 1u << 31, .e = -31 };
+            nn_act8_quant(a + (size_t)t * cols, cols, w.group, q + (size_t)t * cols, sh + (size_t)t * ng,
+                          sum + (size_t)t * ng);
+        }
+        nn_mm_args A = { .w = &w, .a = a, .a_stride = cols, .as = as, .n_tok = T, .out = out,
+                         .out_stride = w.rows };
+        if (a8) {
+            A.a8 = q;
+            A.ash = sh;
+            A.asum = sum;
+            A.ash_stride = ng;
+        }
+        for (int trial = 0; trial < 3; trial++) {
+            uint64_t n = 0, t0 = fw_now_ns(), t1;
+            do {
+                if (a8)
+                    e->s.kern->matmul_q8_a8(&A, 0, w.rows);
+                else
+                    e->s.kern->matmul_q8_q16(&A, 0, w.rows);
+                n += (uint64_t)w.rows * cols * T;
+                t1 = fw_now_ns();
+            } while (t1 - t0 < 200000000ull);
+            double r = (double)n / (double)(t1 - t0);
+            best = r > best ? r : best;
+        }
+    }
+    free(a);
+    free(q);
+    free(sh);
+    free(sum);
+    free(out);
+    free(as);
+    return best;
+}
+
 /* The model's shape and the engine's set-up: the same fields in every mode. */
 static void model_json(bench_json *j, const bench_opts *o, const fw_engine *e)
 {
@@ -409,6 +489,16 @@ static int mode_engine(const bench_opts *o, bench_json *j, char *err, size_t err
     ju64(j, "mem_read_bytes", mem);
     jnum(j, "decode_read_gbps", dec * (double)wbpt / 1e9, 2);
     jnum(j, "bandwidth_fraction", gbps > 0 ? dec * (double)wbpt / (gbps * 1e9) : 0, 3);
+    /* The ceiling on prefill_to_decode that this machine's compute and bandwidth allow:
+     * prefill at the in-cache matmul rate on every thread (nothing else costing time)
+     * against decode at bandwidth fraction 0.7. */
+    double gmacs = matmul_gmacs(&e);
+    uint64_t macs = layer_macs_per_token(m);
+    double pre_max = gmacs * 1e9 * e.s.threads / (double)macs, dec07 = 0.7 * gbps * 1e9 / (double)wbpt;
+    jnum(j, "matmul_gmacs_1t", gmacs, 3);
+    ju64(j, "prefill_macs_per_token", macs);
+    jnum(j, "prefill_ceiling_tok_s", pre_max, 1);
+    jnum(j, "prefill_to_decode_ceiling", dec07 > 0 ? pre_max / dec07 : 0, 2);
     fw_engine_close(&e);
     return 0;
 }
@@ -595,7 +685,10 @@ static void usage(FILE *f)
         "Prints one JSON object: prefill_tok_s, decode_tok_s, weight_bytes_per_token,\n"
         "arena_bytes, the kernel path, mem_read_gbps (a streaming read measured in the same\n"
         "run with the same thread count) and bandwidth_fraction = decode_tok_s *\n"
-        "weight_bytes_per_token / (mem_read_gbps * 1e9), with the machine and model shape.\n"
+        "weight_bytes_per_token / (mem_read_gbps * 1e9), with the machine and model shape;\n"
+        "matmul_gmacs_1t (the matmul kernel alone on one thread, weights in L2) and\n"
+        "prefill_to_decode_ceiling (prefill at that rate on every thread against decode at\n"
+        "bandwidth fraction 0.7: the ratio this machine allows).\n"
         "--mode kv-import prints instead the time to first token after a P-token prefix,\n"
         "computed against imported from a cache (ttft_ratio), with the cache's size.\n"
         "\n"
