@@ -92,6 +92,8 @@ typedef struct nn_kernels {
     /* Softmax numerators: out[j] = nn_exp_q16_q30((int64_t)x[j] - xmax) (Q30) for j < n;
      * returns their sum. */
     int64_t (*softmax_exp_q30)(const int32_t *x, int32_t xmax, uint32_t n, int32_t *out);
+    /* Numerics version 2's matmul input: exactly nn_act8_quant(a, n, g, q, sh, sum). */
+    void (*act8_quant)(const int16_t *a, uint32_t n, uint32_t g, int8_t *q, uint8_t *sh, int32_t *sum);
     /* SwiGLU's gate in place: x[i] = nn_silu_q16(x[i]) (Q16) for i < n. */
     void (*silu_q16)(int32_t *x, uint32_t n);
     /* Attention scores from exact dot products, with a per-row exponent e[j * e_stride]:

@@ -163,9 +163,7 @@ void nn_act8_quant(const int16_t *a, uint32_t n, uint32_t g, int8_t *q, uint8_t 
             int32_t v = x[i] < 0 ? -x[i] : x[i];
             mx = v > mx ? v : mx;
         }
-        int s = 0;
-        while (((mx + ((1 << s) >> 1)) >> s) > 127)
-            s++;
+        int s = nn_act8_shift_inl((uint32_t)mx);
         int32_t h = (1 << s) >> 1, tot = 0;
         for (uint32_t i = 0; i < len; i++) {
             int32_t v = x[i] < 0 ? -x[i] : x[i];

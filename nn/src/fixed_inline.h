@@ -21,6 +21,19 @@ static const int64_t nn_exp2_neg_poly_q31[9] = {
     -2862538ll, 329366ll, -31303ll, 2014ll,
 };
 
+/*
+ * nn_act8_quant's step for a group whose largest |a| is mx: the smallest s with
+ * round-half-up(mx / 2^s) <= 127. Below s0 = bitlen(mx) - 7, mx / 2^s >= 128; at
+ * s0 + 1 the rounded value is at most 2^bitlen / 2^(s0 + 1) = 64; so s0 or s0 + 1.
+ */
+static inline int nn_act8_shift_inl(uint32_t mx)
+{
+    if (mx <= 127)
+        return 0;
+    int s = 32 - __builtin_clz(mx) - 7;
+    return s + (((mx + (1u << (s - 1))) >> s) > 127);
+}
+
 /* round(v / 2^s) for s > 0; v * 2^-s saturating for s <= 0. */
 static inline int64_t nn_rshift_round_i64_inl(int64_t v, int s)
 {

@@ -22,6 +22,7 @@ static const nn_kernels k_ref = {
     .dot_rows_i16 = nn_dot_rows_i16_ref,
     .axpy_rows_i16 = nn_axpy_rows_i16_ref,
     .softmax_exp_q30 = nn_softmax_exp_q30_ref,
+    .act8_quant = nn_act8_quant,
     .silu_q16 = nn_silu_q16_ref,
     .scores_q16 = nn_scores_q16_ref,
     .probs_align = nn_probs_align_ref,

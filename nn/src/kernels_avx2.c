@@ -751,6 +751,7 @@ const nn_kernels nn_kernels_avx2 = {
     .dot_rows_i16 = nn_dot_rows_i16_avx2,
     .axpy_rows_i16 = nn_axpy_rows_i16_avx2,
     .softmax_exp_q30 = nn_softmax_exp_q30_avx2,
+    .act8_quant = nn_act8_quant,
     .silu_q16 = nn_silu_q16_avx2,
     .scores_q16 = nn_scores_q16_avx2,
     .probs_align = nn_probs_align_avx2,

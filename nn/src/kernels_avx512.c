@@ -500,6 +500,46 @@ static void mm_a8_avx512(const nn_mm_args *A, uint32_t r0, uint32_t r1)
     }
 }
 
+/*
+ * nn_act8_quant for groups of a multiple of 32: a group's largest |a| by a 32-lane
+ * max, its step by nn_act8_shift_inl, then round-half-up of |a| in unsigned 16-bit
+ * lanes (|a| + half <= 32768 + 256 fits) with the sign put back. Other groups take the
+ * portable one.
+ */
+static void act8_avx512(const int16_t *a, uint32_t n, uint32_t g, int8_t *q, uint8_t *sh, int32_t *sum)
+{
+    if (g % 32) {
+        nn_act8_quant(a, n, g, q, sh, sum);
+        return;
+    }
+    for (uint32_t i0 = 0, k = 0; i0 < n; i0 += g, k++) {
+        uint32_t len = n - i0 < g ? n - i0 : g;
+        __m512i mx = _mm512_setzero_si512();
+        for (uint32_t i = 0; i < len; i += 32) {
+            __mmask32 m = len - i >= 32 ? ~(__mmask32)0 : ((__mmask32)1 << (len - i)) - 1;
+            mx = _mm512_max_epu16(mx, _mm512_abs_epi16(_mm512_maskz_loadu_epi16(m, a + i0 + i)));
+        }
+        __m256i m256 = _mm256_max_epu16(_mm512_castsi512_si256(mx), _mm512_extracti64x4_epi64(mx, 1));
+        __m128i m128 = _mm_max_epu16(_mm256_castsi256_si128(m256), _mm256_extracti128_si256(m256, 1));
+        uint32_t top = 0xffffu - (uint32_t)_mm_extract_epi16(_mm_minpos_epu16(_mm_xor_si128(m128, _mm_set1_epi16(-1))), 0);
+        int s = nn_act8_shift_inl(top);
+        const __m512i half = _mm512_set1_epi16((short)((1 << s) >> 1)), ones = _mm512_set1_epi16(1);
+        const __m128i cnt = _mm_cvtsi32_si128(s);
+        __m512i tot = _mm512_setzero_si512();
+        for (uint32_t i = 0; i < len; i += 32) {
+            __mmask32 m = len - i >= 32 ? ~(__mmask32)0 : ((__mmask32)1 << (len - i)) - 1;
+            __m512i v = _mm512_maskz_loadu_epi16(m, a + i0 + i);
+            __m512i r = _mm512_srl_epi16(_mm512_add_epi16(_mm512_abs_epi16(v), half), cnt);
+            r = _mm512_mask_sub_epi16(r, _mm512_movepi16_mask(v), _mm512_setzero_si512(), r);
+            _mm256_mask_storeu_epi8(q + i0 + i, m, _mm512_cvtepi16_epi8(r));
+            tot = _mm512_add_epi32(tot, _mm512_madd_epi16(r, ones));
+        }
+        sh[k] = (uint8_t)s;
+        if (sum)
+            sum[k] = _mm512_reduce_add_epi32(tot);
+    }
+}
+
 const nn_kernels nn_kernels_avx512vnni = {
     .name = "avx512vnni",
     .matmul_q8_q16 = mm_avx512,
@@ -508,6 +548,7 @@ const nn_kernels nn_kernels_avx512vnni = {
     .dot_rows_i16 = nn_dot_rows_i16_avx2,
     .axpy_rows_i16 = nn_axpy_rows_i16_avx2,
     .softmax_exp_q30 = nn_softmax_exp_q30_avx2,
+    .act8_quant = act8_avx512,
     .silu_q16 = nn_silu_q16_avx2,
     .scores_q16 = nn_scores_q16_avx2,
     .probs_align = nn_probs_align_avx2,

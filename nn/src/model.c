@@ -540,7 +540,7 @@ static void matmuls(nn_session *s, fwd_ctx *c, const nn_mm_args *mm, uint32_t n)
      * their columns and group size) as int8 in groups. */
     if (mm[0].a8 && !(c->a8_cols == mm[0].w->cols && mm[0].w->group == s->m->cfg.group_size))
         for (uint32_t b = 0; b < mm[0].n_tok; b++)
-            nn_act8_quant(mm[0].a + (size_t)b * mm[0].a_stride, mm[0].w->cols, mm[0].w->group,
+            s->kern->act8_quant(mm[0].a + (size_t)b * mm[0].a_stride, mm[0].w->cols, mm[0].w->group,
                           s->xa8 + (size_t)b * mm[0].a_stride, s->xsh + (size_t)b * mm[0].ash_stride,
                           s->xsum + (size_t)b * mm[0].ash_stride);
     uint64_t macs = 0;
@@ -614,7 +614,7 @@ static void tok_a8(const fwd_ctx *c, uint32_t b)
         return;
     uint32_t gs = m->cfg.group_size;
     size_t row = (size_t)b * xa_stride(m), grow = (size_t)b * ((xa_stride(m) + gs - 1) / gs);
-    nn_act8_quant(s->xa + row, c->a8_cols, gs, s->xa8 + row, s->xsh + grow, s->xsum + grow);
+    s->kern->act8_quant(s->xa + row, c->a8_cols, gs, s->xa8 + row, s->xsh + grow, s->xsum + grow);
 }
 
 /* x += o (the previous sublayer's output; skipped before the block's first layer, whose

@@ -6,6 +6,7 @@
 #ifndef NN_KERNELS_IMPL_H
 #define NN_KERNELS_IMPL_H
 
+#include "nn_fixed.h"
 #include "nn_kernels.h"
 
 /* x86-64: AVX2 (and AVX-512 VNNI) code is compiled with target pragmas and chosen at

@@ -344,6 +344,67 @@ static void silu_rows(const nn_kernels *k)
     }
 }
 
+/* nn_act8_quant as its contract states it (nn_fixed.h), one group at a time. */
+static void act8_brute(const int16_t *a, uint32_t n, uint32_t g, int8_t *q, uint8_t *sh, int32_t *sum)
+{
+    for (uint32_t i0 = 0, k = 0; i0 < n; i0 += g, k++) {
+        uint32_t len = n - i0 < g ? n - i0 : g;
+        int32_t mx = 0, tot = 0;
+        for (uint32_t i = 0; i < len; i++)
+            mx = abs(a[i0 + i]) > mx ? abs(a[i0 + i]) : mx;
+        int s = 0;
+        while (((mx + ((1 << s) >> 1)) >> s) > 127)
+            s++;
+        for (uint32_t i = 0; i < len; i++) {
+            int32_t r = (abs(a[i0 + i]) + ((1 << s) >> 1)) >> s;
+            q[i0 + i] = (int8_t)(a[i0 + i] < 0 ? -r : r);
+            tot += q[i0 + i];
+        }
+        sh[k] = (uint8_t)s;
+        sum[k] = tot;
+    }
+}
+
+/*
+ * act8_quant against the contract: every group maximum from 0 to 32767 (one value per
+ * group), then ragged lengths and groups with values that are full range, small (no
+ * step), or at the step boundaries.
+ */
+static void act8_rows(const nn_kernels *k)
+{
+    enum { N = 32768 };
+    static int16_t a[N];
+    static int8_t qw[N], qg[N];
+    static uint8_t sw[N], sg[N];
+    static int32_t uw[N], ug[N];
+    for (uint32_t i = 0; i < N; i++)
+        a[i] = (int16_t)(i & 1 ? -(int32_t)i : (int32_t)i);
+    act8_brute(a, N, 1, qw, sw, uw);
+    k->act8_quant(a, N, 1, qg, sg, ug);
+    assert_memory_equal(qw, qg, N);
+    assert_memory_equal(sw, sg, N);
+    assert_memory_equal(uw, ug, N * sizeof *uw);
+    static const int16_t edge[] = { 0, 1, 63, 64, 127, 128, 129, 255, 256, 383, 384, 511, 512, 32640, 32767, -32767 };
+    for (int pass = 0; pass < 60; pass++) {
+        uint32_t n = 1 + rndn(1100), g = pass < 40 ? 32 * (1 + rndn(8)) : 1 + rndn(256), ng = (n + g - 1) / g;
+        int kind = pass % 4;
+        for (uint32_t i = 0; i < n; i++)
+            a[i] = kind == 0   ? (int16_t)(rndn(65535) - 32767)
+                   : kind == 1 ? (int16_t)(rndn(255) - 127)
+                   : kind == 2 ? edge[rndn(sizeof edge / sizeof edge[0])] * (rndn(2) ? 1 : -1)
+                               : (int16_t)((int32_t)(rndn(65535) - 32767) >> rndn(16));
+        act8_brute(a, n, g, qw, sw, uw);
+        memset(qg, 0x55, n);
+        k->act8_quant(a, n, g, qg, sg, ug);
+        if (memcmp(qw, qg, n) || memcmp(sw, sg, ng) || memcmp(uw, ug, ng * sizeof *uw)) {
+            print_error("kernel %s act8_quant differs: n %u g %u kind %d\n", k->name, n, g, kind);
+            fail();
+        }
+        k->act8_quant(a, n, g, qg, sg, NULL);   /* sum is optional */
+        assert_memory_equal(qw, qg, n);
+    }
+}
+
 static void every_path_matches_ref(void **st)
 {
     (void)st;
@@ -381,6 +442,7 @@ static void every_path_matches_ref(void **st)
         scores_probs(k);
         softmax_exp(k);
         silu_rows(k);
+        act8_rows(k);
     }
 }
 
