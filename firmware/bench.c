@@ -360,7 +360,7 @@ static double matmul_gmacs(const fw_engine *e)
             a[i] = (int16_t)(x % 65535) - 32767;
         }
         for (uint32_t t = 0; t < T; t++) {
-            as[t] = (nn_scale){ .m = 1u << 31, .e = -31 };
+            as[t] = (nn_scale){ .m = 1u << 31, .e = 71 - w.exp };   /* output shift 55, as in real layers */
             nn_act8_quant(a + (size_t)t * cols, cols, w.group, q + (size_t)t * cols, sh + (size_t)t * ng,
                           sum + (size_t)t * ng);
         }

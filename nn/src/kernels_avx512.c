@@ -409,11 +409,51 @@ static inline __attribute__((always_inline)) void il_z8(const nn_mm_args *A, uin
     }
 }
 
+/*
+ * nn_mulshift_sat32 of 8 int64 lanes by one scale m in [2^31, 2^32) and one shift s in
+ * [32, 93], for lanes with |acc| < 2^61: with acc = ah 2^32 + al and m = 2^31 + m',
+ * p = acc m is ah m' 2^32 + ah 2^63 + al m; U = floor(p / 2^31) fits int64, and
+ * round(p / 2^s) = floor((U + 2^(s-32)) / 2^(s-31)) (adding 2^(s-1) to p moves only
+ * bits at and above 2^31). Returns 0 (and leaves *out) if a lane is out of range.
+ */
+static inline int mulshift8(__m512i acc, uint32_t m, int s, __m256i *out)
+{
+    const __m512i lim = _mm512_set1_epi64(1ll << 61);
+    if (_mm512_cmpge_epi64_mask(_mm512_abs_epi64(acc), lim))
+        return 0;
+    __m512i ah = _mm512_srai_epi64(acc, 32), mv = _mm512_set1_epi64(m);
+    __m512i lo = _mm512_mul_epu32(acc, mv);                                       /* al m < 2^64 */
+    __m512i hi = _mm512_add_epi64(_mm512_mul_epi32(ah, _mm512_set1_epi64(m - (1u << 31))), _mm512_slli_epi64(ah, 31));
+    /* floor(p / 2^32) = hi + (lo >> 32); U = 2 floor(p / 2^32) + bit 31 of lo. */
+    __m512i u = _mm512_add_epi64(_mm512_slli_epi64(_mm512_add_epi64(hi, _mm512_srli_epi64(lo, 32)), 1),
+                                 _mm512_and_si512(_mm512_srli_epi64(lo, 31), _mm512_set1_epi64(1)));
+    __m512i r = _mm512_sra_epi64(_mm512_add_epi64(u, _mm512_set1_epi64(1ll << (s - 32))), _mm_cvtsi32_si128(s - 31));
+    r = _mm512_min_epi64(_mm512_max_epi64(r, _mm512_set1_epi64(INT32_MIN)), _mm512_set1_epi64(INT32_MAX));
+    *out = _mm512_cvtepi64_epi32(r);
+    return 1;
+}
+
 /* Token t's sums of blocks rb (low halves of e, o) and rb + 1 (high halves, if nrb is
- * 2) into the rows of [r0, r1). */
+ * 2) into the rows of [r0, r1): scaled in vector lanes where mulshift8 can, else by
+ * il_flush. */
 static inline void il_zflush(const nn_mm_args *A, uint32_t t, uint32_t rb, uint32_t nrb, uint32_t r0, uint32_t r1,
                              __m512i e, __m512i o)
 {
+    uint32_t m = A->as[t].m;
+    int s = A->as[t].e + A->w->exp - 16;
+    __m256i re, ro;
+    if (m >= (1u << 31) && s >= 32 && s <= 93 && mulshift8(e, m, s, &re) && mulshift8(o, m, s, &ro)) {
+        /* re = rows 0 2 4 6 of block rb, then of rb + 1; ro the odd rows. */
+        __m256i a = _mm256_permutex2var_epi32(re, _mm256_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11), ro);
+        __m256i b = _mm256_permutex2var_epi32(re, _mm256_setr_epi32(4, 12, 5, 13, 6, 14, 7, 15), ro);
+        int32_t *out = A->out + (size_t)t * A->out_stride;
+        for (uint32_t i = 0; i < nrb; i++) {
+            uint32_t base = (rb + i) * 8, lo = r0 > base ? r0 - base : 0, hi = r1 - base < 8 ? r1 - base : 8;
+            __mmask8 k = (__mmask8)(((1u << hi) - 1) & ~((1u << lo) - 1));
+            _mm256_mask_storeu_epi32(out + base, k, i ? b : a);
+        }
+        return;
+    }
     il_flush(A, t, rb, r0, r1, _mm512_castsi512_si256(e), _mm512_castsi512_si256(o));
     if (nrb > 1)
         il_flush(A, t, rb + 1, r0, r1, _mm512_extracti64x4_epi64(e, 1), _mm512_extracti64x4_epi64(o, 1));
