@@ -247,13 +247,6 @@ static inline __attribute__((always_inline)) int64_t row_a8(const int8_t *q, con
  * a group's sums come out one row per lane, with no horizontal reduction; il_scale
  * (kernels_x86.h) corrects, shifts and scales them.
  */
-static inline void il_flush(const nn_mm_args *A, uint32_t t, uint32_t rb, uint32_t r0, uint32_t r1, __m256i e,
-                            __m256i o)
-{
-    int64_t acc[8];
-    il_rows8(e, o, acc);
-    nn_a8_flush(A, t, rb, r0, r1, acc);
-}
 
 /* Four activation bytes at i as one int32, to broadcast: a plain load where all four
  * are columns (tail 0), nn_a8_quad for the last, ragged quad (tail 1). */
@@ -433,27 +426,32 @@ static inline int mulshift8(__m512i acc, uint32_t m, int s, __m256i *out)
     return 1;
 }
 
-/* Token t's sums of blocks rb (low halves of e, o) and rb + 1 (high halves, if nrb is
- * 2) into the rows of [r0, r1): scaled in vector lanes where mulshift8 can, else by
- * il_flush. */
-static inline void il_zflush(const nn_mm_args *A, uint32_t t, uint32_t rb, uint32_t nrb, uint32_t r0, uint32_t r1,
-                             __m512i e, __m512i o)
+/* Row block rb's sums for token t (e: rows 0 2 4 6, o: rows 1 3 5 7) into the rows of
+ * [r0, r1): in vector lanes where mulshift8 can, else one by one. */
+static inline void il_flush(const nn_mm_args *A, uint32_t t, uint32_t rb, uint32_t r0, uint32_t r1, __m256i e,
+                            __m256i o)
 {
     uint32_t m = A->as[t].m;
     int s = A->as[t].e + A->w->exp - 16;
-    __m256i re, ro;
-    if (m >= (1u << 31) && s >= 32 && s <= 93 && mulshift8(e, m, s, &re) && mulshift8(o, m, s, &ro)) {
-        /* re = rows 0 2 4 6 of block rb, then of rb + 1; ro the odd rows. */
-        __m256i a = _mm256_permutex2var_epi32(re, _mm256_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11), ro);
-        __m256i b = _mm256_permutex2var_epi32(re, _mm256_setr_epi32(4, 12, 5, 13, 6, 14, 7, 15), ro);
-        int32_t *out = A->out + (size_t)t * A->out_stride;
-        for (uint32_t i = 0; i < nrb; i++) {
-            uint32_t base = (rb + i) * 8, lo = r0 > base ? r0 - base : 0, hi = r1 - base < 8 ? r1 - base : 8;
-            __mmask8 k = (__mmask8)(((1u << hi) - 1) & ~((1u << lo) - 1));
-            _mm256_mask_storeu_epi32(out + base, k, i ? b : a);
-        }
+    __m256i r;
+    if (m >= (1u << 31) && s >= 32 && s <= 93 &&
+        mulshift8(_mm512_inserti64x4(_mm512_castsi256_si512(e), o, 1), m, s, &r)) {
+        uint32_t base = rb * 8, lo = r0 > base ? r0 - base : 0, hi = r1 - base < 8 ? r1 - base : 8;
+        _mm256_mask_storeu_epi32(A->out + (size_t)t * A->out_stride + base,
+                                 (__mmask8)(((1u << hi) - 1) & ~((1u << lo) - 1)),
+                                 _mm256_permutevar8x32_epi32(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
         return;
     }
+    int64_t acc[8];
+    il_rows8(e, o, acc);
+    nn_a8_flush(A, t, rb, r0, r1, acc);
+}
+
+/* Token t's sums of blocks rb (low halves of e, o) and rb + 1 (high halves, if nrb is
+ * 2). */
+static inline void il_zflush(const nn_mm_args *A, uint32_t t, uint32_t rb, uint32_t nrb, uint32_t r0, uint32_t r1,
+                             __m512i e, __m512i o)
+{
     il_flush(A, t, rb, r0, r1, _mm512_castsi512_si256(e), _mm512_castsi512_si256(o));
     if (nrb > 1)
         il_flush(A, t, rb + 1, r0, r1, _mm512_extracti64x4_epi64(e, 1), _mm512_extracti64x4_epi64(o, 1));
