@@ -541,8 +541,8 @@ static void matmuls(nn_session *s, fwd_ctx *c, const nn_mm_args *mm, uint32_t n)
     if (mm[0].a8 && !(c->a8_cols == mm[0].w->cols && mm[0].w->group == s->m->cfg.group_size))
         for (uint32_t b = 0; b < mm[0].n_tok; b++)
             s->kern->act8_quant(mm[0].a + (size_t)b * mm[0].a_stride, mm[0].w->cols, mm[0].w->group,
-                          s->xa8 + (size_t)b * mm[0].a_stride, s->xsh + (size_t)b * mm[0].ash_stride,
-                          s->xsum + (size_t)b * mm[0].ash_stride);
+                                s->xa8 + (size_t)b * mm[0].a_stride, s->xsh + (size_t)b * mm[0].ash_stride,
+                                s->xsum + (size_t)b * mm[0].ash_stride);
     uint64_t macs = 0;
     uint32_t rows = 0;
     for (uint32_t i = 0; i < n; i++) {
