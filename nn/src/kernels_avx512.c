@@ -35,22 +35,26 @@
 #include "kernels_x86.h"
 #include "kernels_a8.h"
 
+/* The first min(n, 32) of 32 lanes. */
+static inline __mmask32 mask32(uint32_t n)
+{
+    return n >= 32 ? ~(__mmask32)0 : ((__mmask32)1 << n) - 1;
+}
+
 /* The first min(n, 32) of one row's weights as int16; the rest zero. Whole steps use a
  * plain load: masked loads on every step made decode 10x slower on Zen 4. */
 static inline __m512i wload(const int8_t *q, uint32_t n)
 {
     if (n >= 32)
         return _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(const void *)q));
-    __mmask32 k = ((__mmask32)1 << n) - 1;
-    return _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(k, q));
+    return _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask32(n), q));
 }
 
 static inline __m512i aload(const int16_t *a, uint32_t n)
 {
     if (n >= 32)
         return _mm512_loadu_si512((const void *)a);
-    __mmask32 k = ((__mmask32)1 << n) - 1;
-    return _mm512_maskz_loadu_epi16(k, a);
+    return _mm512_maskz_loadu_epi16(mask32(n), a);
 }
 
 /* 16 int32 lanes -> 8 (pairs of lanes added: still subset sums of one group). */
@@ -197,7 +201,7 @@ static inline __m256i bload(const int8_t *p, uint32_t n)
 {
     if (n >= 32)
         return _mm256_loadu_si256((const __m256i *)(const void *)p);
-    return _mm256_maskz_loadu_epi8(((__mmask32)1 << n) - 1, p);
+    return _mm256_maskz_loadu_epi8(mask32(n), p);
 }
 
 /* One group (len values) of one row times one token: 8 int32 lanes of sum (q + 128) a. */
@@ -462,8 +466,8 @@ static inline void il_zflush(const nn_mm_args *A, uint32_t t, uint32_t rb, uint3
  * two-block 512-bit loop with two weight streams decoded tinyllama's shape 10-20%
  * slower). Prefill: two row blocks at a time so that every vpdpbusd fills 512 bits
  * (on Zen 5 a 512-bit vpdpbusd costs about what a 256-bit one does: 143-204 against
- * 50-81 G MAC/s on one core, docs/speed.md); 1.6x the 2 x 4-token
- * 256-bit tile's prefill on the smollm2 shape.
+ * 50-81 G MAC/s on one core); with the vector flush below, the kernel alone runs
+ * 2-2.5x the 2 x 4-token 256-bit tile it replaced (docs/speed.md).
  */
 static void mm_a8_il(const nn_mm_args *A, uint32_t r0, uint32_t r1)
 {
@@ -554,8 +558,7 @@ static void act8_avx512(const int16_t *a, uint32_t n, uint32_t g, int8_t *q, uin
         uint32_t len = n - i0 < g ? n - i0 : g;
         __m512i mx = _mm512_setzero_si512();
         for (uint32_t i = 0; i < len; i += 32) {
-            __mmask32 m = len - i >= 32 ? ~(__mmask32)0 : ((__mmask32)1 << (len - i)) - 1;
-            mx = _mm512_max_epu16(mx, _mm512_abs_epi16(_mm512_maskz_loadu_epi16(m, a + i0 + i)));
+            mx = _mm512_max_epu16(mx, _mm512_abs_epi16(_mm512_maskz_loadu_epi16(mask32(len - i), a + i0 + i)));
         }
         __m256i m256 = _mm256_max_epu16(_mm512_castsi512_si256(mx), _mm512_extracti64x4_epi64(mx, 1));
         __m128i m128 = _mm_max_epu16(_mm256_castsi256_si128(m256), _mm256_extracti128_si256(m256, 1));
@@ -565,7 +568,7 @@ static void act8_avx512(const int16_t *a, uint32_t n, uint32_t g, int8_t *q, uin
         const __m128i cnt = _mm_cvtsi32_si128(s);
         __m512i tot = _mm512_setzero_si512();
         for (uint32_t i = 0; i < len; i += 32) {
-            __mmask32 m = len - i >= 32 ? ~(__mmask32)0 : ((__mmask32)1 << (len - i)) - 1;
+            __mmask32 m = mask32(len - i);
             __m512i v = _mm512_maskz_loadu_epi16(m, a + i0 + i);
             __m512i r = _mm512_srl_epi16(_mm512_add_epi16(_mm512_abs_epi16(v), half), cnt);
             r = _mm512_mask_sub_epi16(r, _mm512_movepi16_mask(v), _mm512_setzero_si512(), r);
