@@ -244,6 +244,14 @@ static int mem_read_gbps(size_t bytes, uint32_t threads, uint32_t reps, double *
 /* ---- engine mode ------------------------------------------------------------------- */
 
 /* Bytes of one int8 matrix with its group scales. */
+/* A layer's seven matmul weights, for the counts below. */
+#define LAYER_MATS 7
+static void layer_mats(const nn_layer_w *L, const nn_q8_mat *mats[LAYER_MATS])
+{
+    const nn_q8_mat *all[LAYER_MATS] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w2, &L->w3 };
+    memcpy(mats, all, sizeof all);
+}
+
 static uint64_t q8_bytes(const nn_q8_mat *w, uint32_t rows)
 {
     return (uint64_t)rows * w->cols + (uint64_t)rows * w->ngroups * 2;
@@ -260,8 +268,9 @@ static uint64_t weight_bytes_per_token(const nn_model *m)
     uint64_t b = q8_bytes(&m->tok_emb, 1) + q8_bytes(&m->cls, m->cls.rows) + (uint64_t)c->dim * 4;
     for (uint32_t l = 0; l < c->n_layers; l++) {
         const nn_layer_w *L = &m->layers[l];
-        const nn_q8_mat *mats[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w2, &L->w3 };
-        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
+        const nn_q8_mat *mats[LAYER_MATS];
+        layer_mats(L, mats);
+        for (size_t i = 0; i < LAYER_MATS; i++)
             b += q8_bytes(mats[i], mats[i]->rows);
         b += (uint64_t)(L->att_norm.n + L->ffn_norm.n) * 4;
     }
@@ -322,8 +331,9 @@ static uint64_t layer_macs_per_token(const nn_model *m)
     uint64_t n = 0;
     for (uint32_t l = 0; l < m->cfg.n_layers; l++) {
         const nn_layer_w *L = &m->layers[l];
-        const nn_q8_mat *mats[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w2, &L->w3 };
-        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
+        const nn_q8_mat *mats[LAYER_MATS];
+        layer_mats(L, mats);
+        for (size_t i = 0; i < LAYER_MATS; i++)
             n += (uint64_t)mats[i]->rows * mats[i]->cols;
     }
     return n;
