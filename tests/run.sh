@@ -1,7 +1,14 @@
-#!/bin/sh
+#!/bin/bash
 # kvmesh test runner.
 # Runs each test program (cmocka) and each test script, counts results and prints a
 # closing line "N passed, N failed". Exits non-zero when anything failed.
+#
+# Tests run KVMESH_TEST_JOBS at a time (default: the number of CPUs), longest first so
+# that the last one to finish is a short one: by the durations of this build's previous
+# run (test-logs/durations), else scripts before programs and larger scripts first (the
+# scripts are the long ones: brokers, peers, fuzzers, qemu). Each test has its own log,
+# temporary directory and free ports, so they do not share state; KVMESH_TEST_JOBS=1
+# runs them one after another, in the order given.
 #
 # Environment (set by `make test`):
 #   KVMESH_BUILD        build directory, e.g. build/host
@@ -9,6 +16,7 @@
 #   KVMESH_MODELS       models directory (default ../shared/models)
 #   KVMESH_GOLDEN       golden outputs directory (default ../shared/golden)
 #   KVMESH_TEST_FILTER  only run tests whose path contains this string
+#   KVMESH_TEST_JOBS    how many tests run at once (default: CPUs online)
 set -u
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,16 +28,28 @@ export KVMESH_TEST_RUNNER="${KVMESH_TEST_RUNNER:-}"
 case "$KVMESH_BUILD" in /*) ;; *) KVMESH_BUILD="$top/$KVMESH_BUILD" ;; esac
 export CMOCKA_MESSAGE_OUTPUT=stdout
 
-passed=0
-failed=0
-failed_names=""
+jobs=${KVMESH_TEST_JOBS:-$(nproc 2>/dev/null || echo 1)}
+case "$jobs" in ''|*[!0-9]*|0) echo "run.sh: KVMESH_TEST_JOBS is a positive number, not '$jobs'" >&2; exit 2 ;; esac
+
 logdir="$KVMESH_BUILD/test-logs"
 mkdir -p "$logdir"
+resdir=$(mktemp -d "${TMPDIR:-/tmp}/kvmesh-run.XXXXXX") || exit 2
+trap 'rm -rf "$resdir"' EXIT
 
-for t in "$@"; do
-    case "$t" in *"${KVMESH_TEST_FILTER:-}"*) ;; *) continue ;; esac
-    name=$(basename "$t")
-    log="$logdir/$name.log"
+# A test's name: scripts by their path under tests/ (three directories have a fuzz.sh),
+# programs by their file name (already unique: nn_test_kv, mqtt_test_frame, ...).
+test_name() {
+    case "$1" in
+        *.sh) echo "${1#*tests/}" ;;
+        *)    basename "$1" ;;
+    esac
+}
+
+# run_one PATH INDEX: runs one test, prints its line and leaves "passed failed" in
+# $resdir/INDEX.
+run_one() {
+    t=$1; name=$(test_name "$t")
+    log="$logdir/$(echo "$name" | tr / _).log"
     start=$(date +%s)
     case "$t" in
         *.sh) sh "$t" >"$log" 2>&1; rc=$? ;;
@@ -49,15 +69,74 @@ for t in "$@"; do
     if [ "$rc" -eq 0 ] && [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then
         p=1   # a program with no countable output that succeeded
     fi
-    passed=$((passed + p)); failed=$((failed + f))
+    # One printf per test, so lines of tests finishing together do not interleave.
     if [ "$f" -ne 0 ]; then
-        failed_names="$failed_names $name"
-        echo "FAIL  $name  ($p passed, $f failed, ${secs}s, exit $rc)  log: $log"
-        sed -n -e '/^\[  ERROR   \]/p' -e '/^\[  FAILED  \]/p' -e '/^not ok/p' -e '/[Ee]rror\|FAIL\|ASSERT\|Sanitizer\|runtime error/p' "$log" | head -20 | sed 's/^/      /'
+        why=$(sed -n -e '/^\[  ERROR   \]/p' -e '/^\[  FAILED  \]/p' -e '/^not ok/p' -e '/[Ee]rror\|FAIL\|ASSERT\|Sanitizer\|runtime error/p' "$log" | head -20 | sed 's/^/      /')
+        printf '%s\n%s' "FAIL  $name  ($p passed, $f failed, ${secs}s, exit $rc)  log: $log" "${why:+$why
+}"
     else
-        echo "pass  $name  ($p passed, ${secs}s)"
+        printf '%s\n' "pass  $name  ($p passed, ${secs}s)"
     fi
+    echo "$p $f $name $secs" >"$resdir/$2"
+}
+
+# The order: "SECONDS PATH" lines sorted longest first. Without a previous duration a
+# script counts as its size / 100 seconds (a few seconds to a few minutes) and a program
+# as 0.
+durations="$logdir/durations"
+order_key() {
+    _d=$(awk -v n="$(test_name "$1")" '$2 == n { print $1; exit }' "$durations" 2>/dev/null)
+    if [ -n "$_d" ]; then echo "$_d"
+    else case "$1" in *.sh) echo $(( $(wc -c <"$1") / 100 )) ;; *) echo 0 ;; esac
+    fi
+}
+selected=()
+if [ "$jobs" -gt 1 ]; then
+    while IFS= read -r line; do
+        selected+=("${line#* }")
+    done < <(for t in "$@"; do
+                 case "$t" in *"${KVMESH_TEST_FILTER:-}"*) echo "$(order_key "$t") $t" ;; esac
+             done | sort -s -k1,1nr)
+else
+    for t in "$@"; do
+        case "$t" in *"${KVMESH_TEST_FILTER:-}"*) selected+=("$t") ;; esac
+    done
+fi
+
+i=0
+running=0
+for t in "${selected[@]}"; do
+    if [ "$running" -ge "$jobs" ]; then
+        wait -n
+        running=$((running - 1))
+    fi
+    run_one "$t" "$i" &
+    running=$((running + 1))
+    i=$((i + 1))
 done
+wait
+
+passed=0
+failed=0
+failed_names=""
+n=0
+while [ "$n" -lt "$i" ]; do
+    if [ -f "$resdir/$n" ]; then
+        read -r p f name secs <"$resdir/$n"
+        echo "$secs $name" >>"$resdir/durations"
+    else
+        p=0; f=1; name=$(test_name "${selected[$n]}")   # the runner itself lost it
+    fi
+    passed=$((passed + p)); failed=$((failed + f))
+    [ "$f" -eq 0 ] || failed_names="$failed_names $name"
+    n=$((n + 1))
+done
+
+# Remembered for the next run's order (a filtered run keeps the others' lines).
+if [ -f "$resdir/durations" ]; then
+    { cat "$resdir/durations"; cat "$durations" 2>/dev/null; } | awk '!seen[$2]++' >"$resdir/d.new" &&
+        mv "$resdir/d.new" "$durations"
+fi
 
 if [ -n "$failed_names" ]; then
     echo "failed:$failed_names"

@@ -119,7 +119,11 @@ for mode in split spec split-spec; do
     # Fresh files: a background job truncates its redirections only once it runs, and a
     # stale fb.txt would make kill_when_started kill the peer before the device starts.
     rm -f "$TMPD/fb.txt" "$TMPD/fb.err" "$TMPD/fb.json"
-    collab --mode "$mode" -p "$P" -n 150 --deadline-ms 1500 --json "$TMPD/fb.json" >"$TMPD/fb.txt" 2>"$TMPD/fb.err" &
+    # --slowdown 20: the device's compute (not the output) made slower, so that the 130
+    # tokens after the trigger outlast the kill on a loaded machine (without it a split
+    # run could finish first when tests run side by side).
+    collab --mode "$mode" -p "$P" -n 150 --deadline-ms 1500 --slowdown 20 --json "$TMPD/fb.json" \
+        >"$TMPD/fb.txt" 2>"$TMPD/fb.err" &
     cpid=$!
     kill_when_started
     wait $cpid

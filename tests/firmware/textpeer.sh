@@ -33,9 +33,12 @@ text_of() { grep '"text":' "$1" | while IFS= read -r l; do v=$(fw_json text "$l"
 mosquitto_sub -p "$fw_PLAIN" -u spy -P spy-pw -t '#' -v >"$TMPD/wire.txt" 2>/dev/null &
 echo $! >"$TMPD/pids/wire"
 
+# Long enough that the request after a timeout falls inside it on a loaded machine (an
+# ASan build beside other tests took over 4 s to get there); the test waits it out below.
+RETRY_MS=8000
 dev_conf() {   # dev_conf PEER [DEADLINE_MS]: node-a's configuration with text_peer = PEER
     fw_conf node-a "[collab]" "text_peer = $1" "text_offload = when-model-differs" "text_deadline_ms = ${2:-1500}" \
-        "text_stall_ms = 1500" "text_retry_ms = 4000" "[privacy]" "redact = all" "names_file = $TMPD/names.txt"
+        "text_stall_ms = 1500" "text_retry_ms = $RETRY_MS" "[privacy]" "redact = all" "names_file = $TMPD/names.txt"
 }
 dev_conf node-b
 fw_conf node-b "[model]" "image = $AIMG"
@@ -95,6 +98,7 @@ fw_stop node-b
 t0=$(date +%s%N)
 fw_ask node-a --prompt "$P" -n 24 --temp 0 --json >"$TMPD/t3.json"
 t1=$(date +%s%N)
+t3_end=$t1   # the timeout that opened the retry window came before this
 f=$(final "$TMPD/t3.json")
 echo "# node-a: $f ($(( (t1 - t0) / 1000000 )) ms)"
 check_all "node-b is down: node-a waited the 1.5 s deadline, then answered itself" \
@@ -111,7 +115,8 @@ check "the log says node-a generated it" grep -q "text peer node-b: request .* t
 
 # ---- node-b back: collaboration resumes -----------------------------------------------------
 check "node-b restarts" fw_start node-b
-sleep 4
+left_ms=$(( RETRY_MS + 100 - ($(date +%s%N) - t3_end) / 1000000 ))
+[ "$left_ms" -le 0 ] || sleep "$(awk "BEGIN { print $left_ms / 1000 }")"
 fw_ask node-a --prompt "$P" -n 24 --temp 0 --json >"$TMPD/t5.json"
 f=$(final "$TMPD/t5.json")
 echo "# node-a: $f"
@@ -138,7 +143,12 @@ check "node-b restarts behind a slow link" fw_start node-b
 reloads=$(grep -c "configuration reloaded" "$TMPD/node-a.log")
 dev_conf node-b 8000
 kill -HUP "$(cat "$TMPD/pids/node-a")"
-sleep 4.5   # node-a's retry window from the timeout above has passed by now
+# (node-a's retry window from the timeout above was waited out before t5)
+_i=0
+while [ "$(grep -c "configuration reloaded" "$TMPD/node-a.log")" -le "$reloads" ] && [ $_i -lt 200 ]; do
+    sleep 0.05
+    _i=$((_i + 1))
+done
 check "node-a reloaded text_deadline_ms = 8000" [ "$(grep -c "configuration reloaded" "$TMPD/node-a.log")" -gt "$reloads" ]
 fw_ask node-a --prompt "$P" -n 24 --temp 0 --json >"$TMPD/t6.json" &
 ask_pid=$!
