@@ -107,6 +107,15 @@ typedef struct nn_kernels {
      *   p[j] = nn_rshift_round_i64((p[j] * inv + 2^31) >> 32, tmax - e[j * e_stride])
      * for j < n, with tmax >= every e. */
     void (*probs_align)(int32_t *p, uint64_t inv, const int8_t *e, size_t e_stride, int tmax, uint32_t n);
+    /* The per-token row steps around the matmuls (RMSNorm, SwiGLU, the attention
+     * output, the KV cache), exactly:
+     * quant_i32_i16 is nn_quant_i32_i16 (nn_fixed.h): t = max(0, bitlen(max |x|) - 15),
+     *   out[i] = round(x[i] / 2^t) clamped to +-32767; returns t. */
+    int (*quant_i32_i16)(const int32_t *x, uint32_t n, int16_t *out);
+    /* The same of the exact products a[i] * b[i] (int64: nn_quant_i64_i16 of them). */
+    int (*mul_quant_i16)(const int32_t *a, const int32_t *b, uint32_t n, int16_t *out);
+    /* sum x[i]^2, exact in 128 bits: ss[0] the low 64 bits, ss[1] the high (n < 2^32). */
+    void (*sumsq_i32)(const int32_t *x, uint32_t n, uint64_t ss[2]);
 } nn_kernels;
 
 /* The portable reference twins. */
@@ -122,6 +131,8 @@ void    nn_silu_q16_ref(int32_t *x, uint32_t n);
 int32_t nn_scores_q16_ref(const int64_t *dots, const int8_t *e, size_t e_stride, int32_t c, int base, uint32_t n,
                           int32_t *out);
 void    nn_probs_align_ref(int32_t *p, uint64_t inv, const int8_t *e, size_t e_stride, int tmax, uint32_t n);
+int     nn_mul_quant_i16_ref(const int32_t *a, const int32_t *b, uint32_t n, int16_t *out);
+void    nn_sumsq_i32_ref(const int32_t *x, uint32_t n, uint64_t ss[2]);
 
 /*
  * Returns the kernel path named name ("ref" always exists), or the best path this

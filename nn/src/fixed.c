@@ -108,17 +108,6 @@ void nn_sincos_q30(uint64_t turns, int32_t *s, int32_t *c)
     }
 }
 
-static int quant_shift(uint64_t amax)
-{
-    int t = nn_bitlen_u64(amax) - 15;
-    return t > 0 ? t : 0;
-}
-
-static int16_t clamp_i16(int64_t v)
-{
-    return (int16_t)(v > 32767 ? 32767 : v < -32767 ? -32767 : v);
-}
-
 int nn_quant_i32_i16(const int32_t *x, uint32_t n, int16_t *out)
 {
     uint64_t amax = 0;
@@ -127,9 +116,9 @@ int nn_quant_i32_i16(const int32_t *x, uint32_t n, int16_t *out)
         if (a > amax)
             amax = a;
     }
-    int t = quant_shift(amax);
+    int t = nn_quant_shift_inl(amax);
     for (uint32_t i = 0; i < n; i++)
-        out[i] = clamp_i16(nn_rshift_round_i64(x[i], t));
+        out[i] = nn_clamp_i16_inl(nn_rshift_round_i64(x[i], t));
     return t;
 }
 
@@ -141,9 +130,9 @@ int nn_quant_i64_i16(const int64_t *x, uint32_t n, int16_t *out)
         if (a > amax)
             amax = a;
     }
-    int t = quant_shift(amax);
+    int t = nn_quant_shift_inl(amax);
     for (uint32_t i = 0; i < n; i++)
-        out[i] = clamp_i16(nn_rshift_round_i64(x[i], t));
+        out[i] = nn_clamp_i16_inl(nn_rshift_round_i64(x[i], t));
     return t;
 }
 

@@ -34,6 +34,19 @@ static inline int nn_act8_shift_inl(uint32_t mx)
     return s + (((mx + (1u << (s - 1))) >> s) > 127);
 }
 
+/* nn_quant_*_i16's shift for a largest magnitude amax: |round(x / 2^t)| <= 2^15. */
+static inline int nn_quant_shift_inl(uint64_t amax)
+{
+    int t = (amax ? 64 - __builtin_clzll(amax) : 0) - 15;
+    return t > 0 ? t : 0;
+}
+
+/* An int16 activation: saturated to +-32767 (never -32768, so negation stays exact). */
+static inline int16_t nn_clamp_i16_inl(int64_t v)
+{
+    return (int16_t)(v > 32767 ? 32767 : v < -32767 ? -32767 : v);
+}
+
 /* round(v / 2^s) for s > 0; v * 2^-s saturating for s <= 0. */
 static inline int64_t nn_rshift_round_i64_inl(int64_t v, int s)
 {

@@ -26,6 +26,9 @@ static const nn_kernels k_ref = {
     .silu_q16 = nn_silu_q16_ref,
     .scores_q16 = nn_scores_q16_ref,
     .probs_align = nn_probs_align_ref,
+    .quant_i32_i16 = nn_quant_i32_i16,
+    .mul_quant_i16 = nn_mul_quant_i16_ref,
+    .sumsq_i32 = nn_sumsq_i32_ref,
 };
 
 /*

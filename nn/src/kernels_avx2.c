@@ -755,6 +755,9 @@ const nn_kernels nn_kernels_avx2 = {
     .silu_q16 = nn_silu_q16_avx2,
     .scores_q16 = nn_scores_q16_avx2,
     .probs_align = nn_probs_align_avx2,
+    .quant_i32_i16 = nn_quant_i32_i16,
+    .mul_quant_i16 = nn_mul_quant_i16_ref,
+    .sumsq_i32 = nn_sumsq_i32_ref,
 };
 
 #ifdef __clang__

@@ -680,6 +680,78 @@ static void silu_avx512(int32_t *x, uint32_t n)
         x[i] = nn_silu_q16(x[i]);
 }
 
+/* ---- row steps (RMSNorm, SwiGLU, the attention output, the KV cache) ---------------- */
+
+/* The first min(n, 16) / min(n, 8) lanes. */
+static inline __mmask16 mask16(uint32_t n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1); }
+static inline __mmask8 mask8(uint32_t n) { return n >= 8 ? (__mmask8)0xff : (__mmask8)((1u << n) - 1); }
+
+/* nn_quant_i32_i16: |x| as unsigned 32-bit lanes (|INT32_MIN| = 2^31 is right as
+ * unsigned), then round(x / 2^t) = (x >> t) + bit t-1 of x, which cannot overflow. */
+static int quant_i32_avx512(const int32_t *x, uint32_t n, int16_t *out)
+{
+    __m512i mx = _mm512_setzero_si512();
+    for (uint32_t i = 0; i < n; i += 16)
+        mx = _mm512_max_epu32(mx, _mm512_abs_epi32(_mm512_maskz_loadu_epi32(mask16(n - i), x + i)));
+    int t = nn_quant_shift_inl(_mm512_reduce_max_epu32(mx));
+    const __m128i ct = _mm_cvtsi32_si128(t), ch = _mm_cvtsi32_si128(t ? t - 1 : 0);
+    const __m512i one = _mm512_set1_epi32(t ? 1 : 0), lo = _mm512_set1_epi32(-32767), hi = _mm512_set1_epi32(32767);
+    for (uint32_t i = 0; i < n; i += 16) {
+        __mmask16 m = mask16(n - i);
+        __m512i v = _mm512_maskz_loadu_epi32(m, x + i);
+        __m512i r = _mm512_add_epi32(_mm512_sra_epi32(v, ct), _mm512_and_si512(_mm512_sra_epi32(v, ch), one));
+        _mm512_mask_cvtepi32_storeu_epi16(out + i, m, _mm512_min_epi32(_mm512_max_epi32(r, lo), hi));
+    }
+    return t;
+}
+
+/* Lanes i .. i+7 of a and b as int64 products (exact: |p| <= 2^62). */
+static inline __m512i mul8_i64(const int32_t *a, const int32_t *b, uint32_t i, __mmask8 m)
+{
+    return _mm512_mul_epi32(_mm512_cvtepi32_epi64(_mm256_maskz_loadu_epi32(m, a + i)),
+                            _mm512_cvtepi32_epi64(_mm256_maskz_loadu_epi32(m, b + i)));
+}
+
+/* nn_mul_quant_i16_ref: the products twice (cheaper than storing them), rounding as
+ * (p + 2^(t-1)) >> t in int64 (t <= 48 and |p| <= 2^62: no overflow). */
+static int mul_quant_avx512(const int32_t *a, const int32_t *b, uint32_t n, int16_t *out)
+{
+    __m512i mx = _mm512_setzero_si512();
+    for (uint32_t i = 0; i < n; i += 8)
+        mx = _mm512_max_epu64(mx, _mm512_abs_epi64(mul8_i64(a, b, i, mask8(n - i))));
+    int t = nn_quant_shift_inl(_mm512_reduce_max_epu64(mx));
+    const __m128i ct = _mm_cvtsi32_si128(t);
+    const __m512i half = _mm512_set1_epi64(t ? 1ll << (t - 1) : 0);
+    const __m512i lo = _mm512_set1_epi64(-32767), hi = _mm512_set1_epi64(32767);
+    for (uint32_t i = 0; i < n; i += 8) {
+        __mmask8 m = mask8(n - i);
+        __m512i r = _mm512_sra_epi64(_mm512_add_epi64(mul8_i64(a, b, i, m), half), ct);
+        _mm512_mask_cvtepi64_storeu_epi16(out + i, m, _mm512_min_epi64(_mm512_max_epi64(r, lo), hi));
+    }
+    return t;
+}
+
+/* nn_sumsq_i32_ref: each square (<= 2^62) split into its high and low 32 bits, summed
+ * in separate 64-bit lanes (below 2^61 for n < 2^32), joined in 128 bits at the end. */
+static void sumsq_avx512(const int32_t *x, uint32_t n, uint64_t ss[2])
+{
+    const __m512i lo32 = _mm512_set1_epi64(0xffffffffll);
+    __m512i h = _mm512_setzero_si512(), l = _mm512_setzero_si512();
+    for (uint32_t i = 0; i < n; i += 8) {
+        __m512i p = mul8_i64(x, x, i, mask8(n - i));
+        h = _mm512_add_epi64(h, _mm512_srli_epi64(p, 32));
+        l = _mm512_add_epi64(l, _mm512_and_si512(p, lo32));
+    }
+    uint64_t hv[8], lv[8];
+    _mm512_storeu_si512((void *)hv, h);
+    _mm512_storeu_si512((void *)lv, l);
+    unsigned __int128 s = 0;
+    for (int k = 0; k < 8; k++)
+        s += ((unsigned __int128)hv[k] << 32) + lv[k];
+    ss[0] = (uint64_t)s;
+    ss[1] = (uint64_t)(s >> 64);
+}
+
 const nn_kernels nn_kernels_avx512vnni = {
     .name = "avx512vnni",
     .matmul_q8_q16 = mm_avx512,
@@ -692,6 +764,9 @@ const nn_kernels nn_kernels_avx512vnni = {
     .silu_q16 = silu_avx512,
     .scores_q16 = nn_scores_q16_avx2,
     .probs_align = nn_probs_align_avx2,
+    .quant_i32_i16 = quant_i32_avx512,
+    .mul_quant_i16 = mul_quant_avx512,
+    .sumsq_i32 = sumsq_avx512,
 };
 
 #ifdef __clang__

@@ -488,6 +488,9 @@ const nn_kernels nn_kernels_neon = {
     .silu_q16 = silu_neon,
     .scores_q16 = nn_scores_q16_ref,
     .probs_align = nn_probs_align_ref,
+    .quant_i32_i16 = nn_quant_i32_i16,
+    .mul_quant_i16 = nn_mul_quant_i16_ref,
+    .sumsq_i32 = nn_sumsq_i32_ref,
 };
 
 /* ---- dotprod matmul ---------------------------------------------------------------- */
@@ -664,6 +667,9 @@ const nn_kernels nn_kernels_dotprod = {
     .silu_q16 = silu_neon,
     .scores_q16 = nn_scores_q16_ref,
     .probs_align = nn_probs_align_ref,
+    .quant_i32_i16 = nn_quant_i32_i16,
+    .mul_quant_i16 = nn_mul_quant_i16_ref,
+    .sumsq_i32 = nn_sumsq_i32_ref,
 };
 
 #endif /* NN_HAVE_DOTPROD_KERNELS */

@@ -106,3 +106,27 @@ void nn_probs_align_ref(int32_t *p, uint64_t inv, const int8_t *e, size_t e_stri
         p[j] = (int32_t)nn_rshift_round_i64_inl((int64_t)pj, tmax - e[(size_t)j * e_stride]);
     }
 }
+
+int nn_mul_quant_i16_ref(const int32_t *a, const int32_t *b, uint32_t n, int16_t *out)
+{
+    uint64_t amax = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        int64_t p = (int64_t)a[i] * b[i];
+        uint64_t ap = p < 0 ? (uint64_t)0 - (uint64_t)p : (uint64_t)p;
+        if (ap > amax)
+            amax = ap;
+    }
+    int t = nn_quant_shift_inl(amax);
+    for (uint32_t i = 0; i < n; i++)
+        out[i] = nn_clamp_i16_inl(nn_rshift_round_i64_inl((int64_t)a[i] * b[i], t));
+    return t;
+}
+
+void nn_sumsq_i32_ref(const int32_t *x, uint32_t n, uint64_t ss[2])
+{
+    unsigned __int128 s = 0;
+    for (uint32_t i = 0; i < n; i++)
+        s += (unsigned __int128)((int64_t)x[i] * x[i]);
+    ss[0] = (uint64_t)s;
+    ss[1] = (uint64_t)(s >> 64);
+}

@@ -133,9 +133,9 @@ static uint32_t max3(uint32_t a, uint32_t b, uint32_t c)
 /*
  * Per-thread scratch, one region per worker:
  *   score int32[max_seq] | prob int32[max_seq] | dots int64[max_seq] | acc int64[head_dim]
- *   | q16 int16[head_dim] (padded to 8) | hh int64[hidden] (SwiGLU product)
+ *   | q16 int16[head_dim]
  */
-typedef struct scratch_layout { size_t prob, dots, acc, q16, hh, bytes; } scratch_layout;
+typedef struct scratch_layout { size_t prob, dots, acc, q16, bytes; } scratch_layout;
 
 static scratch_layout scratch_of(const nn_model *m, uint32_t max_seq)
 {
@@ -144,8 +144,7 @@ static scratch_layout scratch_of(const nn_model *m, uint32_t max_seq)
     l.dots = l.prob + (size_t)max_seq * 4;
     l.acc = l.dots + (size_t)max_seq * 8;
     l.q16 = l.acc + (size_t)m->cfg.head_dim * 8;
-    l.hh = l.q16 + (((size_t)m->cfg.head_dim * 2 + 7) & ~(size_t)7);
-    l.bytes = (l.hh + (size_t)m->cfg.hidden_dim * 8 + 63) & ~(size_t)63;
+    l.bytes = (l.q16 + (size_t)m->cfg.head_dim * 2 + 63) & ~(size_t)63;
     return l;
 }
 
@@ -340,12 +339,13 @@ static void embed(const nn_q8_mat *e, uint32_t token, int32_t *x)
  *   integer square root r has 31 bits. out = round(x * g / 2^t) with t chosen so that
  *   |out| < 2^15; 1/rms goes into the scale's mantissa (2^62 / r).
  */
-static nn_scale rmsnorm(const int32_t *x, const nn_vec_i32 *g, uint64_t eps_q32, int16_t *out)
+static nn_scale rmsnorm(const nn_kernels *kern, const int32_t *x, const nn_vec_i32 *g, uint64_t eps_q32,
+                        int16_t *out)
 {
     uint32_t n = g->n;
-    u128 ss = 0;
-    for (uint32_t i = 0; i < n; i++)
-        ss += (u128)((int64_t)x[i] * x[i]);
+    uint64_t s2[2];
+    kern->sumsq_i32(x, n, s2);
+    u128 ss = ((u128)s2[1] << 64) | s2[0];
     int k = 0;
     while (ss >> 62) {
         ss >>= 2;
@@ -360,20 +360,7 @@ static nn_scale rmsnorm(const int32_t *x, const nn_vec_i32 *g, uint64_t eps_q32,
         j++;
     }
     uint64_t r = nn_isqrt_u64(v);                      /* [2^30, 2^31] */
-    uint64_t amax = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        int64_t y = (int64_t)x[i] * g->v[i];
-        uint64_t ay = y < 0 ? (uint64_t)-y : (uint64_t)y;
-        if (ay > amax)
-            amax = ay;
-    }
-    int t = nn_bitlen_u64(amax) - 15;
-    if (t < 0)
-        t = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        int64_t y = nn_rshift_round_i64((int64_t)x[i] * g->v[i], t);
-        out[i] = (int16_t)(y > 32767 ? 32767 : y < -32767 ? -32767 : y);
-    }
+    int t = kern->mul_quant_i16(x, g->v, n, out);
     uint64_t inv = (1ull << 62) / r;
     nn_scale s = { inv > 0xffffffffull ? 0xffffffffu : (uint32_t)inv, 62 - t + g->exp + k / 2 - j };
     return s;
@@ -391,10 +378,11 @@ static void rope_apply(int32_t *v, uint32_t n, uint32_t head_dim, const int32_t 
 }
 
 /* Quantise each kv head of a Q16 row into the cache with its own exponent. */
-static void kv_store(const int32_t *src, uint32_t n_kv, uint32_t hd, int16_t *dst, int8_t *exps)
+static void kv_store(const nn_kernels *kern, const int32_t *src, uint32_t n_kv, uint32_t hd, int16_t *dst,
+                     int8_t *exps)
 {
     for (uint32_t h = 0; h < n_kv; h++)
-        exps[h] = (int8_t)nn_quant_i32_i16(src + h * hd, hd, dst + h * hd);
+        exps[h] = (int8_t)kern->quant_i32_i16(src + h * hd, hd, dst + h * hd);
 }
 
 /* ---- attention ---------------------------------------------------------------------- */
@@ -448,7 +436,7 @@ static void attend_head(const nn_session *s, uint32_t layer, uint32_t pos, uint3
     int64_t *dots = (int64_t *)(void *)(scratch + sl.dots);
     int64_t *acc = (int64_t *)(void *)(scratch + sl.acc);
     int16_t *q16 = (int16_t *)(void *)(scratch + sl.q16);
-    int tq = nn_quant_i32_i16(q, hd, q16);
+    int tq = s->kern->quant_i32_i16(q, hd, q16);
 
     size_t base = (size_t)layer * s->max_seq;
     const int16_t *kc = s->kc + base * m->kv_dim + (size_t)kvh * hd;
@@ -631,7 +619,8 @@ static void tok_attn_norm(fwd_ctx *c, uint32_t b, uint8_t *scratch)
         for (uint32_t i = 0; i < dim; i++)
             x[i] = nn_sat32((int64_t)x[i] + o[i]);
     }
-    s->xs[b] = rmsnorm(x, &m->layers[c->layer].att_norm, m->cfg.norm_eps_q32, s->xa + (size_t)b * xa_stride(m));
+    s->xs[b] = rmsnorm(s->kern, x, &m->layers[c->layer].att_norm, m->cfg.norm_eps_q32,
+                       s->xa + (size_t)b * xa_stride(m));
     tok_a8(c, b);
 }
 
@@ -646,8 +635,8 @@ static void tok_rope_store(fwd_ctx *c, uint32_t b, uint8_t *scratch)
     (void)scratch;
     rope_apply(s->q + (size_t)b * qd, qd, hd, sc);
     rope_apply(s->k + (size_t)b * kvd, kvd, hd, sc);
-    kv_store(s->k + (size_t)b * kvd, nkv, hd, s->kc + row * kvd, s->kt + row * nkv);
-    kv_store(s->v + (size_t)b * kvd, nkv, hd, s->vc + row * kvd, s->vt + row * nkv);
+    kv_store(s->kern, s->k + (size_t)b * kvd, nkv, hd, s->kc + row * kvd, s->kt + row * nkv);
+    kv_store(s->kern, s->v + (size_t)b * kvd, nkv, hd, s->vc + row * kvd, s->vt + row * nkv);
 }
 
 /* The attention output, quantised for the output projection. */
@@ -656,8 +645,8 @@ static void tok_attn_quant(fwd_ctx *c, uint32_t b, uint8_t *scratch)
     nn_session *s = c->s;
     const nn_model *m = s->m;
     (void)scratch;
-    s->xs[b] = nn_scale_pow2(nn_quant_i32_i16(s->att + (size_t)b * m->q_dim, m->q_dim,
-                                              s->xa + (size_t)b * xa_stride(m)) - 16);
+    s->xs[b] = nn_scale_pow2(s->kern->quant_i32_i16(s->att + (size_t)b * m->q_dim, m->q_dim,
+                                                    s->xa + (size_t)b * xa_stride(m)) - 16);
     tok_a8(c, b);
 }
 
@@ -672,7 +661,8 @@ static void tok_ffn_norm(fwd_ctx *c, uint32_t b, uint8_t *scratch)
     (void)scratch;
     for (uint32_t i = 0; i < dim; i++)
         x[i] = nn_sat32((int64_t)x[i] + o[i]);
-    s->xs[b] = rmsnorm(x, &m->layers[c->layer].ffn_norm, m->cfg.norm_eps_q32, s->xa + (size_t)b * xa_stride(m));
+    s->xs[b] = rmsnorm(s->kern, x, &m->layers[c->layer].ffn_norm, m->cfg.norm_eps_q32,
+                       s->xa + (size_t)b * xa_stride(m));
     tok_a8(c, b);
 }
 
@@ -682,11 +672,9 @@ static void tok_swiglu_quant(fwd_ctx *c, uint32_t b, uint8_t *scratch)
     nn_session *s = c->s;
     const nn_model *m = s->m;
     uint32_t hid = m->cfg.hidden_dim;
-    int64_t *hh = (int64_t *)(void *)(scratch + scratch_of(m, s->max_seq).hh);
-    const int32_t *h1 = s->h1 + (size_t)b * hid, *h3 = s->h3 + (size_t)b * hid;
-    for (uint32_t i = 0; i < hid; i++)
-        hh[i] = (int64_t)h1[i] * h3[i];                                /* Q32 */
-    s->xs[b] = nn_scale_pow2(nn_quant_i64_i16(hh, hid, s->xa + (size_t)b * xa_stride(m)) - 32);
+    (void)scratch;
+    s->xs[b] = nn_scale_pow2(s->kern->mul_quant_i16(s->h1 + (size_t)b * hid, s->h3 + (size_t)b * hid, hid,
+                                                    s->xa + (size_t)b * xa_stride(m)) - 32);
     tok_a8(c, b);
 }
 
@@ -779,7 +767,7 @@ static void logits_block(nn_session *s, uint32_t b0, uint32_t B)
     uint32_t dim = m->cfg.dim, stride = max3(dim, m->q_dim, m->cfg.hidden_dim);
     uint32_t n = B - b0;
     for (uint32_t b = 0; b < n; b++)
-        s->xs[b] = rmsnorm(s->x + (size_t)(b0 + b) * dim, &m->final_norm, m->cfg.norm_eps_q32,
+        s->xs[b] = rmsnorm(s->kern, s->x + (size_t)(b0 + b) * dim, &m->final_norm, m->cfg.norm_eps_q32,
                            s->xa + (size_t)b * stride);
     fwd_ctx fc = { .s = s };
     nn_mm_args cls = mm_args(s, &m->cls, n, s->logits, m->cfg.vocab_size);
@@ -877,14 +865,16 @@ nn_status nn_session_exit_logits(nn_session *s, uint32_t layer, const int32_t *x
         if (L && L->has_exit) {
             /* x + A x: A takes x as int16 with a power-of-two scale. */
             for (uint32_t b = 0; b < B; b++)
-                s->xs[b] = nn_scale_pow2(nn_quant_i32_i16(s->x + (size_t)b * dim, dim, s->xa + (size_t)b * stride) - 16);
+                s->xs[b] = nn_scale_pow2(
+                    s->kern->quant_i32_i16(s->x + (size_t)b * dim, dim, s->xa + (size_t)b * stride) - 16);
             nn_mm_args a = mm_args(s, &L->exit_proj, B, s->o, dim);
             matmuls(s, &fc, &a, 1);
             for (uint32_t i = 0; i < B * dim; i++)
                 s->x[i] = nn_sat32((int64_t)s->x[i] + s->o[i]);
         }
         for (uint32_t b = 0; b < B; b++)
-            s->xs[b] = rmsnorm(s->x + (size_t)b * dim, &m->final_norm, m->cfg.norm_eps_q32, s->xa + (size_t)b * stride);
+            s->xs[b] = rmsnorm(s->kern, s->x + (size_t)b * dim, &m->final_norm, m->cfg.norm_eps_q32,
+                               s->xa + (size_t)b * stride);
         nn_mm_args cls = mm_args(s, &m->cls, B, out + (size_t)done * V, V);
         matmuls(s, &fc, &cls, 1);
         done += B;

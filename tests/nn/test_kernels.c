@@ -346,6 +346,75 @@ static void silu_rows(const nn_kernels *k)
     }
 }
 
+/* A row of n values for the row steps: kind 0 full-range random, 1 small (shift 0),
+ * 2 the extremes, 3 ties (odd multiples of 2^(t-1) once the shift is t), 4 one
+ * magnitude at a bit-length boundary among small values. */
+static void row_values(int32_t *x, uint32_t n, int kind, int pass)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        switch (kind) {
+        case 0: x[i] = (int32_t)rnd() >> (pass % 17); break;
+        case 1: x[i] = (int32_t)rndn(65535) - 32767; break;
+        case 2: x[i] = i % 3 == 0 ? INT32_MIN : i % 3 == 1 ? INT32_MAX : -INT32_MAX; break;
+        case 3: x[i] = (int32_t)((2 * (int64_t)rndn(1u << 14) + 1) * (rnd() & 1 ? 1 : -1) << (pass % 16)); break;
+        default: x[i] = (int32_t)rndn(1000) - 500; break;
+        }
+    }
+    if (kind == 4 && n)
+        x[rndn(n)] = (int32_t)((1ll << (15 + pass % 16)) - (pass & 1)) * (pass & 2 ? -1 : 1);
+}
+
+/*
+ * The row steps against their contracts: quant_i32_i16 against nn_quant_i32_i16,
+ * mul_quant_i16 against nn_quant_i64_i16 of the products (and the reference twin),
+ * sumsq_i32 against a 128-bit loop; lengths 0..300 (every vector tail) and 4099.
+ */
+static void row_steps(const nn_kernels *k)
+{
+    enum { N = 4099 };
+    static int32_t a[N], b[N];
+    static int64_t p[N];
+    static int16_t want[N], got[N];
+    for (int pass = 0; pass < 200; pass++) {
+        uint32_t n = pass < 150 ? (uint32_t)pass * 2 + (uint32_t)(pass & 1) : pass % 5 ? 1 + rndn(N) : N;
+        row_values(a, n, pass % 5, pass);
+        row_values(b, n, (pass / 5) % 5, pass / 3);
+        memset(want, 0x55, sizeof want);
+        memset(got, 0x55, sizeof got);
+        int tw = nn_quant_i32_i16(a, n, want), tg = k->quant_i32_i16(a, n, got);
+        if (tw != tg || memcmp(want, got, sizeof got)) {
+            print_error("kernel %s quant_i32_i16 differs: n %u kind %d pass %d\n", k->name, n, pass % 5, pass);
+            fail();
+        }
+        for (uint32_t i = 0; i < n; i++)
+            p[i] = (int64_t)a[i] * b[i];
+        memset(want, 0x55, sizeof want);
+        memset(got, 0x55, sizeof got);
+        tw = nn_quant_i64_i16(p, n, want);
+        tg = k->mul_quant_i16(a, b, n, got);
+        if (tw != tg || memcmp(want, got, sizeof got)) {
+            print_error("kernel %s mul_quant_i16 differs: n %u kinds %d %d pass %d\n", k->name, n, pass % 5,
+                        (pass / 5) % 5, pass);
+            fail();
+        }
+        unsigned __int128 ss = 0;
+        for (uint32_t i = 0; i < n; i++)
+            ss += (unsigned __int128)((int64_t)a[i] * a[i]);
+        uint64_t s2[2] = { 1, 1 };
+        k->sumsq_i32(a, n, s2);
+        if (s2[0] != (uint64_t)ss || s2[1] != (uint64_t)(ss >> 64)) {
+            print_error("kernel %s sumsq_i32 differs: n %u kind %d pass %d\n", k->name, n, pass % 5, pass);
+            fail();
+        }
+    }
+    /* The most a square sum can be here: N squares of INT32_MIN, N * 2^62 (past 2^64). */
+    for (uint32_t i = 0; i < N; i++)
+        a[i] = INT32_MIN;
+    uint64_t s2[2];
+    k->sumsq_i32(a, N, s2);
+    assert_true(s2[0] == (uint64_t)(N % 4) << 62 && s2[1] == N / 4);
+}
+
 /* nn_act8_quant as its contract states it (nn_fixed.h), one group at a time. */
 static void act8_brute(const int16_t *a, uint32_t n, uint32_t g, int8_t *q, uint8_t *sh, int32_t *sum)
 {
@@ -445,6 +514,7 @@ static void every_path_matches_ref(void **st)
         softmax_exp(k);
         silu_rows(k);
         act8_rows(k);
+        row_steps(k);
     }
 }
 
