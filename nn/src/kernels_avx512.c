@@ -10,7 +10,8 @@
  * Ragged group ends use masked loads (masked-off elements read as zero and never
  * fault), so the requirement is group % 16 == 0; groups of 4 or 8 take the AVX2
  * small-group kernel, other groups the reference.
- * The attention kernels are the AVX2 ones.
+ * The attention kernels for head sizes in whole 32-lane chunks use vpdpwssd; the
+ * softmax and score kernels are the AVX2 ones.
  *
  * Numerics version 2 (int8 activations, matmul_q8_a8) is where this path earns its
  * place: vpdpbusd does four int8 products per lane, and with interleaved weights one
@@ -725,6 +726,135 @@ static void silu_avx512(int32_t *x, uint32_t n)
 
 #undef SK
 
+/* ---- attention ------------------------------------------------------------------------ */
+
+/* 16 int32 lanes folded to 8 (pairs added: subset sums stay inside their bounds). */
+static inline __m256i fold16(__m512i v)
+{
+    return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+}
+
+/*
+ * Attention scores for head sizes in whole 32-lane chunks up to 256 (64 and 128 in
+ * every llama shape here): kernels_avx2.c's split q = 256 qh + ql, four rows at a
+ * time, with vpdpwssd adding each pair of int16 products into an int32 lane (no
+ * saturation; the AVX2 path's bounds hold for any order of summation). Other sizes and
+ * the last rows of a count not divisible by four take the AVX2 kernel.
+ */
+static void dot_rows_avx512(const int16_t *q, const int16_t *k, size_t k_stride, uint32_t n, uint32_t n_rows,
+                            int64_t *out)
+{
+    uint32_t j = 0;
+    if (n % 32 == 0 && n <= 256) {
+        int16_t qh[256], ql[256];
+        split_bytes(q, n, qh, ql);
+        for (; j + 4 <= n_rows; j += 4) {
+            const int16_t *k0 = k + j * k_stride;
+            if (j + ATT_PF_ROWS + 4 <= n_rows)
+                for (uint32_t r = 0; r < 4; r++)
+                    for (uint32_t off = 0; off < n * 2; off += 64)
+                        _mm_prefetch((const char *)(k0 + (ATT_PF_ROWS + r) * k_stride) + off, _MM_HINT_T0);
+            __m512i h[4], l[4];
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++)
+                h[r] = l[r] = _mm512_setzero_si512();
+            for (uint32_t i = 0; i < n; i += 32) {
+                __m512i a = _mm512_loadu_si512((const void *)(qh + i)), b = _mm512_loadu_si512((const void *)(ql + i));
+#pragma GCC unroll 4
+                for (int r = 0; r < 4; r++) {
+                    __m512i x = _mm512_loadu_si512((const void *)(k0 + r * k_stride + i));
+                    h[r] = _mm512_dpwssd_epi32(h[r], a, x);
+                    l[r] = _mm512_dpwssd_epi32(l[r], b, x);
+                }
+            }
+            int32_t v[8];
+            _mm256_storeu_si256((__m256i *)(void *)v, hsum8(fold16(h[0]), fold16(l[0]), fold16(h[1]), fold16(l[1]),
+                                                            fold16(h[2]), fold16(l[2]), fold16(h[3]), fold16(l[3])));
+            for (uint32_t r = 0; r < 4; r++)
+                out[j + r] = (int64_t)v[2 * r] * 256 + v[2 * r + 1];
+        }
+    }
+    if (j < n_rows)
+        nn_dot_rows_i16_avx2(q, k + j * k_stride, k_stride, n, n_rows - j, out + j);
+}
+
+/* (H << 16) + (M << 8) + L of 8 int32 lanes, as int64. */
+static inline __m512i axpy_join(__m256i H, __m256i M, __m256i L)
+{
+    return _mm512_add_epi64(_mm512_add_epi64(_mm512_slli_epi64(_mm512_cvtepi32_epi64(H), 16),
+                                             _mm512_slli_epi64(_mm512_cvtepi32_epi64(M), 8)),
+                            _mm512_cvtepi32_epi64(L));
+}
+
+/*
+ * Attention values for head sizes in whole 32-lane chunks: kernels_avx2.c's
+ * axpy_rows_split (p = 2^16 ph + 2^8 pm + pl, two rows interleaved per vpmaddwd, blocks
+ * of rows whose parts fit int32) on 512-bit vectors with vpdpwssd. Within each 128-bit
+ * lane the "lo" sums hold outputs 8L..8L+3 and the "hi" sums 8L+4..8L+7; the join puts
+ * them back in order. Other sizes, and an odd count's last row, take the AVX2 kernel.
+ */
+static void axpy_rows_avx512(const int32_t *p, const int16_t *v, size_t v_stride, uint32_t n, uint32_t n_rows,
+                             int64_t *acc)
+{
+    enum { MAX_PAIRS = 64 };
+    if (n % 32) {
+        nn_axpy_rows_i16_avx2(p, v, v_stride, n, n_rows, acc);
+        return;
+    }
+    int32_t pk[MAX_PAIRS][3];              /* per pair: ph, pm, pl of both rows, as int16 pairs */
+    uint32_t j = 0;
+    while (j + 1 < n_rows) {
+        uint32_t j0 = j, np = 0, hsum = 0;
+        for (; np < MAX_PAIRS && j + 1 < n_rows; np++, j += 2) {
+            uint32_t a = (uint32_t)p[j], b = (uint32_t)p[j + 1];
+            if (hsum + (a >> 16) + (b >> 16) > 65535)
+                break;                        /* np > 0 here: one pair's sum is <= 65534 */
+            hsum += (a >> 16) + (b >> 16);
+            pk[np][0] = (int32_t)((a >> 16) | (b >> 16) << 16);
+            pk[np][1] = (int32_t)((a >> 8 & 255) | (b >> 8 & 255) << 16);
+            pk[np][2] = (int32_t)((a & 255) | (b & 255) << 16);
+            if (j + ATT_PF_ROWS + 1 < n_rows)
+                for (uint32_t r = 0; r < 2; r++)
+                    for (uint32_t off = 0; off < n * 2; off += 64)
+                        _mm_prefetch((const char *)(v + (j + ATT_PF_ROWS + r) * v_stride) + off, _MM_HINT_T0);
+        }
+        for (uint32_t i = 0; i < n; i += 32) {
+            __m512i hl = _mm512_setzero_si512(), hh = hl, ml = hl, mh = hl, ll = hl, lh = hl;
+            const int16_t *r = v + j0 * v_stride + i;
+            for (uint32_t k = 0; k < np; k++, r += 2 * v_stride) {
+                __m512i x = _mm512_loadu_si512((const void *)r), y = _mm512_loadu_si512((const void *)(r + v_stride));
+                __m512i lo = _mm512_unpacklo_epi16(x, y), hi = _mm512_unpackhi_epi16(x, y);
+                __m512i H = _mm512_set1_epi32(pk[k][0]), M = _mm512_set1_epi32(pk[k][1]),
+                        L = _mm512_set1_epi32(pk[k][2]);
+                hl = _mm512_dpwssd_epi32(hl, lo, H);
+                hh = _mm512_dpwssd_epi32(hh, hi, H);
+                ml = _mm512_dpwssd_epi32(ml, lo, M);
+                mh = _mm512_dpwssd_epi32(mh, hi, M);
+                ll = _mm512_dpwssd_epi32(ll, lo, L);
+                lh = _mm512_dpwssd_epi32(lh, hi, L);
+            }
+            /* lo lanes 0-7: outputs 0-3, 8-11; 8-15: 16-19, 24-27 (hi: each + 4). */
+            __m512i la = axpy_join(_mm512_castsi512_si256(hl), _mm512_castsi512_si256(ml), _mm512_castsi512_si256(ll));
+            __m512i lb = axpy_join(_mm512_extracti64x4_epi64(hl, 1), _mm512_extracti64x4_epi64(ml, 1),
+                                   _mm512_extracti64x4_epi64(ll, 1));
+            __m512i ha = axpy_join(_mm512_castsi512_si256(hh), _mm512_castsi512_si256(mh), _mm512_castsi512_si256(lh));
+            __m512i hb = axpy_join(_mm512_extracti64x4_epi64(hh, 1), _mm512_extracti64x4_epi64(mh, 1),
+                                   _mm512_extracti64x4_epi64(lh, 1));
+            int64_t *o = acc + i;
+            _mm512_storeu_si512((void *)o, _mm512_add_epi64(_mm512_loadu_si512((const void *)o),
+                                                            _mm512_shuffle_i64x2(la, ha, _MM_SHUFFLE(1, 0, 1, 0))));
+            _mm512_storeu_si512((void *)(o + 8), _mm512_add_epi64(_mm512_loadu_si512((const void *)(o + 8)),
+                                                                  _mm512_shuffle_i64x2(la, ha, _MM_SHUFFLE(3, 2, 3, 2))));
+            _mm512_storeu_si512((void *)(o + 16), _mm512_add_epi64(_mm512_loadu_si512((const void *)(o + 16)),
+                                                                   _mm512_shuffle_i64x2(lb, hb, _MM_SHUFFLE(1, 0, 1, 0))));
+            _mm512_storeu_si512((void *)(o + 24), _mm512_add_epi64(_mm512_loadu_si512((const void *)(o + 24)),
+                                                                   _mm512_shuffle_i64x2(lb, hb, _MM_SHUFFLE(3, 2, 3, 2))));
+        }
+    }
+    if (j < n_rows)
+        nn_axpy_rows_i16_avx2(p + j, v + j * v_stride, v_stride, n, 1, acc);
+}
+
 /* ---- row steps (RMSNorm, SwiGLU, the attention output, the KV cache) ---------------- */
 
 /* The first min(n, 16) / min(n, 8) lanes. */
@@ -802,8 +932,8 @@ const nn_kernels nn_kernels_avx512vnni = {
     .matmul_q8_q16 = mm_avx512,
     .matmul_q8_a8 = mm_a8_avx512,
     .dot_i16 = nn_dot_i16_avx2,
-    .dot_rows_i16 = nn_dot_rows_i16_avx2,
-    .axpy_rows_i16 = nn_axpy_rows_i16_avx2,
+    .dot_rows_i16 = dot_rows_avx512,
+    .axpy_rows_i16 = axpy_rows_avx512,
     .softmax_exp_q30 = nn_softmax_exp_q30_avx2,
     .act8_quant = act8_avx512,
     .silu_q16 = silu_avx512,

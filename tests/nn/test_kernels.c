@@ -200,10 +200,11 @@ static void ref_matches_brute_force(void **st)
  */
 static void attention_rows(const nn_kernels *k)
 {
-    static const uint32_t dims[] = { 1, 3, 4, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 128, 256 };
-    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+    static const uint32_t dims[] = { 1, 3, 4, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 96, 100, 128, 256, 64, 32 };
+    for (size_t di = 0; di < 3 * (sizeof dims / sizeof dims[0]); di++) {
         /* Up to 1100 rows: the AVX2 axpy adds blocks of up to 128 rows in int32. */
-        uint32_t n = dims[di], rows = 1 + rndn(di % 2 ? 300 : 1100), stride = n + rndn(40);
+        uint32_t n = dims[di % (sizeof dims / sizeof dims[0])], rows = 1 + rndn(di % 2 ? 300 : 1100);
+        uint32_t stride = n + rndn(40);
         int extreme = di % 3 == 0;
         int16_t *q = malloc(n * 2), *kv = malloc(((size_t)rows * stride + 1) * 2);
         int32_t *p = malloc(rows * 4);
