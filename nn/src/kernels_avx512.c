@@ -10,8 +10,8 @@
  * Ragged group ends use masked loads (masked-off elements read as zero and never
  * fault), so the requirement is group % 16 == 0; groups of 4 or 8 take the AVX2
  * small-group kernel, other groups the reference.
- * The attention kernels for head sizes in whole 32-lane chunks use vpdpwssd; the
- * softmax and score kernels are the AVX2 ones.
+ * The attention kernels for head sizes in whole 32-lane chunks use vpdpwssd, the
+ * softmax SiLU's exp on 512-bit lanes; the score kernels are the AVX2 ones.
  *
  * Numerics version 2 (int8 activations, matmul_q8_a8) is where this path earns its
  * place: vpdpbusd does four int8 products per lane, and with interleaved weights one
@@ -35,6 +35,10 @@
 #include "fixed_inline.h"
 #include "kernels_x86.h"
 #include "kernels_a8.h"
+
+/* The first min(n, 16) of 16 lanes, min(n, 8) of 8. */
+static inline __mmask16 mask16(uint32_t n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1); }
+static inline __mmask8 mask8(uint32_t n) { return n >= 8 ? (__mmask8)0xff : (__mmask8)((1u << n) - 1); }
 
 /* The first min(n, 32) of 32 lanes. */
 static inline __mmask32 mask32(uint32_t n)
@@ -453,13 +457,28 @@ static inline void il_flush(const nn_mm_args *A, uint32_t t, uint32_t rb, uint32
 }
 
 /* Token t's sums of blocks rb (low halves of e, o) and rb + 1 (high halves, if nrb is
- * 2). */
+ * 2) into the rows of [r0, r1), whose lanes are mask (row rb * 8 + i is lane i): both
+ * blocks' even rows in one mulshift8, the odd rows in another, interleaved back into
+ * one 16-row store. Where mulshift8 cannot, il_flush's way per block. */
 static inline void il_zflush(const nn_mm_args *A, uint32_t t, uint32_t rb, uint32_t nrb, uint32_t r0, uint32_t r1,
-                             __m512i e, __m512i o)
+                             __mmask16 mask, __m512i e, __m512i o)
 {
-    il_flush(A, t, rb, r0, r1, _mm512_castsi512_si256(e), _mm512_castsi512_si256(o));
-    if (nrb > 1)
-        il_flush(A, t, rb + 1, r0, r1, _mm512_extracti64x4_epi64(e, 1), _mm512_extracti64x4_epi64(o, 1));
+    uint32_t m = A->as[t].m;
+    int s = A->as[t].e + A->w->exp - 16;
+    __m256i re, ro;
+    if (m >= (1u << 31) && s >= 32 && s <= 93 && mulshift8(e, m, s, &re) && mulshift8(o, m, s, &ro)) {
+        const __m512i zip = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        _mm512_mask_storeu_epi32(A->out + (size_t)t * A->out_stride + rb * 8, mask,
+                                 _mm512_permutex2var_epi32(_mm512_castsi256_si512(re), zip, _mm512_castsi256_si512(ro)));
+        return;
+    }
+    int64_t acc[8];
+    il_rows8(_mm512_castsi512_si256(e), _mm512_castsi512_si256(o), acc);
+    nn_a8_flush(A, t, rb, r0, r1, acc);
+    if (nrb > 1) {
+        il_rows8(_mm512_extracti64x4_epi64(e, 1), _mm512_extracti64x4_epi64(o, 1), acc);
+        nn_a8_flush(A, t, rb + 1, r0, r1, acc);
+    }
 }
 
 /*
@@ -488,6 +507,9 @@ static void mm_a8_il(const nn_mm_args *A, uint32_t r0, uint32_t r1)
     }
     for (uint32_t rb = rb0; rb < rb1; rb += 2) {
         uint32_t nrb = rb + 1 < rb1 ? 2 : 1;
+        /* The lanes of rows [r0, r1) among the blocks' 8 * nrb. */
+        uint32_t base = rb * 8, lo = r0 > base ? r0 - base : 0, hi = r1 - base < 8 * nrb ? r1 - base : 8 * nrb;
+        __mmask16 mask = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
         /* The two blocks' weights (cols x 16 bytes) stay in L1 or L2 while every token
          * of the block passes, eight at a time (a short last set repeats its last
          * token); the tokens' activations stream from L2. */
@@ -507,7 +529,7 @@ static void mm_a8_il(const nn_mm_args *A, uint32_t r0, uint32_t r1)
             else
                 il_z8(A, rb, nrb, a, sum, sh, G, e, o);
             for (uint32_t k = 0; k < 8 && t + k < T; k++)
-                il_zflush(A, t + k, rb, nrb, r0, r1, e[k], o[k]);
+                il_zflush(A, t + k, rb, nrb, r0, r1, mask, e[k], o[k]);
         }
     }
 }
@@ -724,6 +746,31 @@ static void silu_avx512(int32_t *x, uint32_t n)
     }
 }
 
+/* Softmax numerators: exp8_q30 over SK x 8 scores at a time (masked lanes are loaded
+ * as 0, computed, and neither stored nor summed). */
+static int64_t softmax_exp_avx512(const int32_t *x, int32_t xmax, uint32_t n, int32_t *out)
+{
+    const __m512i mx = _mm512_set1_epi64(xmax);
+    __m512i tot = _mm512_setzero_si512();
+    for (uint32_t i = 0; i < n; i += 8 * SK) {
+        __m512i d[SK];
+        __mmask8 m[SK];
+#pragma GCC unroll 8
+        for (int k = 0; k < SK; k++) {
+            uint32_t at = i + 8 * (uint32_t)k;
+            m[k] = mask8(n > at ? n - at : 0);
+            d[k] = _mm512_sub_epi64(_mm512_cvtepi32_epi64(_mm256_maskz_loadu_epi32(m[k], x + at)), mx);
+        }
+        exp8_q30(d);
+#pragma GCC unroll 8
+        for (int k = 0; k < SK; k++) {
+            _mm512_mask_cvtepi64_storeu_epi32(out + i + 8 * k, m[k], d[k]);
+            tot = _mm512_add_epi64(tot, _mm512_maskz_mov_epi64(m[k], d[k]));
+        }
+    }
+    return _mm512_reduce_add_epi64(tot);
+}
+
 #undef SK
 
 /* ---- attention ------------------------------------------------------------------------ */
@@ -747,7 +794,11 @@ static void dot_rows_avx512(const int16_t *q, const int16_t *k, size_t k_stride,
     uint32_t j = 0;
     if (n % 32 == 0 && n <= 256) {
         int16_t qh[256], ql[256];
-        split_bytes(q, n, qh, ql);
+        for (uint32_t i = 0; i < n; i += 32) {   /* split_bytes: qh = q >> 8, ql = q & 255 */
+            __m512i v = _mm512_loadu_si512((const void *)(q + i));
+            _mm512_storeu_si512((void *)(qh + i), _mm512_srai_epi16(v, 8));
+            _mm512_storeu_si512((void *)(ql + i), _mm512_and_si512(v, _mm512_set1_epi16(255)));
+        }
         for (; j + 4 <= n_rows; j += 4) {
             const int16_t *k0 = k + j * k_stride;
             if (j + ATT_PF_ROWS + 4 <= n_rows)
@@ -857,10 +908,6 @@ static void axpy_rows_avx512(const int32_t *p, const int16_t *v, size_t v_stride
 
 /* ---- row steps (RMSNorm, SwiGLU, the attention output, the KV cache) ---------------- */
 
-/* The first min(n, 16) / min(n, 8) lanes. */
-static inline __mmask16 mask16(uint32_t n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1); }
-static inline __mmask8 mask8(uint32_t n) { return n >= 8 ? (__mmask8)0xff : (__mmask8)((1u << n) - 1); }
-
 /* nn_quant_i32_i16: |x| as unsigned 32-bit lanes (|INT32_MIN| = 2^31 is right as
  * unsigned), then round(x / 2^t) = (x >> t) + bit t-1 of x, which cannot overflow. */
 static int quant_i32_avx512(const int32_t *x, uint32_t n, int16_t *out)
@@ -934,7 +981,7 @@ const nn_kernels nn_kernels_avx512vnni = {
     .dot_i16 = nn_dot_i16_avx2,
     .dot_rows_i16 = dot_rows_avx512,
     .axpy_rows_i16 = axpy_rows_avx512,
-    .softmax_exp_q30 = nn_softmax_exp_q30_avx2,
+    .softmax_exp_q30 = softmax_exp_avx512,
     .act8_quant = act8_avx512,
     .silu_q16 = silu_avx512,
     .scores_q16 = nn_scores_q16_avx2,
