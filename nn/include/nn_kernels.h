@@ -116,6 +116,12 @@ typedef struct nn_kernels {
     int (*mul_quant_i16)(const int32_t *a, const int32_t *b, uint32_t n, int16_t *out);
     /* sum x[i]^2, exact in 128 bits: ss[0] the low 64 bits, ss[1] the high (n < 2^32). */
     void (*sumsq_i32)(const int32_t *x, uint32_t n, uint64_t ss[2]);
+    /* RoPE in place on the interleaved pairs (v[i], v[i + 1]) of a Q16 row of n values
+     * (n even), rotated by sc[i % head_dim] = sin and sc[i % head_dim + 1] = cos (Q30):
+     *   v[i]     = nn_sat32((v[i] * cos - v[i + 1] * sin + 2^29) >> 30)
+     *   v[i + 1] = nn_sat32((v[i] * sin + v[i + 1] * cos + 2^29) >> 30)
+     * in int64 (|sin|, |cos| <= 2^30). */
+    void (*rope_q30)(int32_t *v, uint32_t n, uint32_t head_dim, const int32_t *sc);
 } nn_kernels;
 
 /* The portable reference twins. */
@@ -133,6 +139,7 @@ int32_t nn_scores_q16_ref(const int64_t *dots, const int8_t *e, size_t e_stride,
 void    nn_probs_align_ref(int32_t *p, uint64_t inv, const int8_t *e, size_t e_stride, int tmax, uint32_t n);
 int     nn_mul_quant_i16_ref(const int32_t *a, const int32_t *b, uint32_t n, int16_t *out);
 void    nn_sumsq_i32_ref(const int32_t *x, uint32_t n, uint64_t ss[2]);
+void    nn_rope_q30_ref(int32_t *v, uint32_t n, uint32_t head_dim, const int32_t *sc);
 
 /*
  * Returns the kernel path named name ("ref" always exists), or the best path this

@@ -745,6 +745,7 @@ const nn_kernels nn_kernels_avx2 = {
     .quant_i32_i16 = nn_quant_i32_i16,
     .mul_quant_i16 = nn_mul_quant_i16_ref,
     .sumsq_i32 = nn_sumsq_i32_ref,
+    .rope_q30 = nn_rope_q30_ref,
 };
 
 #ifdef __clang__

@@ -974,6 +974,34 @@ static void sumsq_avx512(const int32_t *x, uint32_t n, uint64_t ss[2])
     ss[1] = (uint64_t)(s >> 64);
 }
 
+/* nn_rope_q30_ref on 8 pairs at a time for head sizes of a multiple of 16: each lane
+ * times its cos plus its pair partner times -sin (first of a pair) or +sin (second),
+ * in int64 by vpmuldq on the even and the odd lanes. Other sizes: the reference. */
+static void rope_avx512(int32_t *v, uint32_t n, uint32_t head_dim, const int32_t *sc)
+{
+    if (head_dim % 16 || n % 16) {
+        nn_rope_q30_ref(v, n, head_dim, sc);
+        return;
+    }
+    const __m512i half = _mm512_set1_epi64(1ll << 29), lo = _mm512_set1_epi64(INT32_MIN),
+                  hi = _mm512_set1_epi64(INT32_MAX), low32 = _mm512_set1_epi64(0xffffffffll);
+    for (uint32_t i = 0; i < n; i += 16) {
+        __m512i x = _mm512_loadu_si512((const void *)(v + i));
+        __m512i t = _mm512_loadu_si512((const void *)(sc + i % head_dim));
+        __m512i xs = _mm512_shuffle_epi32(x, _MM_SHUFFLE(2, 3, 0, 1));            /* pair partners */
+        __m512i c = _mm512_shuffle_epi32(t, _MM_SHUFFLE(3, 3, 1, 1));              /* cos, cos */
+        __m512i s = _mm512_shuffle_epi32(t, _MM_SHUFFLE(2, 2, 0, 0));              /* sin, sin */
+        s = _mm512_mask_sub_epi32(s, 0x5555, _mm512_setzero_si512(), s);            /* -sin, sin */
+        __m512i ev = _mm512_add_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, c), _mm512_mul_epi32(xs, s)), half);
+        __m512i od = _mm512_add_epi64(_mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(c, 32)),
+                                                       _mm512_mul_epi32(_mm512_srli_epi64(xs, 32), _mm512_srli_epi64(s, 32))),
+                                      half);
+        ev = _mm512_min_epi64(_mm512_max_epi64(_mm512_srai_epi64(ev, 30), lo), hi);
+        od = _mm512_min_epi64(_mm512_max_epi64(_mm512_srai_epi64(od, 30), lo), hi);
+        _mm512_storeu_si512((void *)(v + i), _mm512_or_si512(_mm512_and_si512(ev, low32), _mm512_slli_epi64(od, 32)));
+    }
+}
+
 const nn_kernels nn_kernels_avx512vnni = {
     .name = "avx512vnni",
     .matmul_q8_q16 = mm_avx512,
@@ -989,6 +1017,7 @@ const nn_kernels nn_kernels_avx512vnni = {
     .quant_i32_i16 = quant_i32_avx512,
     .mul_quant_i16 = mul_quant_avx512,
     .sumsq_i32 = sumsq_avx512,
+    .rope_q30 = rope_avx512,
 };
 
 #ifdef __clang__

@@ -491,6 +491,7 @@ const nn_kernels nn_kernels_neon = {
     .quant_i32_i16 = nn_quant_i32_i16,
     .mul_quant_i16 = nn_mul_quant_i16_ref,
     .sumsq_i32 = nn_sumsq_i32_ref,
+    .rope_q30 = nn_rope_q30_ref,
 };
 
 /* ---- dotprod matmul ---------------------------------------------------------------- */
@@ -670,6 +671,7 @@ const nn_kernels nn_kernels_dotprod = {
     .quant_i32_i16 = nn_quant_i32_i16,
     .mul_quant_i16 = nn_mul_quant_i16_ref,
     .sumsq_i32 = nn_sumsq_i32_ref,
+    .rope_q30 = nn_rope_q30_ref,
 };
 
 #endif /* NN_HAVE_DOTPROD_KERNELS */

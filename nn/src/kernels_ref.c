@@ -130,3 +130,13 @@ void nn_sumsq_i32_ref(const int32_t *x, uint32_t n, uint64_t ss[2])
     ss[0] = (uint64_t)s;
     ss[1] = (uint64_t)(s >> 64);
 }
+
+void nn_rope_q30_ref(int32_t *v, uint32_t n, uint32_t head_dim, const int32_t *sc)
+{
+    for (uint32_t i = 0; i < n; i += 2) {
+        const int32_t *p = sc + (i % head_dim);        /* pair (i % hd)/2: [sin, cos] */
+        int64_t a = v[i], b = v[i + 1];
+        v[i] = nn_sat32((a * p[1] - b * p[0] + (1ll << 29)) >> 30);
+        v[i + 1] = nn_sat32((a * p[0] + b * p[1] + (1ll << 29)) >> 30);
+    }
+}

@@ -366,17 +366,6 @@ static nn_scale rmsnorm(const nn_kernels *kern, const int32_t *x, const nn_vec_i
     return s;
 }
 
-/* Rotate interleaved pairs of a Q16 vector by per-pair (sin, cos) in Q30. */
-static void rope_apply(int32_t *v, uint32_t n, uint32_t head_dim, const int32_t *sc)
-{
-    for (uint32_t i = 0; i < n; i += 2) {
-        const int32_t *p = sc + (i % head_dim);        /* pair (i % hd)/2: [sin, cos] */
-        int64_t a = v[i], b = v[i + 1];
-        v[i] = nn_sat32((a * p[1] - b * p[0] + (1ll << 29)) >> 30);
-        v[i + 1] = nn_sat32((a * p[0] + b * p[1] + (1ll << 29)) >> 30);
-    }
-}
-
 /* Quantise each kv head of a Q16 row into the cache with its own exponent. */
 static void kv_store(const nn_kernels *kern, const int32_t *src, uint32_t n_kv, uint32_t hd, int16_t *dst,
                      int8_t *exps)
@@ -633,8 +622,8 @@ static void tok_rope_store(fwd_ctx *c, uint32_t b, uint8_t *scratch)
     size_t row = (size_t)c->layer * s->max_seq + c->pos0 + b;
     const int32_t *sc = s->rope + (size_t)b * hd;
     (void)scratch;
-    rope_apply(s->q + (size_t)b * qd, qd, hd, sc);
-    rope_apply(s->k + (size_t)b * kvd, kvd, hd, sc);
+    s->kern->rope_q30(s->q + (size_t)b * qd, qd, hd, sc);
+    s->kern->rope_q30(s->k + (size_t)b * kvd, kvd, hd, sc);
     kv_store(s->kern, s->k + (size_t)b * kvd, nkv, hd, s->kc + row * kvd, s->kt + row * nkv);
     kv_store(s->kern, s->v + (size_t)b * kvd, nkv, hd, s->vc + row * kvd, s->vt + row * nkv);
 }

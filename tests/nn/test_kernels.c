@@ -420,6 +420,31 @@ static void row_steps(const nn_kernels *k)
     assert_true(s2[0] == (uint64_t)(N % 4) << 62 && s2[1] == N / 4);
 }
 
+/* RoPE against the reference: head sizes with and without whole 16-lane chunks, rows
+ * of several heads, full-range values and sin/cos at +-2^30 (the saturation). */
+static void rope_rows(const nn_kernels *k)
+{
+    enum { N = 9 * 128 };
+    static int32_t want[N], got[N], sc[256];
+    static const uint32_t hds[] = { 2, 8, 12, 16, 32, 48, 64, 128, 256 };
+    for (int pass = 0; pass < 60; pass++) {
+        uint32_t hd = hds[pass % 9], heads = 1 + rndn(N / hd < 9 ? N / hd : 9), n = hd * heads;
+        for (uint32_t i = 0; i < hd; i++) {
+            uint32_t r = rndn(8);
+            sc[i] = r == 0 ? (1 << 30) : r == 1 ? -(1 << 30) : (int32_t)(rnd() % (2u << 30)) - (1 << 30);
+        }
+        for (uint32_t i = 0; i < n; i++)
+            want[i] = pass % 3 == 0 ? (rnd() & 1 ? INT32_MAX : INT32_MIN) : (int32_t)rnd() >> (pass % 20);
+        memcpy(got, want, n * 4);
+        nn_rope_q30_ref(want, n, hd, sc);
+        k->rope_q30(got, n, hd, sc);
+        if (memcmp(want, got, n * 4)) {
+            print_error("kernel %s rope_q30 differs: hd %u n %u pass %d\n", k->name, hd, n, pass);
+            fail();
+        }
+    }
+}
+
 /* nn_act8_quant as its contract states it (nn_fixed.h), one group at a time. */
 static void act8_brute(const int16_t *a, uint32_t n, uint32_t g, int8_t *q, uint8_t *sh, int32_t *sum)
 {
@@ -520,6 +545,7 @@ static void every_path_matches_ref(void **st)
         silu_rows(k);
         act8_rows(k);
         row_steps(k);
+        rope_rows(k);
     }
 }
 
