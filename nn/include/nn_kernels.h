@@ -122,6 +122,8 @@ typedef struct nn_kernels {
      *   v[i + 1] = nn_sat32((v[i] * sin + v[i + 1] * cos + 2^29) >> 30)
      * in int64 (|sin|, |cos| <= 2^30). */
     void (*rope_q30)(int32_t *v, uint32_t n, uint32_t head_dim, const int32_t *sc);
+    /* The residual stream: x[i] = nn_sat32((int64_t)x[i] + o[i]) for i < n. */
+    void (*add_sat_i32)(int32_t *x, const int32_t *o, uint32_t n);
 } nn_kernels;
 
 /* The portable reference twins. */
@@ -140,6 +142,7 @@ void    nn_probs_align_ref(int32_t *p, uint64_t inv, const int8_t *e, size_t e_s
 int     nn_mul_quant_i16_ref(const int32_t *a, const int32_t *b, uint32_t n, int16_t *out);
 void    nn_sumsq_i32_ref(const int32_t *x, uint32_t n, uint64_t ss[2]);
 void    nn_rope_q30_ref(int32_t *v, uint32_t n, uint32_t head_dim, const int32_t *sc);
+void    nn_add_sat_i32_ref(int32_t *x, const int32_t *o, uint32_t n);
 
 /*
  * Returns the kernel path named name ("ref" always exists), or the best path this

@@ -125,7 +125,7 @@ typedef struct nn_session {
     int32_t *h1, *h3;                   /* [B][hidden] Q16 */
     int32_t *rope;                      /* [B][head_dim/2][2] sin, cos Q30 */
     int32_t *logits;                    /* [B or 1][vocab] Q16 */
-    /* per-thread scratch for attention and SwiGLU */
+    /* per-thread scratch for attention */
     uint8_t *scratch;
     size_t   scratch_stride;
     nn_layer_hook hook;                 /* optional, see nn_session_set_hook */

@@ -746,6 +746,7 @@ const nn_kernels nn_kernels_avx2 = {
     .mul_quant_i16 = nn_mul_quant_i16_ref,
     .sumsq_i32 = nn_sumsq_i32_ref,
     .rope_q30 = nn_rope_q30_ref,
+    .add_sat_i32 = nn_add_sat_i32_ref,
 };
 
 #ifdef __clang__

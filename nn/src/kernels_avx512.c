@@ -1002,6 +1002,17 @@ static void rope_avx512(int32_t *v, uint32_t n, uint32_t head_dim, const int32_t
     }
 }
 
+/* nn_add_sat_i32_ref: the sum in int64 lanes, saturated back to int32 by vpmovsqd. */
+static void add_sat_avx512(int32_t *x, const int32_t *o, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i += 8) {
+        __mmask8 m = mask8(n - i);
+        __m512i a = _mm512_cvtepi32_epi64(_mm256_maskz_loadu_epi32(m, x + i));
+        __m512i b = _mm512_cvtepi32_epi64(_mm256_maskz_loadu_epi32(m, o + i));
+        _mm512_mask_cvtsepi64_storeu_epi32(x + i, m, _mm512_add_epi64(a, b));
+    }
+}
+
 const nn_kernels nn_kernels_avx512vnni = {
     .name = "avx512vnni",
     .matmul_q8_q16 = mm_avx512,
@@ -1018,6 +1029,7 @@ const nn_kernels nn_kernels_avx512vnni = {
     .mul_quant_i16 = mul_quant_avx512,
     .sumsq_i32 = sumsq_avx512,
     .rope_q30 = rope_avx512,
+    .add_sat_i32 = add_sat_avx512,
 };
 
 #ifdef __clang__

@@ -492,6 +492,7 @@ const nn_kernels nn_kernels_neon = {
     .mul_quant_i16 = nn_mul_quant_i16_ref,
     .sumsq_i32 = nn_sumsq_i32_ref,
     .rope_q30 = nn_rope_q30_ref,
+    .add_sat_i32 = nn_add_sat_i32_ref,
 };
 
 /* ---- dotprod matmul ---------------------------------------------------------------- */
@@ -672,6 +673,7 @@ const nn_kernels nn_kernels_dotprod = {
     .mul_quant_i16 = nn_mul_quant_i16_ref,
     .sumsq_i32 = nn_sumsq_i32_ref,
     .rope_q30 = nn_rope_q30_ref,
+    .add_sat_i32 = nn_add_sat_i32_ref,
 };
 
 #endif /* NN_HAVE_DOTPROD_KERNELS */

@@ -140,3 +140,9 @@ void nn_rope_q30_ref(int32_t *v, uint32_t n, uint32_t head_dim, const int32_t *s
         v[i + 1] = nn_sat32((a * p[0] + b * p[1] + (1ll << 29)) >> 30);
     }
 }
+
+void nn_add_sat_i32_ref(int32_t *x, const int32_t *o, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        x[i] = nn_sat32((int64_t)x[i] + o[i]);
+}

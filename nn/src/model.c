@@ -604,9 +604,7 @@ static void tok_attn_norm(fwd_ctx *c, uint32_t b, uint8_t *scratch)
     int32_t *x = s->x + (size_t)b * dim;
     (void)scratch;
     if (c->layer > c->l0) {
-        const int32_t *o = s->o + (size_t)b * dim;
-        for (uint32_t i = 0; i < dim; i++)
-            x[i] = nn_sat32((int64_t)x[i] + o[i]);
+        s->kern->add_sat_i32(x, s->o + (size_t)b * dim, dim);
     }
     s->xs[b] = rmsnorm(s->kern, x, &m->layers[c->layer].att_norm, m->cfg.norm_eps_q32,
                        s->xa + (size_t)b * xa_stride(m));
@@ -646,10 +644,8 @@ static void tok_ffn_norm(fwd_ctx *c, uint32_t b, uint8_t *scratch)
     const nn_model *m = s->m;
     uint32_t dim = m->cfg.dim;
     int32_t *x = s->x + (size_t)b * dim;
-    const int32_t *o = s->o + (size_t)b * dim;
     (void)scratch;
-    for (uint32_t i = 0; i < dim; i++)
-        x[i] = nn_sat32((int64_t)x[i] + o[i]);
+    s->kern->add_sat_i32(x, s->o + (size_t)b * dim, dim);
     s->xs[b] = rmsnorm(s->kern, x, &m->layers[c->layer].ffn_norm, m->cfg.norm_eps_q32,
                        s->xa + (size_t)b * xa_stride(m));
     tok_a8(c, b);
@@ -730,8 +726,7 @@ static void layers_block(nn_session *s, uint32_t pos0, uint32_t B, uint32_t l0, 
         matmuls(s, &fc, &down, 1);
     }
     if (l1 > l0) /* the last sublayer's residual add */
-        for (uint32_t i = 0; i < nb * dim; i++)
-            s->x[i] = nn_sat32((int64_t)s->x[i] + s->o[i]);
+        s->kern->add_sat_i32(s->x, s->o, nb * dim);
     if (nb != B)
         memcpy(s->x + (size_t)(B - 1) * dim, s->x, (size_t)dim * sizeof *s->x);
     if (s->hook && l1 == c->n_layers) /* the rows that were computed to the end */
@@ -858,8 +853,7 @@ nn_status nn_session_exit_logits(nn_session *s, uint32_t layer, const int32_t *x
                     s->kern->quant_i32_i16(s->x + (size_t)b * dim, dim, s->xa + (size_t)b * stride) - 16);
             nn_mm_args a = mm_args(s, &L->exit_proj, B, s->o, dim);
             matmuls(s, &fc, &a, 1);
-            for (uint32_t i = 0; i < B * dim; i++)
-                s->x[i] = nn_sat32((int64_t)s->x[i] + s->o[i]);
+            s->kern->add_sat_i32(s->x, s->o, B * dim);
         }
         for (uint32_t b = 0; b < B; b++)
             s->xs[b] = rmsnorm(s->kern, s->x + (size_t)b * dim, &m->final_norm, m->cfg.norm_eps_q32,

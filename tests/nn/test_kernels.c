@@ -372,13 +372,15 @@ static void row_values(int32_t *x, uint32_t n, int kind, int pass)
 /*
  * The row steps against their contracts: quant_i32_i16 against nn_quant_i32_i16,
  * mul_quant_i16 against nn_quant_i64_i16 of the products (and the reference twin),
- * sumsq_i32 against a 128-bit loop; lengths 0..300 (every vector tail) and 4099.
+ * sumsq_i32 against a 128-bit loop, add_sat_i32 against its reference twin (nothing
+ * written past n); lengths 0..300 (every vector tail) and 4099.
  */
 static void row_steps(const nn_kernels *k)
 {
     enum { N = 4099 };
     static int32_t a[N], b[N];
     static int64_t p[N];
+    static int32_t w[N + 1], g[N + 1];
     static int16_t want[N], got[N];
     for (int pass = 0; pass < 200; pass++) {
         uint32_t n = pass < 150 ? (uint32_t)pass * 2 + (uint32_t)(pass & 1) : pass % 5 ? 1 + rndn(N) : N;
@@ -409,6 +411,21 @@ static void row_steps(const nn_kernels *k)
         k->sumsq_i32(a, n, s2);
         if (s2[0] != (uint64_t)ss || s2[1] != (uint64_t)(ss >> 64)) {
             print_error("kernel %s sumsq_i32 differs: n %u kind %d pass %d\n", k->name, n, pass % 5, pass);
+            fail();
+        }
+    }
+    /* The residual add: full-range rows, so that some sums saturate both ways. */
+    for (int pass = 0; pass < 40; pass++) {
+        uint32_t n = pass < 30 ? (uint32_t)pass * 3 : 1 + rndn(N);
+        row_values(a, n, pass % 5, pass);
+        row_values(b, n, (pass + 2) % 5, pass);
+        memcpy(w, a, n * 4);
+        memcpy(g, a, n * 4);
+        g[n] = w[n] = 0x5a5a5a5a;
+        nn_add_sat_i32_ref(w, b, n);
+        k->add_sat_i32(g, b, n);
+        if (memcmp(w, g, (n + 1) * 4)) {
+            print_error("kernel %s add_sat_i32 differs: n %u pass %d\n", k->name, n, pass);
             fail();
         }
     }
