@@ -361,7 +361,7 @@ static void row_values(int32_t *x, uint32_t n, int kind, int pass)
         case 0: x[i] = (int32_t)rnd() >> (pass % 17); break;
         case 1: x[i] = (int32_t)rndn(65535) - 32767; break;
         case 2: x[i] = i % 3 == 0 ? INT32_MIN : i % 3 == 1 ? INT32_MAX : -INT32_MAX; break;
-        case 3: x[i] = (int32_t)((2 * (int64_t)rndn(1u << 14) + 1) * (rnd() & 1 ? 1 : -1) << (pass % 16)); break;
+        case 3: x[i] = (int32_t)(((2 * (int64_t)rndn(1u << 14) + 1) << (pass % 16)) * (rnd() & 1 ? 1 : -1)); break;
         default: x[i] = (int32_t)rndn(1000) - 500; break;
         }
     }
