@@ -35,6 +35,9 @@ logdir="$KVMESH_BUILD/test-logs"
 mkdir -p "$logdir"
 resdir=$(mktemp -d "${TMPDIR:-/tmp}/kvmesh-run.XXXXXX") || exit 2
 trap 'rm -rf "$resdir"' EXIT
+# Interrupted: background jobs of a script do not get the terminal's SIGINT, so pass a
+# TERM to each running test (their own traps stop their brokers and peers).
+trap 'for _j in $(jobs -p); do pkill -TERM -P "$_j"; kill "$_j"; done 2>/dev/null; exit 130' INT TERM
 
 # A test's name: scripts by their path under tests/ (three directories have a fuzz.sh),
 # programs by their file name (already unique: nn_test_kv, mqtt_test_frame, ...).
@@ -45,8 +48,8 @@ test_name() {
     esac
 }
 
-# run_one PATH INDEX: runs one test, prints its line and leaves "passed failed" in
-# $resdir/INDEX.
+# run_one PATH INDEX: runs one test, prints its line and leaves "passed failed name
+# seconds" in $resdir/INDEX.
 run_one() {
     t=$1; name=$(test_name "$t")
     log="$logdir/$(echo "$name" | tr / _).log"

@@ -433,7 +433,8 @@ static inline void axpy_flush4(int64_t *acc, __m256i h, __m256i m, __m256i l, in
  * p = 2^16 ph + 2^8 pm + pl, with ph < 2^15 and pm, pl < 2^8, so each part of a pair of
  * rows is one vpmaddwd on the rows' interleaved values, and the parts accumulate in
  * int32 over a block of rows:
- *  - pm and pl: at most 2 * MAX_PAIRS = 128 rows, 128 * 255 * 32768 < 2^31;
+ *  - pm and pl: at most 2 * AXPY_MAX_PAIRS = 128 rows (axpy_pack_pairs in
+ *    kernels_x86.h), 128 * 255 * 32768 < 2^31;
  *  - ph: rows while the block's sum of ph stays <= 65535, 65535 * 32768 < 2^31 (in
  *    attention the probabilities sum to about 2^30, so a block is always 128 rows);
  * then the block is added to acc in int64. Interleaving within 128-bit lanes puts the
@@ -444,24 +445,11 @@ static inline void axpy_flush4(int64_t *acc, __m256i h, __m256i m, __m256i l, in
 static void axpy_rows_split(const int32_t *p, const int16_t *v, size_t v_stride, uint32_t n16, uint32_t n_rows,
                             int64_t *acc)
 {
-    enum { MAX_PAIRS = 64 };
-    int32_t pk[MAX_PAIRS][3];              /* per pair: ph, pm, pl of both rows, as int16 pairs */
+    int32_t pk[AXPY_MAX_PAIRS][3];         /* per pair: ph, pm, pl of both rows, as int16 pairs */
     uint32_t j = 0;
     while (j + 1 < n_rows) {
-        uint32_t j0 = j, np = 0, hsum = 0;
-        for (; np < MAX_PAIRS && j + 1 < n_rows; np++, j += 2) {
-            uint32_t a = (uint32_t)p[j], b = (uint32_t)p[j + 1];
-            if (hsum + (a >> 16) + (b >> 16) > 65535)
-                break;                        /* np > 0 here: one pair's sum is <= 65534 */
-            hsum += (a >> 16) + (b >> 16);
-            pk[np][0] = (int32_t)((a >> 16) | (b >> 16) << 16);
-            pk[np][1] = (int32_t)((a >> 8 & 255) | (b >> 8 & 255) << 16);
-            pk[np][2] = (int32_t)((a & 255) | (b & 255) << 16);
-            if (j + ATT_PF_ROWS + 1 < n_rows)
-                for (uint32_t r = 0; r < 2; r++)
-                    for (uint32_t off = 0; off < n16 * 2; off += 64)
-                        _mm_prefetch((const char *)(v + (j + ATT_PF_ROWS + r) * v_stride) + off, _MM_HINT_T0);
-        }
+        uint32_t j0 = j, np = axpy_pack_pairs(p, j, n_rows, v, v_stride, n16, pk);
+        j += 2 * np;
         for (uint32_t i = 0; i < n16; i += 16) {
             __m256i hl = _mm256_setzero_si256(), hh = hl, ml = hl, mh = hl, ll = hl, lh = hl;
             const int16_t *r = v + j0 * v_stride + i;

@@ -847,28 +847,15 @@ static inline __m512i axpy_join(__m256i H, __m256i M, __m256i L)
 static void axpy_rows_avx512(const int32_t *p, const int16_t *v, size_t v_stride, uint32_t n, uint32_t n_rows,
                              int64_t *acc)
 {
-    enum { MAX_PAIRS = 64 };
     if (n % 32) {
         nn_axpy_rows_i16_avx2(p, v, v_stride, n, n_rows, acc);
         return;
     }
-    int32_t pk[MAX_PAIRS][3];              /* per pair: ph, pm, pl of both rows, as int16 pairs */
+    int32_t pk[AXPY_MAX_PAIRS][3];         /* per pair: ph, pm, pl of both rows, as int16 pairs */
     uint32_t j = 0;
     while (j + 1 < n_rows) {
-        uint32_t j0 = j, np = 0, hsum = 0;
-        for (; np < MAX_PAIRS && j + 1 < n_rows; np++, j += 2) {
-            uint32_t a = (uint32_t)p[j], b = (uint32_t)p[j + 1];
-            if (hsum + (a >> 16) + (b >> 16) > 65535)
-                break;                        /* np > 0 here: one pair's sum is <= 65534 */
-            hsum += (a >> 16) + (b >> 16);
-            pk[np][0] = (int32_t)((a >> 16) | (b >> 16) << 16);
-            pk[np][1] = (int32_t)((a >> 8 & 255) | (b >> 8 & 255) << 16);
-            pk[np][2] = (int32_t)((a & 255) | (b & 255) << 16);
-            if (j + ATT_PF_ROWS + 1 < n_rows)
-                for (uint32_t r = 0; r < 2; r++)
-                    for (uint32_t off = 0; off < n * 2; off += 64)
-                        _mm_prefetch((const char *)(v + (j + ATT_PF_ROWS + r) * v_stride) + off, _MM_HINT_T0);
-        }
+        uint32_t j0 = j, np = axpy_pack_pairs(p, j, n_rows, v, v_stride, n, pk);
+        j += 2 * np;
         for (uint32_t i = 0; i < n; i += 32) {
             __m512i hl = _mm512_setzero_si512(), hh = hl, ml = hl, mh = hl, ll = hl, lh = hl;
             const int16_t *r = v + j0 * v_stride + i;

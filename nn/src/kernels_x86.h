@@ -33,6 +33,35 @@ static inline void split_bytes(const int16_t *q, uint32_t n, int16_t *qh, int16_
     }
 }
 
+/*
+ * The attention-value kernels' row blocks: p[j] = 2^16 ph + 2^8 pm + pl, packed per pair
+ * of rows (j, j + 1) as int16 pairs pk[k] = { ph, pm, pl } for one vpmaddwd/vpdpwssd
+ * each, from row j while pairs remain, at most AXPY_MAX_PAIRS of them, and only while
+ * the block's sum of ph stays <= 65535 (so that sum(ph) x 32768 < 2^31). Prefetches the
+ * V rows (n columns) ATT_PF_ROWS ahead. Returns the number of pairs (at least 1 when a
+ * pair remains: one pair's ph sum is <= 65534); the block ends at row j + 2 x that.
+ */
+#define AXPY_MAX_PAIRS 64
+static inline uint32_t axpy_pack_pairs(const int32_t *p, uint32_t j, uint32_t n_rows, const int16_t *v,
+                                       size_t v_stride, uint32_t n, int32_t pk[AXPY_MAX_PAIRS][3])
+{
+    uint32_t np = 0, hsum = 0;
+    for (; np < AXPY_MAX_PAIRS && j + 1 < n_rows; np++, j += 2) {
+        uint32_t a = (uint32_t)p[j], b = (uint32_t)p[j + 1];
+        if (hsum + (a >> 16) + (b >> 16) > 65535)
+            break;
+        hsum += (a >> 16) + (b >> 16);
+        pk[np][0] = (int32_t)((a >> 16) | (b >> 16) << 16);
+        pk[np][1] = (int32_t)((a >> 8 & 255) | (b >> 8 & 255) << 16);
+        pk[np][2] = (int32_t)((a & 255) | (b & 255) << 16);
+        if (j + ATT_PF_ROWS + 1 < n_rows)
+            for (uint32_t r = 0; r < 2; r++)
+                for (uint32_t off = 0; off < n * 2; off += 64)
+                    _mm_prefetch((const char *)(v + (j + ATT_PF_ROWS + r) * v_stride) + off, _MM_HINT_T0);
+    }
+    return np;
+}
+
 /* c0, c1 -> per 64-bit element, (part of sum c0, part of sum c1). */
 static inline __m256i zip32_add(__m256i c0, __m256i c1)
 {
