@@ -5,8 +5,9 @@
 #
 # Tests run KVMESH_TEST_JOBS at a time (default: the number of CPUs), longest first so
 # that the last one to finish is a short one: by the durations of this build's previous
-# run (test-logs/durations), else scripts before programs and larger scripts first (the
-# scripts are the long ones: brokers, peers, fuzzers, qemu). Each test has its own log,
+# run (test-logs/durations), else the checked-in tests/durations, else scripts before
+# programs and larger scripts first (the scripts are the long ones: brokers, peers,
+# fuzzers, qemu). Each test has its own log,
 # temporary directory and free ports, so they do not share state; KVMESH_TEST_JOBS=1
 # runs them one after another, in the order given.
 #
@@ -83,12 +84,13 @@ run_one() {
     echo "$p $f $name $secs" >"$resdir/$2"
 }
 
-# The order: "SECONDS PATH" lines sorted longest first. Without a previous duration a
-# script counts as its size / 100 seconds (a few seconds to a few minutes) and a program
-# as 0.
+# The order: "SECONDS PATH" lines sorted longest first. A test's seconds come from this
+# build's last run, else from tests/durations (checked in: a fresh clone, as in CI),
+# else a script counts as its size / 100 seconds and a program as 0.
 durations="$logdir/durations"
 order_key() {
     _d=$(awk -v n="$(test_name "$1")" '$2 == n { print $1; exit }' "$durations" 2>/dev/null)
+    [ -n "$_d" ] || _d=$(awk -v n="$(test_name "$1")" '$2 == n { print $1; exit }' "$top/tests/durations")
     if [ -n "$_d" ]; then echo "$_d"
     else case "$1" in *.sh) echo $(( $(wc -c <"$1") / 100 )) ;; *) echo 0 ;; esac
     fi

@@ -10,8 +10,9 @@
  * Ragged group ends use masked loads (masked-off elements read as zero and never
  * fault), so the requirement is group % 16 == 0; groups of 4 or 8 take the AVX2
  * small-group kernel, other groups the reference.
- * The attention kernels for head sizes in whole 32-lane chunks use vpdpwssd, the
- * softmax SiLU's exp on 512-bit lanes; the score kernels are the AVX2 ones.
+ * The attention kernels for head sizes in whole 32-lane chunks use vpdpwssd and the
+ * softmax uses SiLU's exp on 512-bit lanes; score scaling and probability alignment
+ * are the AVX2 kernels.
  *
  * Numerics version 2 (int8 activations, matmul_q8_a8) is where this path earns its
  * place: vpdpbusd does four int8 products per lane, and with interleaved weights one
