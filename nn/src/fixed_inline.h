@@ -7,6 +7,7 @@
 #define NN_FIXED_INLINE_H
 
 #include <stdint.h>
+#include "nn_fixed.h"
 
 /* log2(e) in Q32. */
 #define NN_LOG2E_Q32 6196328019ll
@@ -37,7 +38,7 @@ static inline int nn_act8_shift_inl(uint32_t mx)
 /* nn_quant_*_i16's shift for a largest magnitude amax: |round(x / 2^t)| <= 2^15. */
 static inline int nn_quant_shift_inl(uint64_t amax)
 {
-    int t = (amax ? 64 - __builtin_clzll(amax) : 0) - 15;
+    int t = nn_bitlen_u64(amax) - 15;
     return t > 0 ? t : 0;
 }
 

@@ -323,6 +323,15 @@ int64_t nn_dot_i16_avx2(const int16_t *a, const int16_t *b, uint32_t n)
     return s;
 }
 
+/* q[i] = 256 qh[i] + ql[i], qh in [-128, 127], ql in [0, 255]. */
+static inline void split_bytes(const int16_t *q, uint32_t n, int16_t *qh, int16_t *ql)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        ql[i] = (int16_t)(q[i] & 255);
+        qh[i] = (int16_t)((q[i] - ql[i]) / 256);
+    }
+}
+
 /*
  * Attention scores for head sizes in whole 16-lane chunks up to 256 (every llama head
  * size), four rows at a time. q = 256 * qh + ql with qh in [-128, 127] and ql in

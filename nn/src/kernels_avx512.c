@@ -460,7 +460,7 @@ static inline void il_flush(const nn_mm_args *A, uint32_t t, uint32_t rb, uint32
 /* Token t's sums of blocks rb (low halves of e, o) and rb + 1 (high halves, if nrb is
  * 2) into the rows of [r0, r1), whose lanes are mask (row rb * 8 + i is lane i): both
  * blocks' even rows in one mulshift8, the odd rows in another, interleaved back into
- * one 16-row store. Where mulshift8 cannot, il_flush's way per block. */
+ * one 16-row store. Where mulshift8 cannot, il_flush per block. */
 static inline void il_zflush(const nn_mm_args *A, uint32_t t, uint32_t rb, uint32_t nrb, uint32_t r0, uint32_t r1,
                              __mmask16 mask, __m512i e, __m512i o)
 {
@@ -473,13 +473,9 @@ static inline void il_zflush(const nn_mm_args *A, uint32_t t, uint32_t rb, uint3
                                  _mm512_permutex2var_epi32(_mm512_castsi256_si512(re), zip, _mm512_castsi256_si512(ro)));
         return;
     }
-    int64_t acc[8];
-    il_rows8(_mm512_castsi512_si256(e), _mm512_castsi512_si256(o), acc);
-    nn_a8_flush(A, t, rb, r0, r1, acc);
-    if (nrb > 1) {
-        il_rows8(_mm512_extracti64x4_epi64(e, 1), _mm512_extracti64x4_epi64(o, 1), acc);
-        nn_a8_flush(A, t, rb + 1, r0, r1, acc);
-    }
+    il_flush(A, t, rb, r0, r1, _mm512_castsi512_si256(e), _mm512_castsi512_si256(o));
+    if (nrb > 1)
+        il_flush(A, t, rb + 1, r0, r1, _mm512_extracti64x4_epi64(e, 1), _mm512_extracti64x4_epi64(o, 1));
 }
 
 /*

@@ -1,7 +1,7 @@
 /*
  * AVX2 lane reductions and attention helpers shared by the x86 kernel files
- * (kernels_avx2.c, kernels_avx512.c). Include it after the file's target pragma or attribute, so that
- * these functions get the same target. Every reduction adds int32 lanes that are subset
+ * (kernels_avx2.c, kernels_avx512.c). Include it after the file's target pragma or
+ * attribute, so that these functions get the same target. Every reduction adds int32 lanes that are subset
  * sums of one group's products, so the results stay exact (see kernels_avx2.c).
  */
 #ifndef NN_KERNELS_X86_H
@@ -23,15 +23,6 @@
 /* Rows ahead that the attention kernels prefetch (a cached K or V row is one head's
  * slice of a longer row, a stride the hardware prefetcher does not follow far enough). */
 #define ATT_PF_ROWS 8
-
-/* q[i] = 256 qh[i] + ql[i], qh in [-128, 127], ql in [0, 255]. */
-static inline void split_bytes(const int16_t *q, uint32_t n, int16_t *qh, int16_t *ql)
-{
-    for (uint32_t i = 0; i < n; i++) {
-        ql[i] = (int16_t)(q[i] & 255);
-        qh[i] = (int16_t)((q[i] - ql[i]) / 256);
-    }
-}
 
 /*
  * The attention-value kernels' row blocks: p[j] = 2^16 ph + 2^8 pm + pl, packed per pair
