@@ -511,6 +511,9 @@ static void run(nn_session *s, nn_pool_fn fn, fwd_ctx *c, uint32_t chunk, int sp
  */
 #define MIN_SPLIT_MACS 32768u
 
+/* The smallest chunk worth splitting a prompt block's matmul into (see matmuls()). */
+#define PREFILL_CHUNK_MACS (64ull << 20)
+
 static void matmuls(nn_session *s, fwd_ctx *c, const nn_mm_args *mm, uint32_t n)
 {
     /* Numerics version 2: the input vectors (one set for all n matrices, which share
@@ -532,8 +535,18 @@ static void matmuls(nn_session *s, fwd_ctx *c, const nn_mm_args *mm, uint32_t n)
      * chunk starts a new weight stream that the prefetch has not reached yet, and each
      * claim is an atomic on a line both cores share: eight per worker decoded 13%
      * (smollm2 shape) and 5% (tinyllama shape) slower at two threads on the Zen 4 VM.
-     * Two still let the other worker take a preempted worker's second chunk. */
-    uint32_t chunk = (rows / (s->threads * 2) + 15) & ~15u;
+     * Two still let the other worker take a preempted worker's second chunk.
+     * A prompt block's matmuls are compute-bound and long: there a worker whose core is
+     * shared (another process, a busy SMT sibling under a VM) holds the others at the
+     * end of every matmul for up to a chunk, so large ones go in up to 16 chunks per
+     * worker of at least PREFILL_CHUNK_MACS each (tinyllama shape, one core shared with
+     * a busy loop: prefill 5-10% faster; the smollm2 shape keeps two). */
+    uint32_t per = 2;
+    if (mm[0].n_tok >= 8) {
+        uint64_t k = macs / ((uint64_t)s->threads * PREFILL_CHUNK_MACS);
+        per = k < 2 ? 2 : k > 16 ? 16 : (uint32_t)k;
+    }
+    uint32_t chunk = (rows / (s->threads * per) + 15) & ~15u;
     run(s, matmul_job, c, chunk < 16 ? 16 : chunk, macs >= MIN_SPLIT_MACS);
     c->a8_cols = 0;
 }
