@@ -365,7 +365,7 @@ static void *mm_trial_run(void *arg)
     return NULL;
 }
 
-#define MM_MAX_THREADS 16
+#define MM_MAX_THREADS 64
 
 /*
  * The session's matmul kernel alone over the first rows of layer 0's w1 (at most 256
