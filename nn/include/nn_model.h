@@ -90,6 +90,8 @@ typedef struct nn_session_opts {
     uint32_t    threads;    /* threads including the caller; 0: 1 */
     const char *kernels;    /* kernel path name; NULL: best available */
     int         all_logits; /* keep logits for every token of a block, not just the last */
+    uint64_t    prefill_chunk_macs; /* smallest share of a prompt block's matmul a worker
+                                       claims; 0: 64M (tests set it low to split small models) */
 } nn_session_opts;
 
 struct nn_pool;
@@ -108,6 +110,7 @@ typedef struct nn_session {
     const nn_kernels *kern;
     struct nn_pool   *pool;
     uint32_t max_seq, max_batch, threads, all_logits;
+    uint64_t prefill_chunk_macs;        /* see nn_session_opts */
     uint32_t n_pos;                     /* positions held in the KV cache */
     /* KV cache */
     int16_t *kc, *vc;                   /* [n_layers][max_seq][kv_dim] */

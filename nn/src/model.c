@@ -19,6 +19,9 @@ typedef unsigned __int128 u128;
 #define EXP_MIN (-32)
 #define EXP_MAX 96
 
+/* The smallest share of a prompt block's matmul worth a chunk of its own (see matmuls()). */
+#define PREFILL_CHUNK_MACS (64ull << 20)
+
 static nn_status view_q8(const nn_image *img, uint32_t kind, uint32_t layer,
                          uint32_t rows, uint32_t cols, nn_q8_mat *out)
 {
@@ -247,6 +250,7 @@ nn_status nn_session_init(nn_session *s, const nn_model *m, const nn_session_opt
     s->max_batch = B;
     s->threads = T;
     s->all_logits = o->all_logits ? 1 : 0;
+    s->prefill_chunk_macs = o->prefill_chunk_macs ? o->prefill_chunk_macs : PREFILL_CHUNK_MACS;
     if (s->pool && (st = nn_pool_start(s->pool, T))) {
         s->pool = NULL;
         return st;
@@ -511,9 +515,6 @@ static void run(nn_session *s, nn_pool_fn fn, fwd_ctx *c, uint32_t chunk, int sp
  */
 #define MIN_SPLIT_MACS 32768u
 
-/* The smallest chunk worth splitting a prompt block's matmul into (see matmuls()). */
-#define PREFILL_CHUNK_MACS (64ull << 20)
-
 static void matmuls(nn_session *s, fwd_ctx *c, const nn_mm_args *mm, uint32_t n)
 {
     /* Numerics version 2: the input vectors (one set for all n matrices, which share
@@ -539,11 +540,11 @@ static void matmuls(nn_session *s, fwd_ctx *c, const nn_mm_args *mm, uint32_t n)
      * A prompt block's matmuls are compute-bound and long: there a worker whose core is
      * shared (another process, a busy SMT sibling under a VM) holds the others at the
      * end of every matmul for up to a chunk, so large ones go in up to 16 chunks per
-     * worker of at least PREFILL_CHUNK_MACS each (tinyllama shape, one core shared with
+     * worker of at least s->prefill_chunk_macs each (tinyllama shape, one core shared with
      * a busy loop: prefill median 118 -> 127 tok/s; the smollm2 shape keeps two). */
     uint32_t per = 2;
     if (mm[0].n_tok >= 8) {
-        uint64_t k = macs / ((uint64_t)s->threads * PREFILL_CHUNK_MACS);
+        uint64_t k = macs / ((uint64_t)s->threads * s->prefill_chunk_macs);
         per = k < 2 ? 2 : k > 16 ? 16 : (uint32_t)k;
     }
     uint32_t chunk = (rows / (s->threads * per) + 15) & ~15u;

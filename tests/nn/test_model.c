@@ -132,10 +132,12 @@ static void fast_paths_bit_identical_on_wider_groups(void **st)
         char names[128];
         snprintf(names, sizeof names, "ref %s", nn_kernels_available());
         for (char *save, *name = strtok_r(names, " ", &save); name; name = strtok_r(NULL, " ", &save)) {
-            static const uint32_t tb[][2] = { { 1, 1 }, { 2, 13 }, { 3, 32 } };
+            /* threads, block, and 1 for prompt matmuls in 16 chunks per worker (16-row
+             * chunks here: a chunk's edge inside every matrix) */
+            static const uint32_t tb[][3] = { { 1, 1, 0 }, { 2, 13, 0 }, { 3, 32, 0 }, { 2, 32, 1 } };
             for (size_t v = 0; v < sizeof tb / sizeof tb[0]; v++) {
                 nn_session_opts o = { .max_seq = 80, .max_batch = tb[v][1], .threads = tb[v][0], .kernels = name,
-                                      .all_logits = 1 };
+                                      .all_logits = 1, .prefill_chunk_macs = tb[v][2] };
                 size_t need;
                 assert_int_equal(nn_session_arena_bytes(&rm, &o, &need), NN_OK);
                 uint8_t *mem = aligned_alloc(64, (need + 63) & ~(size_t)63);
