@@ -339,9 +339,11 @@ static uint64_t layer_macs_per_token(const nn_model *m)
     return n;
 }
 
+#define MM_MAX_THREADS 64
+
 /* One thread's share of matmul_gmacs: its own output rows, the rest shared. */
 typedef struct {
-    const fw_engine *e;
+    const nn_kernels *kern;
     nn_mm_args A;
     int a8;
     uint64_t ns, macs;
@@ -354,9 +356,9 @@ static void *mm_trial_run(void *arg)
     uint64_t n = 0, t0 = fw_now_ns(), t1;
     do {
         if (t->a8)
-            t->e->s.kern->matmul_q8_a8(&t->A, 0, t->A.w->rows);
+            t->kern->matmul_q8_a8(&t->A, 0, t->A.w->rows);
         else
-            t->e->s.kern->matmul_q8_q16(&t->A, 0, t->A.w->rows);
+            t->kern->matmul_q8_q16(&t->A, 0, t->A.w->rows);
         n += (uint64_t)t->A.w->rows * t->A.w->cols * t->A.n_tok;
         t1 = fw_now_ns();
     } while (t1 - t0 < 200000000ull);
@@ -365,18 +367,47 @@ static void *mm_trial_run(void *arg)
     return NULL;
 }
 
-#define MM_MAX_THREADS 64
+/* tr[0 .. n-1] at once, the caller running tr[0]: best of three trials of their summed
+ * rate (G multiply-adds per second), *slowest that trial's slowest thread; 0 if a
+ * thread cannot be started. */
+static double mm_trials(mm_trial *tr, uint32_t n, double *slowest)
+{
+    pthread_t th[MM_MAX_THREADS];
+    double best = 0;
+    for (int trial = 0; trial < 3; trial++) {
+        uint32_t started = 1;
+        for (; started < n; started++)
+            if (pthread_create(&th[started], NULL, mm_trial_run, &tr[started]) != 0)
+                break;
+        mm_trial_run(&tr[0]);
+        for (uint32_t k = 1; k < started; k++)
+            pthread_join(th[k], NULL);
+        if (started < n)
+            return 0;
+        double r = 0, lo = 0;
+        for (uint32_t k = 0; k < n; k++) {
+            double rk = (double)tr[k].macs / (double)tr[k].ns;
+            r += rk;
+            lo = k == 0 || rk < lo ? rk : lo;
+        }
+        if (r > best) {
+            best = r;
+            *slowest = lo;
+        }
+    }
+    return best;
+}
 
 /*
  * The session's matmul kernel alone over the first rows of layer 0's w1 (at most 256
  * KiB of weights, so they stay in L2) times a block of up to 64 tokens: the rate
- * prefill's matmuls could reach if memory and everything around them were free. On
- * `threads` threads at once (each its own output), summed: on a VM whose cores share
- * their vector units with other guests' work, one thread alone says too much about
- * two. Best of three 0.2 s trials, in G multiply-adds per second; *slowest gets that
- * trial's slowest thread. 0 if the buffers or threads cannot be had.
+ * prefill's matmuls could reach if memory and everything around them were free. *one:
+ * on one thread; *all: on `threads` threads at once (each its own output), summed, with
+ * *slowest its slowest thread: on a VM whose cores share their vector units with other
+ * guests' work, one thread alone says too much about two. Best of three 0.2 s trials
+ * each, in G multiply-adds per second; 0 if the buffers or threads cannot be had.
  */
-static double matmul_gmacs(const fw_engine *e, uint32_t threads, double *slowest)
+static void matmul_gmacs(const fw_engine *e, uint32_t threads, double *one, double *all, double *slowest)
 {
     const nn_model *m = e->m;
     nn_q8_mat w = m->layers[0].w1;
@@ -397,8 +428,7 @@ static double matmul_gmacs(const fw_engine *e, uint32_t threads, double *slowest
     int32_t *sum = malloc((size_t)T * ng * sizeof *sum);
     int32_t *out = malloc((size_t)threads * T * w.rows * sizeof *out);
     nn_scale *as = malloc(T * sizeof *as);
-    double best = 0;
-    *slowest = 0;
+    *one = *all = *slowest = 0;
     if (a && q && sh && sum && out && as) {
         uint64_t x = 0x9e3779b97f4a7c15ull;
         for (size_t i = 0; i < (size_t)T * cols; i++) {
@@ -411,9 +441,8 @@ static double matmul_gmacs(const fw_engine *e, uint32_t threads, double *slowest
                           sum + (size_t)t * ng);
         }
         mm_trial tr[MM_MAX_THREADS];
-        pthread_t th[MM_MAX_THREADS];
         for (uint32_t k = 0; k < threads; k++) {
-            tr[k] = (mm_trial){ .e = e, .a8 = a8,
+            tr[k] = (mm_trial){ .kern = e->s.kern, .a8 = a8,
                                 .A = { .w = &w, .a = a, .a_stride = cols, .as = as, .n_tok = T,
                                        .out = out + (size_t)k * T * w.rows, .out_stride = w.rows } };
             if (a8) {
@@ -423,27 +452,12 @@ static double matmul_gmacs(const fw_engine *e, uint32_t threads, double *slowest
                 tr[k].A.ash_stride = ng;
             }
         }
-        for (int trial = 0; trial < 3; trial++) {
-            uint32_t started = 1;
-            for (; started < threads; started++)
-                if (pthread_create(&th[started], NULL, mm_trial_run, &tr[started]) != 0)
-                    break;
-            mm_trial_run(&tr[0]);
-            for (uint32_t k = 1; k < started; k++)
-                pthread_join(th[k], NULL);
-            if (started < threads)
-                break;
-            double r = 0, lo = 0;
-            for (uint32_t k = 0; k < threads; k++) {
-                double rk = (double)tr[k].macs / (double)tr[k].ns;
-                r += rk;
-                lo = k == 0 || rk < lo ? rk : lo;
-            }
-            if (r > best) {
-                best = r;
-                *slowest = lo;
-            }
-        }
+        double lo1;
+        *one = mm_trials(tr, 1, &lo1);
+        if (threads > 1)
+            *all = mm_trials(tr, threads, slowest);
+        else
+            *all = *slowest = *one;
     }
     free(a);
     free(q);
@@ -451,7 +465,6 @@ static double matmul_gmacs(const fw_engine *e, uint32_t threads, double *slowest
     free(sum);
     free(out);
     free(as);
-    return best;
 }
 
 /* The model's shape and the engine's set-up: the same fields in every mode. */
@@ -551,8 +564,8 @@ static int mode_engine(const bench_opts *o, bench_json *j, char *err, size_t err
     /* The ceiling on prefill_to_decode that this machine's compute and bandwidth allow:
      * prefill at the in-cache matmul rate of all threads at once (nothing else costing
      * time) against decode at bandwidth fraction 0.7. */
-    double slow1, slowest;
-    double gmacs = matmul_gmacs(&e, 1, &slow1), gmacs_all = matmul_gmacs(&e, e.s.threads, &slowest);
+    double gmacs, gmacs_all, slowest;
+    matmul_gmacs(&e, e.s.threads, &gmacs, &gmacs_all, &slowest);
     uint64_t macs = layer_macs_per_token(m);
     double pre_max = gmacs_all * 1e9 / (double)macs, dec07 = 0.7 * gbps * 1e9 / (double)wbpt;
     jnum(j, "matmul_gmacs_1t", gmacs, 3);

@@ -88,9 +88,11 @@ run_one() {
 # build's last run, else from tests/durations (checked in: a fresh clone, as in CI),
 # else a script counts as its size / 100 seconds and a program as 0.
 durations="$logdir/durations"
+seconds_in() { awk -v n="$1" '$2 == n { print $1; exit }' "$2" 2>/dev/null; }
 order_key() {
-    _d=$(awk -v n="$(test_name "$1")" '$2 == n { print $1; exit }' "$durations" 2>/dev/null)
-    [ -n "$_d" ] || _d=$(awk -v n="$(test_name "$1")" '$2 == n { print $1; exit }' "$top/tests/durations")
+    _n=$(test_name "$1")
+    _d=$(seconds_in "$_n" "$durations")
+    [ -n "$_d" ] || _d=$(seconds_in "$_n" "$top/tests/durations")
     if [ -n "$_d" ]; then echo "$_d"
     else case "$1" in *.sh) echo $(( $(wc -c <"$1") / 100 )) ;; *) echo 0 ;; esac
     fi

@@ -1,8 +1,9 @@
 /*
  * AVX2 lane reductions and attention helpers shared by the x86 kernel files
  * (kernels_avx2.c, kernels_avx512.c). Include it after the file's target pragma or
- * attribute, so that these functions get the same target. Every reduction adds int32 lanes that are subset
- * sums of one group's products, so the results stay exact (see kernels_avx2.c).
+ * attribute, so that these functions get the same target. Every reduction adds int32
+ * lanes that are subset sums of one group's products, so the results stay exact (see
+ * kernels_avx2.c).
  */
 #ifndef NN_KERNELS_X86_H
 #define NN_KERNELS_X86_H
