@@ -380,10 +380,12 @@ static inline __attribute__((always_inline)) void il_quads_z8(const uint8_t *wa,
 /* Prefill: row blocks rb and rb + 1 times eight tokens (a[k], with sum[k][g] and
  * sh[k][g]); e[k], o[k] hold token k's even and odd rows (64-bit lanes 0-3 block rb,
  * 4-7 block rb + 1). The last group, which may end in a ragged quad, goes apart so
- * that the others' loads need no bound. */
+ * that the others' loads need no bound. Along the way the pf_len bytes at pf go to
+ * L2, pf_lpg lines per group. */
 static inline __attribute__((always_inline)) void il_z8(const nn_mm_args *A, uint32_t rb, uint32_t nrb,
                                                         const int8_t *const a[8], const int32_t *const sum[8],
-                                                        const uint8_t *const sh[8], uint32_t G, __m512i e[8],
+                                                        const uint8_t *const sh[8], uint32_t G, const char *pf,
+                                                        uint32_t pf_len, uint32_t pf_lpg, __m512i e[8],
                                                         __m512i o[8])
 {
     const nn_q8_mat *w = A->w;
@@ -399,6 +401,8 @@ static inline __attribute__((always_inline)) void il_z8(const nn_mm_args *A, uin
 #pragma GCC unroll 8
         for (int k = 0; k < 8; k++)
             c[k] = _mm512_setzero_si512();
+        for (uint32_t u = 0, off = g * pf_lpg * 64; u < pf_lpg && off < pf_len; u++, off += 64)
+            _mm_prefetch(pf + off, _MM_HINT_T1);
         if (g + 1 < ng)
             il_quads_z8(wa, wb, a, g * (G / 4), (g + 1) * (G / 4), w->cols, 0, c);
         else if (w->cols % 4 == 0)
@@ -507,6 +511,14 @@ static void mm_a8_il(const nn_mm_args *A, uint32_t r0, uint32_t r1)
         /* The lanes of rows [r0, r1) among the blocks' 8 * nrb. */
         uint32_t base = rb * 8, lo = r0 > base ? r0 - base : 0, hi = r1 - base < 8 * nrb ? r1 - base : 8 * nrb;
         __mmask16 mask = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+        /* The next pair's weights, a slice per pass of eight tokens (lpg lines per
+         * group), into L2 while this pair's passes run, so that its first pass does not
+         * wait on memory. */
+        size_t blk = (size_t)((w->cols + 3) / 4) * 32;
+        uint32_t passes = (T + 7) / 8, pf_all = rb + 2 < rb1 ? (uint32_t)((rb + 3 < rb1 ? 2 : 1) * blk) : 0;
+        const char *pf = (const char *)w->q + (pf_all ? (size_t)(rb + 2) * blk : 0);
+        uint32_t slice = ((pf_all + passes - 1) / passes + 63) & ~63u;
+        uint32_t lpg = (slice / 64 + w->ngroups - 1) / w->ngroups;
         /* The two blocks' weights (cols x 16 bytes) stay in L1 or L2 while every token
          * of the block passes, eight at a time (a short last set repeats its last
          * token); the tokens' activations stream from L2. */
@@ -521,10 +533,11 @@ static void mm_a8_il(const nn_mm_args *A, uint32_t r0, uint32_t r1)
                 sum[k] = A->asum + (size_t)tk * A->ash_stride;
             }
             __m512i e[8], o[8];
+            uint32_t s0 = (t / 8) * slice, slen = s0 < pf_all ? (pf_all - s0 < slice ? pf_all - s0 : slice) : 0;
             if (G == 32)
-                il_z8(A, rb, nrb, a, sum, sh, 32, e, o);
+                il_z8(A, rb, nrb, a, sum, sh, 32, slen ? pf + s0 : pf, slen, lpg, e, o);
             else
-                il_z8(A, rb, nrb, a, sum, sh, G, e, o);
+                il_z8(A, rb, nrb, a, sum, sh, G, slen ? pf + s0 : pf, slen, lpg, e, o);
             for (uint32_t k = 0; k < 8 && t + k < T; k++)
                 il_zflush(A, t + k, rb, nrb, r0, r1, mask, e[k], o[k]);
         }
