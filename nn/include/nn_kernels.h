@@ -124,6 +124,9 @@ typedef struct nn_kernels {
     void (*rope_q30)(int32_t *v, uint32_t n, uint32_t head_dim, const int32_t *sc);
     /* The residual stream: x[i] = nn_sat32((int64_t)x[i] + o[i]) for i < n. */
     void (*add_sat_i32)(int32_t *x, const int32_t *o, uint32_t n);
+    /* Attention's output from its exact sums: out[i] = nn_sat32(nn_rshift_round_i64(acc[i], s))
+     * for i < n. */
+    void (*round_sat_i64)(const int64_t *acc, int s, uint32_t n, int32_t *out);
 } nn_kernels;
 
 /* The portable reference twins. */
@@ -143,6 +146,7 @@ int     nn_mul_quant_i16_ref(const int32_t *a, const int32_t *b, uint32_t n, int
 void    nn_sumsq_i32_ref(const int32_t *x, uint32_t n, uint64_t ss[2]);
 void    nn_rope_q30_ref(int32_t *v, uint32_t n, uint32_t head_dim, const int32_t *sc);
 void    nn_add_sat_i32_ref(int32_t *x, const int32_t *o, uint32_t n);
+void    nn_round_sat_i64_ref(const int64_t *acc, int s, uint32_t n, int32_t *out);
 
 /*
  * Returns the kernel path named name ("ref" always exists), or the best path this

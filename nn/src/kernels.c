@@ -31,6 +31,7 @@ static const nn_kernels k_ref = {
     .sumsq_i32 = nn_sumsq_i32_ref,
     .rope_q30 = nn_rope_q30_ref,
     .add_sat_i32 = nn_add_sat_i32_ref,
+    .round_sat_i64 = nn_round_sat_i64_ref,
 };
 
 /*

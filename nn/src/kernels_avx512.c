@@ -1010,6 +1010,26 @@ static void add_sat_avx512(int32_t *x, const int32_t *o, uint32_t n)
     }
 }
 
+/* nn_round_sat_i64_ref for shifts in [1, 62] and |acc| < 2^61 (attention's sums are
+ * below 2^46), in int64 lanes saturated by vpmovsqd; anything else one by one. */
+static void round_sat_avx512(const int64_t *acc, int s, uint32_t n, int32_t *out)
+{
+    uint32_t i = 0;
+    if (s >= 1 && s <= 62) {
+        const __m512i half = _mm512_set1_epi64(1ll << (s - 1)), lim = _mm512_set1_epi64(1ll << 61);
+        const __m128i sh = _mm_cvtsi32_si128(s);
+        for (; i < n; i += 8) {
+            __mmask8 m = mask8(n - i);
+            __m512i v = _mm512_maskz_loadu_epi64(m, acc + i);
+            if (_mm512_mask_cmpge_epu64_mask(m, _mm512_abs_epi64(v), lim))   /* INT64_MIN too */
+                break;
+            _mm512_mask_cvtsepi64_storeu_epi32(out + i, m, _mm512_sra_epi64(_mm512_add_epi64(v, half), sh));
+        }
+    }
+    if (i < n)
+        nn_round_sat_i64_ref(acc + i, s, n - i, out + i);
+}
+
 const nn_kernels nn_kernels_avx512vnni = {
     .name = "avx512vnni",
     .matmul_q8_q16 = mm_avx512,
@@ -1027,6 +1047,7 @@ const nn_kernels nn_kernels_avx512vnni = {
     .sumsq_i32 = sumsq_avx512,
     .rope_q30 = rope_avx512,
     .add_sat_i32 = add_sat_avx512,
+    .round_sat_i64 = round_sat_avx512,
 };
 
 #ifdef __clang__

@@ -493,6 +493,7 @@ const nn_kernels nn_kernels_neon = {
     .sumsq_i32 = nn_sumsq_i32_ref,
     .rope_q30 = nn_rope_q30_ref,
     .add_sat_i32 = nn_add_sat_i32_ref,
+    .round_sat_i64 = nn_round_sat_i64_ref,
 };
 
 /* ---- dotprod matmul ---------------------------------------------------------------- */
@@ -674,6 +675,7 @@ const nn_kernels nn_kernels_dotprod = {
     .sumsq_i32 = nn_sumsq_i32_ref,
     .rope_q30 = nn_rope_q30_ref,
     .add_sat_i32 = nn_add_sat_i32_ref,
+    .round_sat_i64 = nn_round_sat_i64_ref,
 };
 
 #endif /* NN_HAVE_DOTPROD_KERNELS */

@@ -146,3 +146,9 @@ void nn_add_sat_i32_ref(int32_t *x, const int32_t *o, uint32_t n)
     for (uint32_t i = 0; i < n; i++)
         x[i] = nn_sat32((int64_t)x[i] + o[i]);
 }
+
+void nn_round_sat_i64_ref(const int64_t *acc, int s, uint32_t n, int32_t *out)
+{
+    for (uint32_t i = 0; i < n; i++)
+        out[i] = nn_sat32(nn_rshift_round_i64_inl(acc[i], s));
+}

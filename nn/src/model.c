@@ -415,9 +415,10 @@ static int claim(fwd_ctx *c, uint32_t n, uint32_t *lo, uint32_t *hi)
  * One head of one token at position pos:
  *   score_j = (q . k_j) * 2^(tq + tk_j - 32) / sqrt(hd), in Q16
  *   p_j     = softmax(score) in Q30
- *   out     = sum_j p_j * v_j, exact in int64 with p_j aligned to the largest V exponent
+ *   out     = sum_j p_j * v_j, exact in int64 with p_j aligned to tmax, the largest V
+ *             exponent over positions [0, pos]
  */
-static void attend_head(const nn_session *s, uint32_t layer, uint32_t pos, uint32_t h,
+static void attend_head(const nn_session *s, uint32_t layer, uint32_t pos, uint32_t h, int tmax,
                         const int32_t *q, int32_t *out, uint8_t *scratch)
 {
     const nn_model *m = s->m;
@@ -437,10 +438,6 @@ static void attend_head(const nn_session *s, uint32_t layer, uint32_t pos, uint3
     const int8_t *vt = s->vt + base * nkv + kvh;
     s->kern->dot_rows_i16(q16, kc, m->kv_dim, hd, n, dots);
     int32_t smax = s->kern->scores_q16(dots, kt, nkv, m->inv_sqrt_hd_q24, 40 - tq, n, score);
-    int tmax = 0;
-    for (uint32_t j = 0; j < n; j++)
-        if (vt[(size_t)j * nkv] > tmax)
-            tmax = vt[(size_t)j * nkv];
     int64_t sum = s->kern->softmax_exp_q30(score, smax, n, prob);
     uint64_t inv = (1ull << 62) / (uint64_t)sum;      /* sum >= 2^30: the max term is 1.0 */
     /* p_j normalised, then aligned to the largest V exponent: in [0, 2^30], so it fits
@@ -448,23 +445,35 @@ static void attend_head(const nn_session *s, uint32_t layer, uint32_t pos, uint3
     s->kern->probs_align(prob, inv, vt, nkv, tmax, n);
     memset(acc, 0, hd * sizeof *acc);
     s->kern->axpy_rows_i16(prob, s->vc + base * m->kv_dim + (size_t)kvh * hd, m->kv_dim, hd, n, acc);
-    for (uint32_t d = 0; d < hd; d++)
-        out[d] = nn_sat32(nn_rshift_round_i64_inl(acc[d], 30 - tmax));
+    s->kern->round_sat_i64(acc, 30 - tmax, hd, out);
 }
 
 static void attention_job(void *arg, uint32_t w, uint32_t nw)
 {
     fwd_ctx *c = arg;
     nn_session *s = c->s;
-    uint32_t H = s->m->cfg.n_heads, hd = s->m->cfg.head_dim, lo, hi;
+    uint32_t H = s->m->cfg.n_heads, hd = s->m->cfg.head_dim, nkv = s->m->cfg.n_kv_heads, lo, hi;
+    /* The largest V exponent over positions [0, seen) of KV head kvh_seen: items
+     * follow each other by position within a head, so it is extended, not rescanned. */
+    uint32_t kvh_seen = UINT32_MAX, seen = 0;
+    int tmax = 0;
     (void)nw;
     /* Head-major: the items of one head (and the heads sharing its KV head) are
      * neighbours, so a prompt block's tokens meet that head's cached K and V while
      * they are still in L2. */
     while (claim(c, c->n_tok * H, &lo, &hi))
         for (uint32_t i = lo; i < hi; i++) {
-            uint32_t h = i / c->n_tok, b = i % c->n_tok;
-            attend_head(s, c->layer, c->pos0 + b, h, s->q + (size_t)b * s->m->q_dim + h * hd,
+            uint32_t h = i / c->n_tok, b = i % c->n_tok, kvh = h / (H / nkv), n = c->pos0 + b + 1;
+            if (kvh != kvh_seen || n < seen) {
+                kvh_seen = kvh;
+                seen = 0;
+                tmax = 0;
+            }
+            const int8_t *vt = s->vt + (size_t)c->layer * s->max_seq * nkv + kvh;
+            for (; seen < n; seen++)
+                if (vt[(size_t)seen * nkv] > tmax)
+                    tmax = vt[(size_t)seen * nkv];
+            attend_head(s, c->layer, c->pos0 + b, h, tmax, s->q + (size_t)b * s->m->q_dim + h * hd,
                         s->att + (size_t)b * s->m->q_dim + h * hd, s->scratch + w * s->scratch_stride);
         }
 }

@@ -372,8 +372,8 @@ static void row_values(int32_t *x, uint32_t n, int kind, int pass)
 /*
  * The row steps against their contracts: quant_i32_i16 against nn_quant_i32_i16,
  * mul_quant_i16 against nn_quant_i64_i16 of the products (and the reference twin),
- * sumsq_i32 against a 128-bit loop, add_sat_i32 against its reference twin (nothing
- * written past n); lengths 0..300 (every vector tail) and 4099.
+ * sumsq_i32 against a 128-bit loop, add_sat_i32 and round_sat_i64 against their
+ * reference twins (nothing written past n); lengths 0..300 (every vector tail) and 4099.
  */
 static void row_steps(const nn_kernels *k)
 {
@@ -426,6 +426,25 @@ static void row_steps(const nn_kernels *k)
         k->add_sat_i32(g, b, n);
         if (memcmp(w, g, (n + 1) * 4)) {
             print_error("kernel %s add_sat_i32 differs: n %u pass %d\n", k->name, n, pass);
+            fail();
+        }
+    }
+    /* Attention's output: sums of attention's size (below 2^46) and beyond (up to
+     * INT64_MIN, past the 64-bit fast path's 2^61), some saturating; every shift from
+     * -2 to 64 (none or more than 62 take the scalar path). */
+    for (int pass = 0; pass < 400; pass++) {
+        uint32_t n = pass < 300 ? (uint32_t)pass % 150 : 1 + rndn(N);
+        int sh = pass % 67 - 2, wide = pass % 3 == 0;
+        for (uint32_t i = 0; i < n; i++) {
+            p[i] = wide ? (int64_t)(rnd() << 1 ^ rnd() >> 7) : (int64_t)(rnd() >> 18) - (1ll << 45);
+            if (wide && i % 37 == 5)
+                p[i] = i & 1 ? INT64_MIN : INT64_MAX;
+        }
+        w[n] = g[n] = 0x5a5a5a5a;
+        nn_round_sat_i64_ref(p, sh, n, w);
+        k->round_sat_i64(p, sh, n, g);
+        if (memcmp(w, g, (n + 1) * 4)) {
+            print_error("kernel %s round_sat_i64 differs: n %u shift %d pass %d\n", k->name, n, sh, pass);
             fail();
         }
     }
