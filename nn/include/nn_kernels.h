@@ -84,6 +84,11 @@ typedef struct nn_kernels {
      * exact (n <= 2^16). */
     void (*dot_rows_i16)(const int16_t *q, const int16_t *k, size_t k_stride, uint32_t n, uint32_t n_rows,
                          int64_t *out);
+    /* The same against rows packed by nn_pack_rows_i16 (n even, at most 256): once per
+     * prompt block and KV head, for every query that reads them, so that a vector holds
+     * one pair of columns of 16 rows and the sums need no horizontal reduction.
+     * Optional: NULL where a path has none (attention then uses dot_rows_i16). */
+    void (*dot_rows_packed)(const int16_t *q, const int16_t *p, uint32_t n, uint32_t n_rows, int64_t *out);
     /* Attention values: acc[i] += sum_j p[j] * v[j * v_stride + i] for i < n, j < n_rows,
      * with p[j] in [0, 2^31); exact while every sum fits int64 (attention's
      * probabilities sum to about 2^30, so |acc| stays below 2^46). */
@@ -146,6 +151,13 @@ int     nn_mul_quant_i16_ref(const int32_t *a, const int32_t *b, uint32_t n, int
 void    nn_sumsq_i32_ref(const int32_t *x, uint32_t n, uint64_t ss[2]);
 void    nn_rope_q30_ref(int32_t *v, uint32_t n, uint32_t head_dim, const int32_t *sc);
 void    nn_add_sat_i32_ref(int32_t *x, const int32_t *o, uint32_t n);
+void    nn_dot_rows_packed_ref(const int16_t *q, const int16_t *p, uint32_t n, uint32_t n_rows, int64_t *out);
+/* Rows [0, n_rows) of k (n columns, n even) in blocks of 16 rows, each block n / 2
+ * vectors of the 16 rows' column pairs, rows past n_rows zero:
+ *   p[(b * n / 2 + i) * 32 + 2 r + e] = k[(16 b + r) * k_stride + 2 i + e]
+ * p holds nn_pack_rows_len(n, n_rows) values. */
+void    nn_pack_rows_i16(const int16_t *k, size_t k_stride, uint32_t n, uint32_t n_rows, int16_t *p);
+static inline size_t nn_pack_rows_len(uint32_t n, uint32_t n_rows) { return (size_t)(n_rows + 15) / 16 * 16 * n; }
 void    nn_round_sat_i64_ref(const int64_t *acc, int s, uint32_t n, int32_t *out);
 
 /*

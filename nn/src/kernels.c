@@ -20,6 +20,7 @@ static const nn_kernels k_ref = {
     .matmul_q8_a8 = nn_matmul_q8_a8_ref,
     .dot_i16 = nn_dot_i16_ref,
     .dot_rows_i16 = nn_dot_rows_i16_ref,
+    .dot_rows_packed = nn_dot_rows_packed_ref,
     .axpy_rows_i16 = nn_axpy_rows_i16_ref,
     .softmax_exp_q30 = nn_softmax_exp_q30_ref,
     .act8_quant = nn_act8_quant,

@@ -839,6 +839,64 @@ static void dot_rows_avx512(const int16_t *q, const int16_t *k, size_t k_stride,
         nn_dot_rows_i16_avx2(q, k + j * k_stride, k_stride, n, n_rows - j, out + j);
 }
 
+/* NB packed blocks of 16 rows (nn_pack_rows_i16) against q's column pairs split into
+ * bytes (qh: the high byte, signed; ql: the low, unsigned; as vpdpwssd's int32
+ * broadcasts): 2 NB independent sums, each half of a pair's products per lane, within
+ * the dot_rows_avx512 bounds. Rows from `rows` on are not stored. */
+static inline __attribute__((always_inline)) void packed_blocks(const int16_t *qh, const int16_t *ql, uint32_t half,
+                                                                const int16_t *p, size_t bstride, int NB,
+                                                                uint32_t rows, int64_t *out)
+{
+    __m512i h[4], l[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < NB; k++)
+        h[k] = l[k] = _mm512_setzero_si512();
+    for (uint32_t i = 0; i < half; i++) {
+        __m512i a = _mm512_broadcastd_epi32(_mm_loadu_si32(qh + 2 * i)),
+                b = _mm512_broadcastd_epi32(_mm_loadu_si32(ql + 2 * i));
+#pragma GCC unroll 4
+        for (int k = 0; k < NB; k++) {
+            __m512i x = _mm512_loadu_si512((const void *)(p + k * bstride + 32 * (size_t)i));
+            h[k] = _mm512_dpwssd_epi32(h[k], x, a);
+            l[k] = _mm512_dpwssd_epi32(l[k], x, b);
+        }
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < NB; k++, rows = rows > 16 ? rows - 16 : 0) {
+        __m512i lo = _mm512_add_epi64(_mm512_slli_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(h[k])), 8),
+                                      _mm512_cvtepi32_epi64(_mm512_castsi512_si256(l[k])));
+        __m512i hi = _mm512_add_epi64(_mm512_slli_epi64(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(h[k], 1)), 8),
+                                      _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(l[k], 1)));
+        _mm512_mask_storeu_epi64(out + 16 * k, mask8(rows), lo);
+        _mm512_mask_storeu_epi64(out + 16 * k + 8, mask8(rows > 8 ? rows - 8 : 0), hi);
+    }
+}
+
+/* dot_rows_packed: four blocks (64 rows) at a time, then two, then one. */
+static void dot_rows_packed_avx512(const int16_t *q, const int16_t *p, uint32_t n, uint32_t n_rows, int64_t *out)
+{
+    if (n > 256 || n % 2) {
+        nn_dot_rows_packed_ref(q, p, n, n_rows, out);
+        return;
+    }
+    int16_t qh[256], ql[256];   /* q >> 8 and q & 255; a column pair is one int32 */
+    for (uint32_t i = 0; i < n; i += 32) {
+        __m512i v = _mm512_maskz_loadu_epi16(mask32(n - i), q + i);
+        _mm512_storeu_si512((void *)(qh + i), _mm512_srai_epi16(v, 8));
+        _mm512_storeu_si512((void *)(ql + i), _mm512_and_si512(v, _mm512_set1_epi16(255)));
+    }
+    size_t bstride = (size_t)16 * n;
+    uint32_t nb = (n_rows + 15) / 16, b = 0;
+    for (; b + 4 <= nb; b += 4)
+        packed_blocks(qh, ql, n / 2, p + b * bstride, bstride, 4, n_rows - 16 * b, out + 16 * b);
+    if (b + 2 <= nb) {
+        packed_blocks(qh, ql, n / 2, p + b * bstride, bstride, 2, n_rows - 16 * b, out + 16 * b);
+        b += 2;
+    }
+    if (b < nb)
+        packed_blocks(qh, ql, n / 2, p + b * bstride, bstride, 1, n_rows - 16 * b, out + 16 * b);
+}
+
 /* (H << 16) + (M << 8) + L of 8 int32 lanes, as int64. */
 static inline __m512i axpy_join(__m256i H, __m256i M, __m256i L)
 {
@@ -1036,6 +1094,7 @@ const nn_kernels nn_kernels_avx512vnni = {
     .matmul_q8_a8 = mm_a8_avx512,
     .dot_i16 = nn_dot_i16_avx2,
     .dot_rows_i16 = dot_rows_avx512,
+    .dot_rows_packed = dot_rows_packed_avx512,
     .axpy_rows_i16 = axpy_rows_avx512,
     .softmax_exp_q30 = softmax_exp_avx512,
     .act8_quant = act8_avx512,

@@ -152,3 +152,25 @@ void nn_round_sat_i64_ref(const int64_t *acc, int s, uint32_t n, int32_t *out)
     for (uint32_t i = 0; i < n; i++)
         out[i] = nn_sat32(nn_rshift_round_i64_inl(acc[i], s));
 }
+
+void nn_pack_rows_i16(const int16_t *k, size_t k_stride, uint32_t n, uint32_t n_rows, int16_t *p)
+{
+    for (uint32_t b = 0; b < (n_rows + 15) / 16; b++)
+        for (uint32_t i = 0; i < n / 2; i++, p += 32)
+            for (uint32_t r = 0; r < 16; r++) {
+                uint32_t j = 16 * b + r;
+                p[2 * r] = j < n_rows ? k[j * k_stride + 2 * i] : 0;
+                p[2 * r + 1] = j < n_rows ? k[j * k_stride + 2 * i + 1] : 0;
+            }
+}
+
+void nn_dot_rows_packed_ref(const int16_t *q, const int16_t *p, uint32_t n, uint32_t n_rows, int64_t *out)
+{
+    for (uint32_t j = 0; j < n_rows; j++) {
+        const int16_t *blk = p + (size_t)(j / 16) * 16 * n + 2 * (j % 16);
+        int64_t s = 0;
+        for (uint32_t i = 0; i < n / 2; i++)
+            s += (int64_t)q[2 * i] * blk[32 * i] + (int64_t)q[2 * i + 1] * blk[32 * i + 1];
+        out[j] = s;
+    }
+}

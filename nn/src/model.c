@@ -138,16 +138,28 @@ static uint32_t max3(uint32_t a, uint32_t b, uint32_t c)
  *   score int32[max_seq] | prob int32[max_seq] | dots int64[max_seq] | acc int64[head_dim]
  *   | q16 int16[head_dim]
  */
-typedef struct scratch_layout { size_t prob, dots, acc, q16, bytes; } scratch_layout;
+/* Prompt blocks of at least this many tokens pack each KV head's K rows once for all
+ * the queries that read them (nn_kernels.dot_rows_packed). */
+#define PACK_MIN_TOK 8u
 
-static scratch_layout scratch_of(const nn_model *m, uint32_t max_seq)
+typedef struct scratch_layout { size_t prob, dots, acc, q16, pk, bytes; } scratch_layout;
+
+/* A worker's attention scratch; pk (0: none) the packed K rows of one KV head, for
+ * sessions whose blocks can be prompt blocks. */
+static scratch_layout scratch_of(const nn_model *m, uint32_t max_seq, uint32_t max_batch)
 {
+    uint32_t hd = m->cfg.head_dim;
     scratch_layout l;
     l.prob = (size_t)max_seq * 4;
     l.dots = l.prob + (size_t)max_seq * 4;
     l.acc = l.dots + (size_t)max_seq * 8;
-    l.q16 = l.acc + (size_t)m->cfg.head_dim * 8;
-    l.bytes = (l.q16 + (size_t)m->cfg.head_dim * 2 + 63) & ~(size_t)63;
+    l.q16 = l.acc + (size_t)hd * 8;
+    l.bytes = (l.q16 + (size_t)hd * 2 + 63) & ~(size_t)63;
+    l.pk = 0;
+    if (max_batch >= PACK_MIN_TOK && hd % 2 == 0 && hd <= 256) {
+        l.pk = l.bytes;
+        l.bytes += (nn_pack_rows_len(hd, max_seq) * 2 + 63) & ~(size_t)63;
+    }
     return l;
 }
 
@@ -208,7 +220,7 @@ static void carve(nn_session *s, const nn_model *m, uint32_t seq, uint32_t B, ui
     s->h3 = nn_arena_alloc(a, (size_t)B * c->hidden_dim * 4, 64);
     s->rope = nn_arena_alloc(a, (size_t)B * c->head_dim * 4, 64);
     s->logits = nn_arena_alloc(a, (size_t)(all_logits ? B : 1) * c->vocab_size * 4, 64);
-    s->scratch_stride = scratch_of(m, seq).bytes;
+    s->scratch_stride = scratch_of(m, seq, B).bytes;
     s->scratch = nn_arena_alloc(a, s->scratch_stride * T, 64);
     s->pool = T > 1 ? nn_arena_alloc(a, sizeof(nn_pool), 64) : NULL;
 }
@@ -419,12 +431,12 @@ static int claim(fwd_ctx *c, uint32_t n, uint32_t *lo, uint32_t *hi)
  *             exponent over positions [0, pos]
  */
 static void attend_head(const nn_session *s, uint32_t layer, uint32_t pos, uint32_t h, int tmax,
-                        const int32_t *q, int32_t *out, uint8_t *scratch)
+                        const int16_t *pk, const int32_t *q, int32_t *out, uint8_t *scratch)
 {
     const nn_model *m = s->m;
     uint32_t hd = m->cfg.head_dim, nkv = m->cfg.n_kv_heads, n = pos + 1;
     uint32_t kvh = h / (m->cfg.n_heads / nkv);
-    scratch_layout sl = scratch_of(m, s->max_seq);
+    scratch_layout sl = scratch_of(m, s->max_seq, s->max_batch);
     int32_t *score = (int32_t *)(void *)scratch;
     int32_t *prob = (int32_t *)(void *)(scratch + sl.prob);
     int64_t *dots = (int64_t *)(void *)(scratch + sl.dots);
@@ -436,7 +448,10 @@ static void attend_head(const nn_session *s, uint32_t layer, uint32_t pos, uint3
     const int16_t *kc = s->kc + base * m->kv_dim + (size_t)kvh * hd;
     const int8_t *kt = s->kt + base * nkv + kvh;
     const int8_t *vt = s->vt + base * nkv + kvh;
-    s->kern->dot_rows_i16(q16, kc, m->kv_dim, hd, n, dots);
+    if (pk)
+        s->kern->dot_rows_packed(q16, pk, hd, n, dots);
+    else
+        s->kern->dot_rows_i16(q16, kc, m->kv_dim, hd, n, dots);
     int32_t smax = s->kern->scores_q16(dots, kt, nkv, m->inv_sqrt_hd_q24, 40 - tq, n, score);
     int64_t sum = s->kern->softmax_exp_q30(score, smax, n, prob);
     uint64_t inv = (1ull << 62) / (uint64_t)sum;      /* sum >= 2^30: the max term is 1.0 */
@@ -455,8 +470,12 @@ static void attention_job(void *arg, uint32_t w, uint32_t nw)
     uint32_t H = s->m->cfg.n_heads, hd = s->m->cfg.head_dim, nkv = s->m->cfg.n_kv_heads, lo, hi;
     /* The largest V exponent over positions [0, seen) of KV head kvh_seen: items
      * follow each other by position within a head, so it is extended, not rescanned. */
-    uint32_t kvh_seen = UINT32_MAX, seen = 0;
+    uint32_t kvh_seen = UINT32_MAX, seen = 0, kvh_packed = UINT32_MAX;
     int tmax = 0;
+    uint8_t *scratch = s->scratch + w * s->scratch_stride;
+    size_t pk_at = scratch_of(s->m, s->max_seq, s->max_batch).pk;
+    int16_t *pk = c->n_tok >= PACK_MIN_TOK && pk_at && s->kern->dot_rows_packed ? (int16_t *)(void *)(scratch + pk_at)
+                                                                                 : NULL;
     (void)nw;
     /* Head-major: the items of one head (and the heads sharing its KV head) are
      * neighbours, so a prompt block's tokens meet that head's cached K and V while
@@ -473,8 +492,13 @@ static void attention_job(void *arg, uint32_t w, uint32_t nw)
             for (; seen < n; seen++)
                 if (vt[(size_t)seen * nkv] > tmax)
                     tmax = vt[(size_t)seen * nkv];
-            attend_head(s, c->layer, c->pos0 + b, h, tmax, s->q + (size_t)b * s->m->q_dim + h * hd,
-                        s->att + (size_t)b * s->m->q_dim + h * hd, s->scratch + w * s->scratch_stride);
+            if (pk && kvh != kvh_packed) {   /* the rows of every token in the block */
+                nn_pack_rows_i16(s->kc + (size_t)c->layer * s->max_seq * s->m->kv_dim + (size_t)kvh * hd,
+                                 s->m->kv_dim, hd, c->pos0 + c->n_tok, pk);
+                kvh_packed = kvh;
+            }
+            attend_head(s, c->layer, c->pos0 + b, h, tmax, pk, s->q + (size_t)b * s->m->q_dim + h * hd,
+                        s->att + (size_t)b * s->m->q_dim + h * hd, scratch);
         }
 }
 

@@ -193,14 +193,14 @@ static void ref_matches_brute_force(void **st)
 }
 
 /*
- * The attention kernels over ragged head sizes and row counts, with strided rows, full
- * range values, and probabilities up to 2^31 - 1 (the contract's bound, above what
+ * The attention kernels over ragged head sizes and row counts (dot_rows_packed, where a
+ * path has it, at the even sizes), with strided rows, full range values, and probabilities up to 2^31 - 1 (the contract's bound, above what
  * attention produces; the extreme case, all 2^31 - 1, makes the AVX2 axpy's int32
  * blocks as short as they get).
  */
 static void attention_rows(const nn_kernels *k)
 {
-    static const uint32_t dims[] = { 1, 3, 4, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 96, 100, 128, 256, 64, 32 };
+    static const uint32_t dims[] = { 1, 3, 4, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 96, 100, 128, 256, 64, 32, 258 };
     for (size_t di = 0; di < 3 * (sizeof dims / sizeof dims[0]); di++) {
         /* Up to 1100 rows: the AVX2 axpy adds blocks of up to 128 rows in int32. */
         uint32_t n = dims[di % (sizeof dims / sizeof dims[0])], rows = 1 + rndn(di % 2 ? 300 : 1100);
@@ -220,6 +220,19 @@ static void attention_rows(const nn_kernels *k)
         if (memcmp(want, got, rows * 8)) {
             print_error("kernel %s dot_rows differs: n %u rows %u\n", k->name, n, rows);
             fail();
+        }
+        if (k->dot_rows_packed && n % 2 == 0) {   /* the same rows packed; nothing stored past them */
+            int16_t *pk = malloc(nn_pack_rows_len(n, rows) * 2);
+            int64_t *pg = malloc(((size_t)rows + 1) * 8);
+            nn_pack_rows_i16(kv, stride, n, rows, pk);
+            pg[rows] = 0x5a5a5a5a5a5a5a5a;
+            k->dot_rows_packed(q, pk, n, rows, pg);
+            if (memcmp(want, pg, rows * 8) || pg[rows] != 0x5a5a5a5a5a5a5a5a) {
+                print_error("kernel %s dot_rows_packed differs: n %u rows %u\n", k->name, n, rows);
+                fail();
+            }
+            free(pk);
+            free(pg);
         }
         for (uint32_t i = 0; i < n; i++)
             want[i] = got[i] = (int64_t)(rnd() % 2000001) - 1000000;
