@@ -897,6 +897,69 @@ static void dot_rows_packed_avx512(const int16_t *q, const int16_t *p, uint32_t 
         packed_blocks(qh, ql, n / 2, p + b * bstride, bstride, 1, n_rows - 16 * b, out + 16 * b);
 }
 
+/* Eight exponents e[j * es .. (j + 7) * es] as int64 lanes. */
+static inline __m512i exps8(const int8_t *e, size_t es, uint32_t j)
+{
+    return _mm512_set_epi64(e[(j + 7) * es], e[(j + 6) * es], e[(j + 5) * es], e[(j + 4) * es], e[(j + 3) * es],
+                            e[(j + 2) * es], e[(j + 1) * es], e[j * es]);
+}
+
+/* nn_scores_q16_avx2 on eight lanes, with the arithmetic 64-bit shift and the
+ * saturating narrowing AVX-512 has; eight lanes with any outside its ranges, and the
+ * last n % 8, through the reference. */
+static int32_t scores_q16_avx512(const int64_t *dots, const int8_t *e, size_t e_stride, int32_t c, int base, uint32_t n,
+                                 int32_t *out)
+{
+    int32_t smax = INT32_MIN;
+    uint32_t j = 0;
+    if (c >= 0 && c < (1 << 24)) {
+        const __m512i cv = _mm512_set1_epi64(c), one = _mm512_set1_epi64(1), vb = _mm512_set1_epi64(base);
+        const __m512i dlim = _mm512_set1_epi64(1ll << 37), s_hi = _mm512_set1_epi64(62);
+        __m256i mx = _mm256_set1_epi32(INT32_MIN);
+        for (; j + 8 <= n; j += 8) {
+            __m512i d = _mm512_loadu_si512((const void *)(dots + j));
+            __m512i sh = _mm512_sub_epi64(vb, exps8(e, e_stride, j));
+            if (_mm512_cmpgt_epu64_mask(_mm512_abs_epi64(d), dlim) | _mm512_cmpgt_epi64_mask(sh, s_hi) |
+                _mm512_cmplt_epi64_mask(sh, one)) {
+                int32_t m8 = nn_scores_q16_ref(dots + j, e + j * e_stride, e_stride, c, base, 8, out + j);
+                mx = _mm256_max_epi32(mx, _mm256_set1_epi32(m8));
+                continue;
+            }
+            __m512i v = _mm512_add_epi64(_mm512_slli_epi64(_mm512_mul_epi32(_mm512_srai_epi64(d, 32), cv), 32),
+                                         _mm512_mul_epu32(d, cv));
+            __m512i half = _mm512_sllv_epi64(one, _mm512_sub_epi64(sh, one));
+            __m256i r = _mm512_cvtsepi64_epi32(_mm512_srav_epi64(_mm512_add_epi64(v, half), sh));
+            _mm256_storeu_si256((__m256i *)(void *)(out + j), r);
+            mx = _mm256_max_epi32(mx, r);
+        }
+        __m128i m4 = _mm_max_epi32(_mm256_castsi256_si128(mx), _mm256_extracti128_si256(mx, 1));
+        m4 = _mm_max_epi32(m4, _mm_shuffle_epi32(m4, 0x4e));
+        m4 = _mm_max_epi32(m4, _mm_shuffle_epi32(m4, 0xb1));
+        smax = _mm_cvtsi128_si32(m4);
+    }
+    int32_t t = nn_scores_q16_ref(dots + j, e + j * e_stride, e_stride, c, base, n - j, out + j);
+    return t > smax ? t : smax;
+}
+
+/* nn_probs_align_avx2 on eight lanes. */
+static void probs_align_avx512(int32_t *p, uint64_t inv, const int8_t *e, size_t e_stride, int tmax, uint32_t n)
+{
+    uint32_t j = 0;
+    if (inv <= UINT32_MAX) {
+        const __m512i iv = _mm512_set1_epi64((int64_t)inv), one = _mm512_set1_epi64(1);
+        const __m512i r31 = _mm512_set1_epi64(1ll << 31), vt = _mm512_set1_epi64(tmax);
+        for (; j + 8 <= n; j += 8) {
+            __m512i x = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const __m256i *)(const void *)(p + j)));
+            x = _mm512_srli_epi64(_mm512_add_epi64(_mm512_mul_epu32(x, iv), r31), 32);
+            __m512i sh = _mm512_sub_epi64(vt, exps8(e, e_stride, j));
+            __m512i half = _mm512_srli_epi64(_mm512_sllv_epi64(one, sh), 1);
+            _mm256_storeu_si256((__m256i *)(void *)(p + j),
+                                _mm512_cvtepi64_epi32(_mm512_srlv_epi64(_mm512_add_epi64(x, half), sh)));
+        }
+    }
+    nn_probs_align_ref(p + j, inv, e + j * e_stride, e_stride, tmax, n - j);
+}
+
 /* (H << 16) + (M << 8) + L of 8 int32 lanes, as int64. */
 static inline __m512i axpy_join(__m256i H, __m256i M, __m256i L)
 {
@@ -1099,8 +1162,8 @@ const nn_kernels nn_kernels_avx512vnni = {
     .softmax_exp_q30 = softmax_exp_avx512,
     .act8_quant = act8_avx512,
     .silu_q16 = silu_avx512,
-    .scores_q16 = nn_scores_q16_avx2,
-    .probs_align = nn_probs_align_avx2,
+    .scores_q16 = scores_q16_avx512,
+    .probs_align = probs_align_avx512,
     .quant_i32_i16 = quant_i32_avx512,
     .mul_quant_i16 = mul_quant_avx512,
     .sumsq_i32 = sumsq_avx512,
