@@ -133,19 +133,18 @@ static uint32_t max3(uint32_t a, uint32_t b, uint32_t c)
     return m > c ? m : c;
 }
 
-/*
- * Per-thread scratch, one region per worker:
- *   score int32[max_seq] | prob int32[max_seq] | dots int64[max_seq] | acc int64[head_dim]
- *   | q16 int16[head_dim]
- */
 /* Prompt blocks of at least this many tokens pack each KV head's K rows once for all
  * the queries that read them (nn_kernels.dot_rows_packed). */
 #define PACK_MIN_TOK 8u
 
+/*
+ * Per-thread scratch, one region per worker:
+ *   score int32[max_seq] | prob int32[max_seq] | dots int64[max_seq] | acc int64[head_dim]
+ *   | q16 int16[head_dim] | pk: one KV head's K rows packed (nn_pack_rows_len), only
+ *   in sessions whose blocks can be prompt blocks (pk 0: none)
+ */
 typedef struct scratch_layout { size_t prob, dots, acc, q16, pk, bytes; } scratch_layout;
 
-/* A worker's attention scratch; pk (0: none) the packed K rows of one KV head, for
- * sessions whose blocks can be prompt blocks. */
 static scratch_layout scratch_of(const nn_model *m, uint32_t max_seq, uint32_t max_batch)
 {
     uint32_t hd = m->cfg.head_dim;
