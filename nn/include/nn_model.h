@@ -95,6 +95,7 @@ typedef struct nn_session_opts {
 } nn_session_opts;
 
 struct nn_pool;
+struct nn_claim_slot;
 
 /*
  * Called at the input of every layer with the block's residual stream: x is
@@ -109,6 +110,7 @@ typedef struct nn_session {
     const nn_model   *m;
     const nn_kernels *kern;
     struct nn_pool   *pool;
+    struct nn_claim_slot *claims;       /* [threads] work ranges of the running job */
     uint32_t max_seq, max_batch, threads, all_logits;
     uint64_t prefill_chunk_macs;        /* see nn_session_opts */
     uint32_t n_pos;                     /* positions held in the KV cache */

@@ -222,6 +222,7 @@ static void carve(nn_session *s, const nn_model *m, uint32_t seq, uint32_t B, ui
     s->scratch_stride = scratch_of(m, seq, B).bytes;
     s->scratch = nn_arena_alloc(a, s->scratch_stride * T, 64);
     s->pool = T > 1 ? nn_arena_alloc(a, sizeof(nn_pool), 64) : NULL;
+    s->claims = nn_arena_alloc(a, (size_t)T * sizeof(nn_claim_slot), 64);
 }
 
 nn_status nn_session_arena_bytes(const nn_model *m, const nn_session_opts *o, size_t *bytes)
@@ -392,11 +393,11 @@ static void kv_store(const nn_kernels *kern, const int32_t *src, uint32_t n_kv, 
 /* ---- attention ---------------------------------------------------------------------- */
 
 /*
- * A job's items (rows, (token, head) pairs, tokens, elements) are claimed in chunks
- * from an atomic counter rather than split evenly up front: a worker that the OS
- * preempts (a shared machine, a thermally throttled core) then delays one chunk, not
- * its whole share. Every item is computed the same way whoever claims it, so results
- * do not depend on the schedule.
+ * A job's items (rows, (token, head) pairs, tokens) are claimed in chunks (nn_claim:
+ * each worker's own range in order, then the back of another's) rather than split
+ * evenly up front: a worker that the OS preempts (a shared machine, a thermally
+ * throttled core) then delays one chunk, not its whole share. Every item is computed
+ * the same way whoever claims it, so results do not depend on the schedule.
  */
 typedef struct fwd_ctx {
     nn_session *s;
@@ -407,18 +408,17 @@ typedef struct fwd_ctx {
     uint32_t a8_cols;                   /* version 2: the token steps left xa's rows as int8
                                          * in this many columns; 0: matmuls() does it */
     void (*tok_fn)(struct fwd_ctx *c, uint32_t b, uint8_t *scratch);   /* run_tokens */
-    atomic_uint next;                   /* first unclaimed item */
-    uint32_t chunk;                     /* items per claim */
+    uint32_t n_items, chunk, nw;        /* the running job: items, items per claim, workers */
 } fwd_ctx;
 
-/* Claims the next chunk of [0, n) as [*lo, *hi); returns 0 when none is left. */
-static int claim(fwd_ctx *c, uint32_t n, uint32_t *lo, uint32_t *hi)
+/* Worker w's next chunk of the job's items as [*lo, *hi); returns 0 when none is left. */
+static int claim(fwd_ctx *c, uint32_t w, uint32_t *lo, uint32_t *hi)
 {
-    uint32_t k = atomic_fetch_add_explicit(&c->next, c->chunk, memory_order_relaxed);
-    if (k >= n)
+    uint32_t k;
+    if (!nn_claim(c->s->claims, c->nw, w, &k))
         return 0;
-    *lo = k;
-    *hi = n - k < c->chunk ? n : k + c->chunk;
+    *lo = k * c->chunk;
+    *hi = c->n_items - *lo < c->chunk ? c->n_items : *lo + c->chunk;
     return 1;
 }
 
@@ -479,7 +479,7 @@ static void attention_job(void *arg, uint32_t w, uint32_t nw)
     /* Head-major: the items of one head (and the heads sharing its KV head) are
      * neighbours, so a prompt block's tokens meet that head's cached K and V while
      * they are still in L2. */
-    while (claim(c, c->n_tok * H, &lo, &hi))
+    while (claim(c, w, &lo, &hi))
         for (uint32_t i = lo; i < hi; i++) {
             uint32_t h = i / c->n_tok, b = i % c->n_tok, kvh = h / (H / nkv), n = c->pos0 + b + 1;
             if (kvh != kvh_seen || n < seen) {
@@ -507,12 +507,9 @@ static void attention_job(void *arg, uint32_t w, uint32_t nw)
 static void matmul_job(void *arg, uint32_t w, uint32_t nw)
 {
     fwd_ctx *c = arg;
-    uint32_t total = 0, lo, hi;
-    (void)w;
+    uint32_t lo, hi;
     (void)nw;
-    for (uint32_t i = 0; i < c->n_mm; i++)
-        total += c->mm[i].w->rows;
-    while (claim(c, total, &lo, &hi))
+    while (claim(c, w, &lo, &hi))
         for (uint32_t i = 0, base = 0; i < c->n_mm && base < hi; base += c->mm[i].w->rows, i++) {
             uint32_t r0 = lo > base ? lo - base : 0, r1 = hi - base;
             if (r1 > c->mm[i].w->rows)
@@ -529,13 +526,15 @@ static void matmul_job(void *arg, uint32_t w, uint32_t nw)
         }
 }
 
-/* Runs fn with items claimed `chunk` at a time: on every worker, or (split == 0, or no
- * pool) on the calling thread alone. */
-static void run(nn_session *s, nn_pool_fn fn, fwd_ctx *c, uint32_t chunk, int split)
+/* Runs fn over n items claimed `chunk` at a time: on every worker, or (split == 0, or
+ * no pool) on the calling thread alone. */
+static void run(nn_session *s, nn_pool_fn fn, fwd_ctx *c, uint32_t n, uint32_t chunk, int split)
 {
-    atomic_store_explicit(&c->next, 0, memory_order_relaxed);
+    c->n_items = n;
     c->chunk = chunk ? chunk : 1;
-    if (s->pool && split)
+    c->nw = s->pool && split ? s->threads : 1;
+    nn_claims_init(s->claims, c->nw, (n + c->chunk - 1) / c->chunk);
+    if (c->nw > 1)
         nn_pool_run(s->pool, fn, c);
     else
         fn(c, 0, 1);
@@ -575,11 +574,12 @@ static void matmuls(nn_session *s, fwd_ctx *c, const nn_mm_args *mm, uint32_t n)
     }
     c->mm = mm;
     c->n_mm = n;
-    /* About two chunks per worker, in multiples of 16 rows (whole SIMD row blocks). Each
-     * chunk starts a new weight stream that the prefetch has not reached yet, and each
-     * claim is an atomic on a line both cores share: eight per worker decoded 13%
-     * (smollm2 shape) and 5% (tinyllama shape) slower at two threads on the Zen 4 VM.
-     * Two still let the other worker take a preempted worker's second chunk.
+    /* About two chunks per worker, in multiples of 16 rows (whole SIMD row blocks), so
+     * the other worker can take a preempted worker's second chunk. A worker's own
+     * chunks are one weight stream (nn_claim); when the chunks were dealt from one
+     * shared counter, each started a stream the prefetch had not reached and each claim
+     * was an atomic on a line both cores share, and two per worker decoded 7% slower
+     * (smollm2 shape, two threads; eight 13-20%).
      * A prompt block's matmuls are compute-bound and long: there a worker whose core is
      * shared (another process, a busy SMT sibling under a VM) holds the others at the
      * end of every matmul for up to a chunk, so large ones go in up to 16 chunks per
@@ -591,7 +591,7 @@ static void matmuls(nn_session *s, fwd_ctx *c, const nn_mm_args *mm, uint32_t n)
         per = k < 2 ? 2 : k > 16 ? 16 : (uint32_t)k;
     }
     uint32_t chunk = (rows / (s->threads * per) + 15) & ~15u;
-    run(s, matmul_job, c, chunk < 16 ? 16 : chunk, macs >= MIN_SPLIT_MACS);
+    run(s, matmul_job, c, rows, chunk < 16 ? 16 : chunk, macs >= MIN_SPLIT_MACS);
     c->a8_cols = 0;
 }
 
@@ -600,7 +600,7 @@ static void tokens_job(void *arg, uint32_t w, uint32_t nw)
     fwd_ctx *c = arg;
     uint32_t lo, hi;
     (void)nw;
-    while (claim(c, c->n_tok, &lo, &hi))
+    while (claim(c, w, &lo, &hi))
         for (uint32_t b = lo; b < hi; b++)
             c->tok_fn(c, b, c->s->scratch + w * c->s->scratch_stride);
 }
@@ -610,7 +610,7 @@ static void tokens_job(void *arg, uint32_t w, uint32_t nw)
 static void run_tokens(nn_session *s, fwd_ctx *c, void (*fn)(fwd_ctx *c, uint32_t b, uint8_t *scratch))
 {
     c->tok_fn = fn;
-    run(s, tokens_job, c, claim_chunk(s, c->n_tok, 8), c->n_tok > 1);
+    run(s, tokens_job, c, c->n_tok, claim_chunk(s, c->n_tok, 8), c->n_tok > 1);
 }
 
 /* Runs fn, a step that leaves each token's matmul input in xa (cols columns), and with
@@ -768,7 +768,7 @@ static void layers_block(nn_session *s, uint32_t pos0, uint32_t B, uint32_t l0, 
             fc.pos0 = pos0 + B - 1;
             fc.n_tok = nb = 1;
         }
-        run(s, attention_job, &fc, claim_chunk(s, nb * c->n_heads, 16),
+        run(s, attention_job, &fc, nb * c->n_heads, claim_chunk(s, nb * c->n_heads, 16),
             (uint64_t)nb * c->n_heads * (fc.pos0 + nb) * hd >= MIN_SPLIT_MACS);
         run_tokens_a8(s, &fc, tok_attn_quant, qd);
         nn_mm_args wo = mm_args(s, &L->wo, nb, s->o, dim);

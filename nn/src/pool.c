@@ -110,3 +110,33 @@ void nn_pool_run(nn_pool *p, nn_pool_fn fn, void *ctx)
         pthread_mutex_unlock(&p->mu);
     }
 }
+
+void nn_claims_init(nn_claim_slot *slots, uint32_t nw, uint32_t n_chunks)
+{
+    for (uint32_t w = 0; w < nw; w++) {
+        uint64_t first = (uint64_t)n_chunks * w / nw, end = (uint64_t)n_chunks * (w + 1) / nw;
+        atomic_store_explicit(&slots[w].r, first | end << 32, memory_order_relaxed);
+    }
+}
+
+int nn_claim(nn_claim_slot *slots, uint32_t nw, uint32_t w, uint32_t *chunk)
+{
+    _Atomic uint64_t *own = &slots[w].r;
+    uint64_t r = atomic_load_explicit(own, memory_order_relaxed);
+    while ((uint32_t)r < (uint32_t)(r >> 32))
+        if (atomic_compare_exchange_weak_explicit(own, &r, r + 1, memory_order_relaxed, memory_order_relaxed)) {
+            *chunk = (uint32_t)r;
+            return 1;
+        }
+    for (uint32_t i = 1; i < nw; i++) {
+        _Atomic uint64_t *other = &slots[(w + i) % nw].r;
+        r = atomic_load_explicit(other, memory_order_relaxed);
+        while ((uint32_t)r < (uint32_t)(r >> 32))
+            if (atomic_compare_exchange_weak_explicit(other, &r, r - ((uint64_t)1 << 32), memory_order_relaxed,
+                                                      memory_order_relaxed)) {
+                *chunk = (uint32_t)(r >> 32) - 1;
+                return 1;
+            }
+    }
+    return 0;
+}

@@ -45,11 +45,22 @@ nn_status nn_pool_start(nn_pool *p, uint32_t n);
 void nn_pool_stop(nn_pool *p);
 void nn_pool_run(nn_pool *p, nn_pool_fn fn, void *ctx);
 
-/* [*lo, *hi): worker w's share of n items split evenly over nw workers. */
-static inline void nn_split(uint32_t n, uint32_t w, uint32_t nw, uint32_t *lo, uint32_t *hi)
-{
-    *lo = (uint32_t)((uint64_t)n * w / nw);
-    *hi = (uint32_t)((uint64_t)n * (w + 1) / nw);
-}
+/*
+ * Work claiming for a job of n_chunks equal chunks: worker w owns a contiguous range of
+ * them and takes its chunks in order from the front, so its reads stay one stream (the
+ * hardware prefetcher follows it across chunks) and its claims touch only its own
+ * cache line; a worker whose range is empty takes chunks from the back of another's.
+ * A preempted or slowed worker then delays at most the chunk it is in. Each slot holds
+ * a range as (first, end) chunk indices, changed only by compare-and-swap, so every
+ * chunk is claimed exactly once.
+ */
+typedef struct nn_claim_slot {
+    _Alignas(64) _Atomic uint64_t r;     /* first | end << 32 */
+} nn_claim_slot;
+
+/* Splits [0, n_chunks) over nw slots; done before the job starts. */
+void nn_claims_init(nn_claim_slot *slots, uint32_t nw, uint32_t n_chunks);
+/* Worker w's next chunk index in *chunk; 0 when every range is empty. */
+int nn_claim(nn_claim_slot *slots, uint32_t nw, uint32_t w, uint32_t *chunk);
 
 #endif
