@@ -557,6 +557,10 @@ static uint32_t claim_chunk(const nn_session *s, uint32_t n, uint32_t per_thread
  */
 #define MIN_SPLIT_MACS 32768u
 
+/* The smallest chunk of a few tokens' matmul a worker claims (64 KiB of int8 weights
+ * for one token: about a microsecond of reading), see matmuls(). */
+#define DECODE_CHUNK_MACS 65536u
+
 static void matmuls(nn_session *s, fwd_ctx *c, const nn_mm_args *mm, uint32_t n)
 {
     /* Numerics version 2: the input vectors (one set for all n matrices, which share
@@ -574,22 +578,22 @@ static void matmuls(nn_session *s, fwd_ctx *c, const nn_mm_args *mm, uint32_t n)
     }
     c->mm = mm;
     c->n_mm = n;
-    /* About two chunks per worker, in multiples of 16 rows (whole SIMD row blocks), so
-     * the other worker can take a preempted worker's second chunk. A worker's own
-     * chunks are one weight stream (nn_claim); when the chunks were dealt from one
-     * shared counter, each started a stream the prefetch had not reached and each claim
-     * was an atomic on a line both cores share, and two per worker decoded 7% slower
-     * (smollm2 shape, two threads; eight 13-20%).
-     * A prompt block's matmuls are compute-bound and long: there a worker whose core is
-     * shared (another process, a busy SMT sibling under a VM) holds the others at the
-     * end of every matmul for up to a chunk, so large ones go in up to 16 chunks per
-     * worker of at least s->prefill_chunk_macs each (tinyllama shape, one core shared with
-     * a busy loop: prefill median 118 -> 127 tok/s; the smollm2 shape keeps two). */
-    uint32_t per = 2;
-    if (mm[0].n_tok >= 8) {
-        uint64_t k = macs / ((uint64_t)s->threads * s->prefill_chunk_macs);
-        per = k < 2 ? 2 : k > 16 ? 16 : (uint32_t)k;
-    }
+    /* At least two chunks per worker, in multiples of 16 rows (whole SIMD row blocks),
+     * so the other worker can take a preempted or slowed worker's last chunk. A
+     * worker's own chunks are one weight stream (nn_claim); when the chunks were dealt
+     * from one shared counter, each started a stream the prefetch had not reached and
+     * each claim was an atomic on a line both cores share, and two per worker decoded 7%
+     * slower (smollm2 shape, two threads; eight 13-20%).
+     * Large matrices go in up to 16 chunks per worker, of at least DECODE_CHUNK_MACS
+     * (a few tokens) or s->prefill_chunk_macs (a prompt block) each. When one core runs
+     * slower than the other (a busy SMT sibling under a VM, another process), the
+     * others wait at the end of every matmul for up to a chunk: with the classifier in
+     * four chunks the waiting worker outspun its spin budget and slept once a token,
+     * and smollm2-shape 2-thread decode went 234-243 -> 271-280 tok/s with the finer
+     * chunks (no change with the cores even); tinyllama-shape prefill with a busy loop
+     * on one core 118 -> 127. */
+    uint64_t k = macs / ((uint64_t)s->threads * (mm[0].n_tok >= 8 ? s->prefill_chunk_macs : DECODE_CHUNK_MACS));
+    uint32_t per = k < 2 ? 2 : k > 16 ? 16 : (uint32_t)k;
     uint32_t chunk = (rows / (s->threads * per) + 15) & ~15u;
     run(s, matmul_job, c, rows, chunk < 16 ? 16 : chunk, macs >= MIN_SPLIT_MACS);
     c->a8_cols = 0;
