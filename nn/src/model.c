@@ -542,8 +542,9 @@ static void run(nn_session *s, nn_pool_fn fn, fwd_ctx *c, uint32_t n, uint32_t c
 
 /*
  * Items per claim for a job of n equal-ish items: about per_thread claims per thread.
- * Each claim is an atomic add; one per item (a prompt block's 4096 (token, head) pairs
- * a layer on the tinyllama shape) was about 1.3% of a 1-thread prompt's profile samples.
+ * Each claim is an atomic compare-and-swap; one per item (a prompt block's 4096 (token,
+ * head) pairs a layer on the tinyllama shape) was about 1.3% of a 1-thread prompt's
+ * profile samples.
  */
 static uint32_t claim_chunk(const nn_session *s, uint32_t n, uint32_t per_thread)
 {
