@@ -584,7 +584,7 @@ static void matmuls(nn_session *s, fwd_ctx *c, const nn_mm_args *mm, uint32_t n)
      * worker's own chunks are one weight stream (nn_claim); when the chunks were dealt
      * from one shared counter, each started a stream the prefetch had not reached and
      * each claim was an atomic on a line both cores share, and two per worker decoded 7%
-     * slower (smollm2 shape, two threads; eight 13-20%).
+     * slower (smollm2 shape, two threads; eight 12-22%).
      * Large matrices go in up to 16 chunks per worker, of at least DECODE_CHUNK_MACS
      * (a few tokens) or s->prefill_chunk_macs (a prompt block) each. When one core runs
      * slower than the other (a busy SMT sibling under a VM, another process), the
