@@ -1,7 +1,12 @@
 #include "pool.h"
 
-/* 2000 pause/yield rounds: about 20-100 us (by core) before a waiter blocks. */
-#define SPIN_ROUNDS 2000
+#include <time.h>
+
+/* A waiter spins this long before it blocks. Counted in time, not rounds: a round's
+ * pause hint lasts 20-40 ns on x86 cores and about a cycle on the Cortex-A cores
+ * (their `yield` is a no-op without SMT), where 2000 rounds were a few microseconds,
+ * less than a decode step's gap between two jobs. */
+#define SPIN_NS 40000
 
 static inline void cpu_relax(void)
 {
@@ -12,6 +17,21 @@ static inline void cpu_relax(void)
 #endif
 }
 
+/* One spin round; 0 once SPIN_NS have passed since the first clock read, which comes
+ * after 32 rounds, so a wait that ends at once never reads the clock. */
+static int spin_on(uint64_t *deadline, uint32_t *round)
+{
+    cpu_relax();
+    if (++*round % 32)
+        return 1;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    uint64_t ns = (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+    if (*deadline == 0)
+        *deadline = ns + SPIN_NS;
+    return ns < *deadline;
+}
+
 static void *worker_main(void *arg)
 {
     nn_pool *p = ((nn_pool_worker *)arg)->p;
@@ -19,8 +39,10 @@ static void *worker_main(void *arg)
     unsigned seen = 0;
     for (;;) {
         unsigned g;
-        for (int spins = 0; (g = atomic_load(&p->gen)) == seen && spins < SPIN_ROUNDS; spins++)
-            cpu_relax();
+        uint64_t deadline = 0;
+        uint32_t round = 0;
+        while ((g = atomic_load(&p->gen)) == seen && spin_on(&deadline, &round))
+            ;
         if (g == seen) {
             pthread_mutex_lock(&p->mu);
             while ((g = atomic_load(&p->gen)) == seen && !atomic_load(&p->stop))
@@ -99,8 +121,10 @@ void nn_pool_run(nn_pool *p, nn_pool_fn fn, void *ctx)
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     fn(ctx, 0, p->n);
-    for (int spins = 0; atomic_load(&p->pending) != 0 && spins < SPIN_ROUNDS; spins++)
-        cpu_relax();
+    uint64_t deadline = 0;
+    uint32_t round = 0;
+    while (atomic_load(&p->pending) != 0 && spin_on(&deadline, &round))
+        ;
     if (atomic_load(&p->pending) != 0) {
         pthread_mutex_lock(&p->mu);
         atomic_store(&p->caller_asleep, 1);
