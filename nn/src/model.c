@@ -713,15 +713,15 @@ static void tok_ffn_norm(fwd_ctx *c, uint32_t b, uint8_t *scratch)
     tok_a8(c, b);
 }
 
-/* silu(h1) * h3 in Q32, quantised for the down projection. In a prompt block SiLU
- * runs here (see layers_block); for one token the matmul did it. */
+/* silu(h1) * h3 in Q32, quantised for the down projection. SiLU runs here unless
+ * the matmul did it (silu0: one token; see layers_block). */
 static void tok_swiglu_quant(fwd_ctx *c, uint32_t b, uint8_t *scratch)
 {
     nn_session *s = c->s;
     const nn_model *m = s->m;
     uint32_t hid = m->cfg.hidden_dim;
     (void)scratch;
-    if (c->n_tok > 1)
+    if (!c->silu0)
         s->kern->silu_q16(s->h1 + (size_t)b * hid, hid);
     s->xs[b] = nn_scale_pow2(s->kern->mul_quant_i16(s->h1 + (size_t)b * hid, s->h3 + (size_t)b * hid, hid,
                                                     s->xa + (size_t)b * xa_stride(m)) - 32);
@@ -791,8 +791,8 @@ static void layers_block(nn_session *s, uint32_t pos0, uint32_t B, uint32_t l0, 
          * row is in L1 for the product that follows. */
         fc.silu0 = nb == 1;
         matmuls(s, &fc, up, 2);
-        fc.silu0 = 0;
         run_tokens_a8(s, &fc, tok_swiglu_quant, hid);
+        fc.silu0 = 0;
         nn_mm_args down = mm_args(s, &L->w2, nb, s->o, dim);
         matmuls(s, &fc, &down, 1);
     }
