@@ -18,6 +18,9 @@
 #   KVMESH_GOLDEN       golden outputs directory (default ../shared/golden)
 #   KVMESH_TEST_FILTER  only run tests whose path contains this string
 #   KVMESH_TEST_JOBS    how many tests run at once (default: CPUs online)
+#   KVMESH_TEST_TIMEOUT seconds a test may take before it is stopped and counted as
+#                       failed (default 1200; the longest, under qemu or ASan, take
+#                       a few minutes), so a hung test fails CI with its name
 set -u
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,6 +34,8 @@ export CMOCKA_MESSAGE_OUTPUT=stdout
 
 jobs=${KVMESH_TEST_JOBS:-$(nproc 2>/dev/null || echo 1)}
 case "$jobs" in ''|*[!0-9]*|0) echo "run.sh: KVMESH_TEST_JOBS is a positive number, not '$jobs'" >&2; exit 2 ;; esac
+limit=${KVMESH_TEST_TIMEOUT:-1200}
+case "$limit" in ''|*[!0-9]*|0) echo "run.sh: KVMESH_TEST_TIMEOUT is a positive number of seconds, not '$limit'" >&2; exit 2 ;; esac
 
 logdir="$KVMESH_BUILD/test-logs"
 mkdir -p "$logdir"
@@ -55,10 +60,14 @@ run_one() {
     t=$1; name=$(test_name "$t")
     log="$logdir/$(echo "$name" | tr / _).log"
     start=$(date +%s)
+    # TERM first (a script's trap stops its brokers and peers), KILL 10 s later.
     case "$t" in
-        *.sh) sh "$t" >"$log" 2>&1; rc=$? ;;
-        *)    $KVMESH_TEST_RUNNER "$t" >"$log" 2>&1; rc=$? ;;
+        *.sh) timeout -k 10 "$limit" sh "$t" >"$log" 2>&1; rc=$? ;;
+        *)    timeout -k 10 "$limit" $KVMESH_TEST_RUNNER "$t" >"$log" 2>&1; rc=$? ;;
     esac
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        echo "run.sh: stopped after ${limit}s (KVMESH_TEST_TIMEOUT)" >>"$log"
+    fi
     secs=$(( $(date +%s) - start ))
     # cmocka prints "[  PASSED  ] N test(s)." and "[  FAILED  ] N test(s)";
     # scripts print "ok - ..." / "not ok - ..." lines (TAP-like).
@@ -75,7 +84,7 @@ run_one() {
     fi
     # One printf per test, so lines of tests finishing together do not interleave.
     if [ "$f" -ne 0 ]; then
-        why=$(sed -n -e '/^\[  ERROR   \]/p' -e '/^\[  FAILED  \]/p' -e '/^not ok/p' -e '/[Ee]rror\|FAIL\|ASSERT\|Sanitizer\|runtime error/p' "$log" | head -20 | sed 's/^/      /')
+        why=$(sed -n -e '/^\[  ERROR   \]/p' -e '/^\[  FAILED  \]/p' -e '/^not ok/p' -e '/[Ee]rror\|FAIL\|ASSERT\|Sanitizer\|runtime error\|KVMESH_TEST_TIMEOUT/p' "$log" | head -20 | sed 's/^/      /')
         printf '%s\n%s' "FAIL  $name  ($p passed, $f failed, ${secs}s, exit $rc)  log: $log" "${why:+$why
 }"
     else
