@@ -1,4 +1,5 @@
-/* The worker pool: every worker runs every job exactly once, in order, for many jobs;
+/* The worker pool: every worker runs every job exactly once, in order, for many jobs
+ * and across the blocking hand-offs;
  * work claiming hands out every chunk exactly once, a worker's own range first, in order. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "pool.h"
@@ -38,6 +40,45 @@ static void every_worker_runs_every_job(void **st)
     }
     assert_int_equal(nn_pool_start(&p, 0), NN_E_ARG);
     assert_int_equal(nn_pool_start(&p, NN_MAX_THREADS + 1), NN_E_ARG);
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec t = { 0, ms * 1000000L };
+    nanosleep(&t, NULL);
+}
+
+/* Odd jobs: the last worker runs 2 ms late, so the caller outwaits its spin budget and
+ * blocks until that worker wakes it. */
+static void late_work(void *arg, uint32_t w, uint32_t nw)
+{
+    job *j = arg;
+    if (j->seq % 2 && w == nw - 1)
+        sleep_ms(2);
+    work(arg, w, nw);
+}
+
+/* The blocking hand-offs, both ways: 2 ms between jobs (far past the 40 us spin) puts
+ * the workers to sleep on the condition variable before every job, and late_work makes
+ * the caller sleep on every other one. Each worker still runs each job once, in order. */
+static void waiters_block_and_wake(void **st)
+{
+    (void)st;
+    static nn_pool p;
+    for (uint32_t n = 2; n <= 4; n++) {
+        memset(&p, 0, sizeof p);
+        assert_int_equal(nn_pool_start(&p, n), NN_OK);
+        job j;
+        memset(&j, 0, sizeof j);
+        for (j.seq = 0; j.seq < 40; j.seq++) {
+            sleep_ms(2);
+            nn_pool_run(&p, late_work, &j);
+        }
+        nn_pool_stop(&p);
+        for (uint32_t w = 0; w < n; w++)
+            assert_int_equal(j.ran[w], 40);
+        assert_int_equal(j.bad, 0);
+    }
 }
 
 /* One thread: worker 0 takes its own range front to back, then the others' back to
@@ -118,6 +159,7 @@ static void claims_every_chunk_once(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = { cmocka_unit_test(every_worker_runs_every_job),
+                                        cmocka_unit_test(waiters_block_and_wake),
                                         cmocka_unit_test(claims_own_range_then_steal),
                                         cmocka_unit_test(claims_every_chunk_once) };
     return cmocka_run_group_tests(tests, NULL, NULL);
