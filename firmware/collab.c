@@ -406,25 +406,6 @@ static int fallback(dev_state *d, uint32_t fed, uint32_t back_done, const char *
 
 /* ---- split --------------------------------------------------------------------------- */
 
-/*
- * The size of chunk i of a prompt, `done` rows sent and `left` to go. Around the base
- * size c the pipeline also fills (the peer waits for the first chunk) and drains (the
- * device waits for the last): the first chunks ramp up from c/4, doubling, and the
- * last ones shrink, each taking half of what is left, so both ends are short (HAT
- * sizes its chunks dynamically for the same reason). --chunk N and whole keep N.
- */
-static uint32_t chunk_at(const dev_state *d, uint32_t done, uint32_t left, uint32_t i)
-{
-    uint32_t c = d->chunk, cmin = c / 4 ? c / 4 : 1;
-    if (d->chunk_fixed || left <= cmin)
-        return left < c ? left : c;
-    if (i < 2 && cmin << i < c && done + left > 2 * c)
-        c = cmin << i;
-    if (left < 2 * c)
-        c = (left + 1) / 2 > cmin ? (left + 1) / 2 : cmin;
-    return c < left ? c : left;
-}
-
 /* Runs positions [pos0, ntok) through the U: front here, middle there, back here,
  * pipelined in chunks; leaves the last position's logits. 0, 1 (fell back) or -1. */
 static int split_run(dev_state *d, uint32_t pos0)
@@ -441,7 +422,7 @@ static int split_run(dev_state *d, uint32_t pos0)
         /* Send the next chunk while there is room in flight; otherwise (or when every
          * chunk is out) take the oldest reply. */
         if (sent < end && qn < d->max_inflight) {
-            uint32_t c = chunk_at(d, sent - pos0, end - sent, nchunk++);
+            uint32_t c = collab_chunk_at(d->chunk, d->chunk_fixed, sent - pos0, end - sent, nchunk++);
             if (sent >= fronted && front(d, sent, c))
                 return -1;
             int64_t seq = send_rows(d, sent, c, mid_end, 0);
@@ -862,6 +843,7 @@ static uint32_t choose_chunk(dev_state *d, uint32_t P, int *fixed)
                    (double)d->peer_ns_call_layer * (d->L - d->k - d->m_tail);
     double c = sum > 0 ? sqrt(P * (o + calls) / sum) : COLLAB_MAX_ROWS;
     uint32_t ci = c < 1 ? 1 : c > COLLAB_MAX_ROWS ? COLLAB_MAX_ROWS : (uint32_t)c;
+    ci = collab_chunk_tiles(ci);
     if (ci > P)
         ci = P ? P : 1;
     double t_chunked = P * top + (double)P / ci * (o + calls) + ci * sum, t_whole = P * sum + o + calls;

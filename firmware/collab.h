@@ -93,6 +93,23 @@ uint32_t collab_work_positions(const nn_model *md, uint32_t dim);
 void collab_cost_fit(uint32_t n_lo, uint64_t t_lo, uint32_t n_hi, uint64_t t_hi, uint32_t *per_call,
                      uint32_t *per_row);
 
+/* c rows made a whole number of the prefill kernels' token tiles: every version-1 SIMD
+ * tile takes 4 tokens at a time and the avx512 version-2 one 8, a short last set
+ * repeating its last token, so 21 rows cost what 24 do and 5 what 8 do. Multiples of
+ * 8 from 12 rows, of 4 below; under 4 rows as they are. */
+uint32_t collab_chunk_tiles(uint32_t c);
+
+/* The size of prompt chunk i, `done` rows sent and `left` (> 0) to go, around the base
+ * size c. The pipeline also fills (the peer waits for the first chunk) and drains (the
+ * device waits for the last): the first chunks ramp up from c/4 (at least 4 rows),
+ * doubling, and the last ones shrink, each taking half of what is left, so both ends
+ * are short (HAT sizes its chunks dynamically for the same reason). Each is a whole number of tiles
+ * but the last, which also takes a remainder under 4 rows rather than leave it a call
+ * of its own (no piece is over COLLAB_MAX_ROWS when c is not: checked for every c and
+ * prompt length up to 700 by tests/firmware/test_collab_chunk.c). fixed (--chunk N, whole,
+ * or the largest messages) keeps c. */
+uint32_t collab_chunk_at(uint32_t c, int fixed, uint32_t done, uint32_t left, uint32_t i);
+
 /* The broker side both programs share: keys, the persisted frame counter, the node. */
 typedef struct {
     mqtt_node node;

@@ -26,6 +26,25 @@ void collab_cost_fit(uint32_t n_lo, uint64_t t_lo, uint32_t n_hi, uint64_t t_hi,
     *per_call = a > UINT32_MAX ? UINT32_MAX : (uint32_t)a;
 }
 
+uint32_t collab_chunk_tiles(uint32_t c)
+{
+    uint32_t t = c >= 12 ? 8 : 4;
+    return c < 4 ? c : (c + t / 2) / t * t;
+}
+
+uint32_t collab_chunk_at(uint32_t c, int fixed, uint32_t done, uint32_t left, uint32_t i)
+{
+    uint32_t cmin = c / 4 >= 4 ? c / 4 : c < 4 ? 1 : 4;   /* no ramp piece under a tile */
+    if (fixed || left <= cmin)
+        return left < c ? left : c;
+    if (i < 2 && cmin << i < c && done + left > 2 * c)
+        c = cmin << i;
+    if (left < 2 * c)
+        c = (left + 1) / 2 > cmin ? (left + 1) / 2 : cmin;
+    c = collab_chunk_tiles(c);
+    return c + 4 > left ? left : c;
+}
+
 uint32_t collab_work_positions(const nn_model *md, uint32_t dim)
 {
     for (uint32_t wpos = COLLAB_MAX_ROWS;; wpos *= 2) {
