@@ -103,11 +103,11 @@ uint32_t collab_chunk_tiles(uint32_t c);
  * size c. The pipeline also fills (the peer waits for the first chunk) and drains (the
  * device waits for the last): the first chunks ramp up from c/4 (at least 4 rows),
  * doubling, and the last ones shrink, each taking half of what is left, so both ends
- * are short (HAT sizes its chunks dynamically for the same reason). Each is a whole number of tiles
- * but the last, which also takes a remainder under 4 rows rather than leave it a call
- * of its own (no piece is over COLLAB_MAX_ROWS when c is not: checked for every c and
- * prompt length up to 700 by tests/firmware/test_collab_chunk.c). fixed (--chunk N, whole,
- * or the largest messages) keeps c. */
+ * are short (HAT sizes its chunks dynamically for the same reason). Each is a whole
+ * number of tiles but the last, which also takes a remainder under 4 rows rather than
+ * leave it a call of its own (no piece is over COLLAB_MAX_ROWS when c is not: checked
+ * for every c and prompt length up to 700 by tests/firmware/test_collab_chunk.c).
+ * fixed (--chunk N, whole, or the largest messages) keeps c. */
 uint32_t collab_chunk_at(uint32_t c, int fixed, uint32_t done, uint32_t left, uint32_t i);
 
 /* The broker side both programs share: keys, the persisted frame counter, the node. */
