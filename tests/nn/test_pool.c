@@ -22,30 +22,40 @@ static void work(void *arg, uint32_t w, uint32_t nw)
     j->ran[w]++;
 }
 
-static void every_worker_runs_every_job(void **st)
-{
-    (void)st;
-    static nn_pool p;
-    for (uint32_t n = 1; n <= 4; n++) {
-        memset(&p, 0, sizeof p);
-        assert_int_equal(nn_pool_start(&p, n), NN_OK);
-        job j;
-        memset(&j, 0, sizeof j);
-        for (j.seq = 0; j.seq < 20000; j.seq++)
-            nn_pool_run(&p, work, &j);
-        nn_pool_stop(&p);
-        for (uint32_t w = 0; w < n; w++)
-            assert_int_equal(j.ran[w], 20000);
-        assert_int_equal(j.bad, 0);
-    }
-    assert_int_equal(nn_pool_start(&p, 0), NN_E_ARG);
-    assert_int_equal(nn_pool_start(&p, NN_MAX_THREADS + 1), NN_E_ARG);
-}
-
 static void sleep_ms(long ms)
 {
     struct timespec t = { 0, ms * 1000000L };
     nanosleep(&t, NULL);
+}
+
+/* count jobs of fn on a pool of n, gap_ms apart; each worker ran each once, in order. */
+static void run_jobs(uint32_t n, uint32_t count, nn_pool_fn fn, long gap_ms)
+{
+    static nn_pool p;
+    memset(&p, 0, sizeof p);
+    assert_int_equal(nn_pool_start(&p, n), NN_OK);
+    job j;
+    memset(&j, 0, sizeof j);
+    for (j.seq = 0; j.seq < count; j.seq++) {
+        if (gap_ms)
+            sleep_ms(gap_ms);
+        nn_pool_run(&p, fn, &j);
+    }
+    nn_pool_stop(&p);
+    for (uint32_t w = 0; w < n; w++)
+        assert_int_equal(j.ran[w], count);
+    assert_int_equal(j.bad, 0);
+}
+
+static void every_worker_runs_every_job(void **st)
+{
+    (void)st;
+    for (uint32_t n = 1; n <= 4; n++)
+        run_jobs(n, 20000, work, 0);
+    nn_pool p;
+    memset(&p, 0, sizeof p);
+    assert_int_equal(nn_pool_start(&p, 0), NN_E_ARG);
+    assert_int_equal(nn_pool_start(&p, NN_MAX_THREADS + 1), NN_E_ARG);
 }
 
 /* Odd jobs: the last worker runs 2 ms late, so the caller outwaits its spin budget and
@@ -64,21 +74,8 @@ static void late_work(void *arg, uint32_t w, uint32_t nw)
 static void waiters_block_and_wake(void **st)
 {
     (void)st;
-    static nn_pool p;
-    for (uint32_t n = 2; n <= 4; n++) {
-        memset(&p, 0, sizeof p);
-        assert_int_equal(nn_pool_start(&p, n), NN_OK);
-        job j;
-        memset(&j, 0, sizeof j);
-        for (j.seq = 0; j.seq < 40; j.seq++) {
-            sleep_ms(2);
-            nn_pool_run(&p, late_work, &j);
-        }
-        nn_pool_stop(&p);
-        for (uint32_t w = 0; w < n; w++)
-            assert_int_equal(j.ran[w], 40);
-        assert_int_equal(j.bad, 0);
-    }
+    for (uint32_t n = 2; n <= 4; n++)
+        run_jobs(n, 40, late_work, 2);
 }
 
 /* One thread: worker 0 takes its own range front to back, then the others' back to
