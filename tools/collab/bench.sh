@@ -2,7 +2,8 @@
 # Collaboration benchmark (issue 9): every mode of `kvmesh collab` against device-only
 # and peer-only, over simulated links. Prints a JSON array on stdout (one object per
 # model, link and mode: TTFT, time between tokens, link bytes per token, the device's
-# share of compute), progress on stderr, and with python3-matplotlib a PNG plot.
+# share of compute), progress on stderr, markdown tables (tools/collab/table.py) and, with
+# python3-matplotlib, a PNG plot in --out.
 #
 #   - a local mosquitto (plain TCP, set_tcp_nodelay; payloads are sealed as always);
 #   - the peer connects to it directly: it stands for a server next to the broker;
@@ -112,6 +113,11 @@ for model in $MODELS; do
 done
 echo "]" >>"$OUT/results.json"
 cat "$OUT/results.json"
+# The tables README.md and docs/collab.md show (tests/tools/collab-table.sh keeps them
+# equal to docs/bench/collab.json): copy results.json there and paste these.
+/usr/bin/python3 "$top/tools/collab/table.py" "$OUT/results.json" >"$OUT/table.md" &&
+    /usr/bin/python3 "$top/tools/collab/table.py" --wifi "$OUT/results.json" >"$OUT/table-wifi.md" &&
+    log "tables: $OUT/table.md (docs/collab.md), $OUT/table-wifi.md (README.md)"
 if /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
     /usr/bin/python3 "$top/tools/collab/plot.py" "$OUT/results.json" "$OUT/collab.png" && log "plot: $OUT/collab.png"
 else
