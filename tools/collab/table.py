@@ -13,12 +13,17 @@ import sys
 NAMES = {"stories": "stories260K", "aidreams": "aidreams260K", "smollm2": "smollm2 shape"}
 
 
+def km(x):
+    """A row's split, "k,m"."""
+    return "%d,%d" % (x["k"], x["m"])
+
+
 def notes(x):
     n, m = [], x["mode"]
     if m.startswith("split"):
         if m != "split-whole":
             n.append("chunk %d" % x["chunk"])
-        n.append("split %d,%d" % (x["k"], x["m"]))
+        n.append("split " + km(x))
     if m == "split-int8":
         n.append("agreement %.3f" % x["agreement"])
     if "accepted" in x:
@@ -38,32 +43,31 @@ def full(rows):
 
 
 def wifi(rows):
-    g = {(x["model"], x["mode"]): x for x in rows if x["link"] == "wifi"}
-    si, se, ae = g[("stories", "split-int8")], g[("stories", "exit")], g[("aidreams", "exit")]
+    g = {}   # model -> mode -> row, Wi-Fi only
+    for x in rows:
+        if x["link"] == "wifi":
+            g.setdefault(x["model"], {})[x["mode"]] = x
+    s, a, sm = g["stories"], g["aidreams"], g["smollm2"]
     # The exit thresholds are bench.sh's per-model settings (the JSON does not carry them).
     want = [("stories", "device", "device only"), ("stories", "peer", "peer only"),
-            ("stories", "split", "split %d,%d (exact)" % (g[("stories", "split")]["k"], g[("stories", "split")]["m"])),
-            ("stories", "split-whole", "split %d,%d, no chunks" % (g[("stories", "split-whole")]["k"],
-                                                                    g[("stories", "split-whole")]["m"])),
-            ("stories", "split-int8", "split (int8, agreement %.3f)" % si["agreement"]),
-            ("stories", "spec", "speculative (layer %d)" % g[("stories", "spec")]["k"]),
-            ("stories", "split-spec", "**split-spec %d,%d**" % (g[("stories", "split-spec")]["k"],
-                                                               g[("stories", "split-spec")]["m"])),
-            ("stories", "exit", "early exit (p >= 0.6: kept %.2f, agreement %.3f)" % (se["kept_fraction"],
-                                                                                      se["agreement"])),
+            ("stories", "split", "split %s (exact)" % km(s["split"])),
+            ("stories", "split-whole", "split %s, no chunks" % km(s["split-whole"])),
+            ("stories", "split-int8", "split (int8, agreement %.3f)" % s["split-int8"]["agreement"]),
+            ("stories", "spec", "speculative (layer %d)" % s["spec"]["k"]),
+            ("stories", "split-spec", "**split-spec %s**" % km(s["split-spec"])),
+            ("stories", "exit", "early exit (p >= 0.6: kept %.2f, agreement %.3f)" % (s["exit"]["kept_fraction"],
+                                                                                      s["exit"]["agreement"])),
             ("aidreams", "peer", "peer only"),
-            ("aidreams", "split-spec", "**split-spec %d,%d**" % (g[("aidreams", "split-spec")]["k"],
-                                                                g[("aidreams", "split-spec")]["m"])),
+            ("aidreams", "split-spec", "**split-spec %s**" % km(a["split-spec"])),
             ("aidreams", "exit", "**early exit** (p >= 0.45: **kept %.2f, agreement %.3f**)" % (
-                ae["kept_fraction"], ae["agreement"])),
+                a["exit"]["kept_fraction"], a["exit"]["agreement"])),
             ("smollm2", "peer", "peer only"),
-            ("smollm2", "split", "split %d,%d" % (g[("smollm2", "split")]["k"], g[("smollm2", "split")]["m"])),
-            ("smollm2", "split-whole", "split %d,%d, no chunks" % (g[("smollm2", "split-whole")]["k"],
-                                                                   g[("smollm2", "split-whole")]["m"]))]
+            ("smollm2", "split", "split %s" % km(sm["split"])),
+            ("smollm2", "split-whole", "split %s, no chunks" % km(sm["split-whole"]))]
     print("| model | mode | TTFT ms | between tokens ms | link bytes/token | device share |")
     print("|---|---|---|---|---|---|")
     for model, mode, label in want:
-        x = g[(model, mode)]
+        x = g[model][mode]
         tbt = "%.2f" % x["tbt_ms"]
         if mode == "split-spec":
             tbt = "**%s**" % tbt
