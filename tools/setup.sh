@@ -21,11 +21,13 @@ fi
 apt-get update
 
 # Host build, tests and tools (libicu-dev: tests/nn/unicode.sh checks the tokenizer's
-# Unicode tables against ICU; nothing links it; python3-matplotlib: only the PNG plot of
-# tools/collab/bench.sh, tools/collab/plot.py; nothing else uses Python).
+# Unicode tables against ICU; nothing links it; python3: tools/collab/table.py, the
+# collaboration benchmark's markdown tables, which tests/tools/collab-table.sh checks
+# against the docs; python3-matplotlib: only the PNG plot of tools/collab/bench.sh,
+# tools/collab/plot.py; nothing at run time uses Python).
 HOST_PKGS="build-essential pkg-config make git ca-certificates openssl
  libcmocka-dev libmosquitto-dev libmbedtls-dev libzstd-dev libgpiod-dev libinih-dev
- libicu-dev python3-matplotlib
+ libicu-dev python3 python3-matplotlib
  mosquitto mosquitto-clients
  clang-14 libclang-rt-14-dev
  binutils iproute2 procps psmisc dpkg-dev systemd fakeroot"
