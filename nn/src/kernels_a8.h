@@ -16,6 +16,9 @@
 
 typedef void (*nn_a8_il_fn)(const nn_q8_mat *w, uint32_t rb, const int8_t *a, const uint8_t *sh, int64_t acc[8]);
 typedef int32_t (*nn_a8_gdot_fn)(const int8_t *q, const int8_t *a, uint32_t n);
+/* Optional: interleaved row block rb times four tokens a[0..3] with steps sh[0..3]. */
+typedef void (*nn_a8_il4_fn)(const nn_q8_mat *w, uint32_t rb, const int8_t *const a[4], const uint8_t *const sh[4],
+                             int64_t acc[4][8]);
 
 /* Row block rb's 8 sums for token t, scaled and rounded, into the rows of [r0, r1). */
 static inline void nn_a8_flush(const nn_mm_args *A, uint32_t t, uint32_t rb, uint32_t r0, uint32_t r1,
@@ -31,10 +34,11 @@ static inline void nn_a8_flush(const nn_mm_args *A, uint32_t t, uint32_t rb, uin
 
 /*
  * Interleaved weights: per row block (cols x 8 bytes, which stay in L1) every token of
- * the block in turn. Row-major weights (the tied classifier, which is also the
+ * the block in turn, four at a time where the path has il4. Row-major weights (the tied classifier, which is also the
  * embedding): per row and group.
  */
-static inline void nn_a8_drive(const nn_mm_args *A, uint32_t r0, uint32_t r1, nn_a8_il_fn il, nn_a8_gdot_fn gdot)
+static inline void nn_a8_drive(const nn_mm_args *A, uint32_t r0, uint32_t r1, nn_a8_il_fn il, nn_a8_il4_fn il4,
+                               nn_a8_gdot_fn gdot)
 {
     const nn_q8_mat *w = A->w;
     if (!w->il) {
@@ -55,12 +59,26 @@ static inline void nn_a8_drive(const nn_mm_args *A, uint32_t r0, uint32_t r1, nn
         }
         return;
     }
-    for (uint32_t rb = r0 / 8; rb < (r1 + 7) / 8; rb++)
-        for (uint32_t t = 0; t < A->n_tok; t++) {
+    const uint32_t T = A->n_tok, T4 = il4 ? T & ~3u : 0;
+    for (uint32_t rb = r0 / 8; rb < (r1 + 7) / 8; rb++) {
+        for (uint32_t t = 0; t < T4; t += 4) {
+            const int8_t *a[4];
+            const uint8_t *sh[4];
+            for (uint32_t k = 0; k < 4; k++) {
+                a[k] = A->a8 + (size_t)(t + k) * A->a_stride;
+                sh[k] = A->ash + (size_t)(t + k) * A->ash_stride;
+            }
+            int64_t acc[4][8];
+            il4(w, rb, a, sh, acc);
+            for (uint32_t k = 0; k < 4; k++)
+                nn_a8_flush(A, t + k, rb, r0, r1, acc[k]);
+        }
+        for (uint32_t t = T4; t < T; t++) {
             int64_t acc[8];
             il(w, rb, A->a8 + (size_t)t * A->a_stride, A->ash + (size_t)t * A->ash_stride, acc);
             nn_a8_flush(A, t, rb, r0, r1, acc);
         }
+    }
 }
 
 /* Activation bytes i .. i+3 as one u32, zero past cols (the padding columns of

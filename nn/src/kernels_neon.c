@@ -473,7 +473,7 @@ static int32_t gdot_neon(const int8_t *q, const int8_t *a, uint32_t n)
 
 static void mm_a8_neon(const nn_mm_args *A, uint32_t r0, uint32_t r1)
 {
-    nn_a8_drive(A, r0, r1, il_neon, gdot_neon);
+    nn_a8_drive(A, r0, r1, il_neon, NULL, gdot_neon);
 }
 
 const nn_kernels nn_kernels_neon = {
@@ -641,6 +641,70 @@ static void il_dotprod(const nn_q8_mat *w, uint32_t rb, const int8_t *a, const u
     store8(acc, e);
 }
 
+/* One quad j of four tokens' activations against a row block's 8 rows: each token's
+ * quad broadcast by the indexed sdot (lane k of x[t], a compile-time constant). */
+#define IL4_QUAD(W, k)                                                                                         \
+    do {                                                                                                       \
+        int8x16_t wl_ = vld1q_s8((W)), wh_ = vld1q_s8((W) + 16);                                               \
+        _Pragma("GCC unroll 4") for (int t_ = 0; t_ < 4; t_++) {                                               \
+            lo[t_] = vdotq_laneq_s32(lo[t_], wl_, x[t_], k);                                                   \
+            hi[t_] = vdotq_laneq_s32(hi[t_], wh_, x[t_], k);                                                   \
+        }                                                                                                      \
+    } while (0)
+
+/*
+ * Prefill tile: a row block times four tokens. A weight vector is loaded once for the
+ * four tokens, and each token's 16 activation bytes (four quads) once for four sdot by
+ * element, with no broadcast per quad. Quads whose 16-byte load would pass the last
+ * column go one by one as in il_dotprod. Same group sums, so the same results.
+ */
+static void il4_dotprod(const nn_q8_mat *w, uint32_t rb, const int8_t *const a[4], const uint8_t *const sh[4],
+                        int64_t acc[4][8])
+{
+    uint32_t C4 = (w->cols + 3) / 4, ng = w->ngroups, G = w->group;
+    const int8_t *wq = w->q + (size_t)rb * C4 * 32;
+    const uint16_t *wm = w->m + (size_t)rb * ng * 8;
+    int64x2_t e[4][4];
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++)
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++)
+            e[t][i] = vdupq_n_s64(0);
+    for (uint32_t g = 0; g < ng; g++) {
+        uint32_t j0 = g * (G / 4), j1 = j0 + G / 4 < C4 ? j0 + G / 4 : C4, j = j0;
+        int32x4_t lo[4], hi[4];
+        #pragma GCC unroll 4
+        for (int t = 0; t < 4; t++)
+            lo[t] = hi[t] = vdupq_n_s32(0);
+        for (; j + 4 <= j1 && 4 * j + 16 <= w->cols; j += 4) {
+            int8x16_t x[4];
+            #pragma GCC unroll 4
+            for (int t = 0; t < 4; t++)
+                x[t] = vld1q_s8(a[t] + 4 * j);
+            const int8_t *W = wq + 32 * (size_t)j;
+            IL4_QUAD(W, 0);
+            IL4_QUAD(W + 32, 1);
+            IL4_QUAD(W + 64, 2);
+            IL4_QUAD(W + 96, 3);
+        }
+        for (; j < j1; j++) {
+            int8x16_t x[4];
+            #pragma GCC unroll 4
+            for (int t = 0; t < 4; t++)
+                x[t] = vreinterpretq_s8_u32(vdupq_n_u32(nn_a8_quad(a[t], 4 * j, w->cols)));
+            IL4_QUAD(wq + 32 * (size_t)j, 0);
+        }
+        #pragma GCC unroll 4
+        for (int t = 0; t < 4; t++)
+            il_scale8(lo[t], hi[t], sh[t][g], wm + 8 * (size_t)g, e[t]);
+    }
+    #pragma GCC unroll 4
+    for (int t = 0; t < 4; t++)
+        store8(acc[t], e[t]);
+}
+
+#undef IL4_QUAD
+
 static int32_t gdot_dotprod(const int8_t *q, const int8_t *a, uint32_t n)
 {
     int32x4_t c = vdupq_n_s32(0);
@@ -655,7 +719,7 @@ static int32_t gdot_dotprod(const int8_t *q, const int8_t *a, uint32_t n)
 
 static void mm_a8_dotprod(const nn_mm_args *A, uint32_t r0, uint32_t r1)
 {
-    nn_a8_drive(A, r0, r1, il_dotprod, gdot_dotprod);
+    nn_a8_drive(A, r0, r1, il_dotprod, il4_dotprod, gdot_dotprod);
 }
 
 const nn_kernels nn_kernels_dotprod = {
