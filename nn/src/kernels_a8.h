@@ -1,10 +1,12 @@
 /*
  * The loops around a path's int8-activation kernels (numerics version 2), shared by
  * kernels_avx2.c and kernels_neon.c: include it after the file's target pragma so that
- * it is compiled for that target. The path supplies
- *   il(w, rb, a, sh, acc): interleaved row block rb times one token's activations a
- *                          with steps sh: the 8 rows' int64 sums (before the token scale);
- *   gdot(q, a, n):         sum q[i] * a[i] for one group of a row-major row.
+ * it is compiled for that target. The path supplies an nn_a8_path:
+ *   il(w, rb, a, sh, acc):   interleaved row block rb times one token's activations a
+ *                            with steps sh: the 8 rows' int64 sums (before the token scale);
+ *   il4(w, rb, a, sh, acc):  optional (NULL): the same for four tokens at once;
+ *   gdot(q, a, n):           sum q[i] * a[i] for one group of a row-major row;
+ *   flush(A, t, rb, r0, r1, acc): optional (NULL: nn_a8_flush): il's sums into out.
  */
 #ifndef NN_KERNELS_A8_H
 #define NN_KERNELS_A8_H
@@ -15,10 +17,18 @@
 #include "nn_kernels.h"
 
 typedef void (*nn_a8_il_fn)(const nn_q8_mat *w, uint32_t rb, const int8_t *a, const uint8_t *sh, int64_t acc[8]);
-typedef int32_t (*nn_a8_gdot_fn)(const int8_t *q, const int8_t *a, uint32_t n);
-/* Optional: interleaved row block rb times four tokens a[0..3] with steps sh[0..3]. */
 typedef void (*nn_a8_il4_fn)(const nn_q8_mat *w, uint32_t rb, const int8_t *const a[4], const uint8_t *const sh[4],
                              int64_t acc[4][8]);
+typedef int32_t (*nn_a8_gdot_fn)(const int8_t *q, const int8_t *a, uint32_t n);
+typedef void (*nn_a8_flush_fn)(const nn_mm_args *A, uint32_t t, uint32_t rb, uint32_t r0, uint32_t r1,
+                               const int64_t acc[8]);
+
+typedef struct nn_a8_path {
+    nn_a8_il_fn    il;
+    nn_a8_il4_fn   il4;
+    nn_a8_gdot_fn  gdot;
+    nn_a8_flush_fn flush;
+} nn_a8_path;
 
 /* Row block rb's 8 sums for token t, scaled and rounded, into the rows of [r0, r1). */
 static inline void nn_a8_flush(const nn_mm_args *A, uint32_t t, uint32_t rb, uint32_t r0, uint32_t r1,
@@ -37,10 +47,10 @@ static inline void nn_a8_flush(const nn_mm_args *A, uint32_t t, uint32_t rb, uin
  * the block in turn, four at a time where the path has il4. Row-major weights (the tied classifier, which is also the
  * embedding): per row and group.
  */
-static inline void nn_a8_drive(const nn_mm_args *A, uint32_t r0, uint32_t r1, nn_a8_il_fn il, nn_a8_il4_fn il4,
-                               nn_a8_gdot_fn gdot)
+static inline void nn_a8_drive(const nn_mm_args *A, uint32_t r0, uint32_t r1, const nn_a8_path *P)
 {
     const nn_q8_mat *w = A->w;
+    const nn_a8_flush_fn flush = P->flush ? P->flush : nn_a8_flush;
     if (!w->il) {
         for (uint32_t t = 0; t < A->n_tok; t++) {
             const int8_t *a = A->a8 + (size_t)t * A->a_stride;
@@ -51,7 +61,7 @@ static inline void nn_a8_drive(const nn_mm_args *A, uint32_t r0, uint32_t r1, nn
                 int64_t acc = 0;
                 for (uint32_t g = 0, i0 = 0; g < w->ngroups; g++, i0 += w->group) {
                     uint32_t len = w->cols - i0 < w->group ? w->cols - i0 : w->group;
-                    acc += (int64_t)(gdot(q + i0, a + i0, len) * (1 << sh[g])) * m[g];
+                    acc += (int64_t)(P->gdot(q + i0, a + i0, len) * (1 << sh[g])) * m[g];
                 }
                 A->out[(size_t)t * A->out_stride + r] =
                     nn_mulshift_sat32_inl(acc, A->as[t].m, A->as[t].e + w->exp - 16);
@@ -59,7 +69,7 @@ static inline void nn_a8_drive(const nn_mm_args *A, uint32_t r0, uint32_t r1, nn
         }
         return;
     }
-    const uint32_t T = A->n_tok, T4 = il4 ? T & ~3u : 0;
+    const uint32_t T = A->n_tok, T4 = P->il4 ? T & ~3u : 0;
     for (uint32_t rb = r0 / 8; rb < (r1 + 7) / 8; rb++) {
         for (uint32_t t = 0; t < T4; t += 4) {
             const int8_t *a[4];
@@ -69,14 +79,14 @@ static inline void nn_a8_drive(const nn_mm_args *A, uint32_t r0, uint32_t r1, nn
                 sh[k] = A->ash + (size_t)(t + k) * A->ash_stride;
             }
             int64_t acc[4][8];
-            il4(w, rb, a, sh, acc);
+            P->il4(w, rb, a, sh, acc);
             for (uint32_t k = 0; k < 4; k++)
-                nn_a8_flush(A, t + k, rb, r0, r1, acc[k]);
+                flush(A, t + k, rb, r0, r1, acc[k]);
         }
         for (uint32_t t = T4; t < T; t++) {
             int64_t acc[8];
-            il(w, rb, A->a8 + (size_t)t * A->a_stride, A->ash + (size_t)t * A->ash_stride, acc);
-            nn_a8_flush(A, t, rb, r0, r1, acc);
+            P->il(w, rb, A->a8 + (size_t)t * A->a_stride, A->ash + (size_t)t * A->ash_stride, acc);
+            flush(A, t, rb, r0, r1, acc);
         }
     }
 }

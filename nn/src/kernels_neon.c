@@ -149,6 +149,28 @@ static void rows_2x4(const int8_t *qa, const int8_t *qb, const uint16_t *ma, con
     store4(out[1], eb, fb);
 }
 
+/*
+ * nn_mulshift_sat32 of two int64 sums by one token's scale m in [2^31, 2^32) and shift
+ * s in [32, 93], both sums in [-2^61, 2^61) (real layers: s 49-58): with
+ * acc = ah 2^32 + al and m = 2^31 + m', U = floor(acc m / 2^31) = acc + 2 ah m' +
+ * floor(al m' / 2^31) comes from two 32 x 32 products (|U| <= 2^62), and
+ * round(acc m / 2^s) = floor((U + 2^(s-32)) / 2^(s-31)) is one rounding shift (srshl),
+ * then a saturating narrow. Returns 0 and writes nothing outside those bounds.
+ */
+static inline int mulshift2(int64x2_t acc, uint32_t m, int s, int32x2_t *out)
+{
+    /* acc >> 61 is 0 or -1 inside the bounds, so that plus 1 is 0 or 1. */
+    uint64x2_t top = vreinterpretq_u64_s64(vaddq_s64(vshrq_n_s64(acc, 61), vdupq_n_s64(1)));
+    if (m < 0x80000000u || s < 32 || s > 93 || ((vgetq_lane_u64(top, 0) | vgetq_lane_u64(top, 1)) & ~1ull))
+        return 0;
+    uint32_t mp = m - 0x80000000u;
+    int64x2_t hi = vmull_n_s32(vmovn_s64(vshrq_n_s64(acc, 32)), (int32_t)mp);
+    uint64x2_t lo = vmull_n_u32(vmovn_u64(vreinterpretq_u64_s64(acc)), mp);
+    int64x2_t u = vaddq_s64(vaddq_s64(acc, vshlq_n_s64(hi, 1)), vreinterpretq_s64_u64(vshrq_n_u64(lo, 31)));
+    *out = vqmovn_s64(vrshlq_s64(u, vdupq_n_s64(31 - s)));
+    return 1;
+}
+
 /* Rows per L2-resident chunk in prefill: about 64 KiB of weights (the A72's L2 is
  * 1 MiB shared by four cores). */
 static uint32_t chunk_rows(uint32_t cols)
@@ -180,10 +202,19 @@ static void prefill(const nn_mm_args *A, uint32_t r0, uint32_t r1, rows_2x4_fn k
                 int64_t acc[2][4];
                 kern(w->q + (size_t)r * w->cols, w->q + (size_t)rb * w->cols, w->m + (size_t)r * w->ngroups,
                      w->m + (size_t)rb * w->ngroups, a, w->cols, w->group, w->ngroups, acc);
-                for (uint32_t i = 0; i < 2 && r + i < c1; i++)
-                    for (uint32_t k = 0; k < 4 && t + k < T; k++)
-                        A->out[(size_t)(t + k) * A->out_stride + r + i] =
-                            nn_mulshift_sat32_inl(acc[i][k], A->as[t + k].m, A->as[t + k].e + w->exp - 16);
+                for (uint32_t k = 0; k < 4 && t + k < T; k++) {
+                    int32_t *o = A->out + (size_t)(t + k) * A->out_stride + r;
+                    int s = A->as[t + k].e + w->exp - 16;
+                    int32x2_t v;
+                    if (r + 1 < c1 && mulshift2(vcombine_s64(vcreate_s64((uint64_t)acc[0][k]),
+                                                             vcreate_s64((uint64_t)acc[1][k])),
+                                                A->as[t + k].m, s, &v)) {
+                        vst1_s32(o, v);
+                        continue;
+                    }
+                    for (uint32_t i = 0; i < 2 && r + i < c1; i++)
+                        o[i] = nn_mulshift_sat32_inl(acc[i][k], A->as[t + k].m, s);
+                }
             }
         }
     }
@@ -404,6 +435,25 @@ static void silu_neon(int32_t *x, uint32_t n)
 
 /* ---- numerics version 2: int8 activations (matmul_q8_a8) ------------------------------- */
 
+/* nn_a8_flush with whole row blocks through mulshift2, two rows at a time. */
+static void flush8_neon(const nn_mm_args *A, uint32_t t, uint32_t rb, uint32_t r0, uint32_t r1, const int64_t acc[8])
+{
+    uint32_t r = rb * 8;
+    if (r >= r0 && r + 8 <= r1) {
+        uint32_t m = A->as[t].m;
+        int s = A->as[t].e + A->w->exp - 16;
+        int32x2_t v0, v1, v2, v3;
+        if (mulshift2(vld1q_s64(acc), m, s, &v0) && mulshift2(vld1q_s64(acc + 2), m, s, &v1) &&
+            mulshift2(vld1q_s64(acc + 4), m, s, &v2) && mulshift2(vld1q_s64(acc + 6), m, s, &v3)) {
+            int32_t *o = A->out + (size_t)t * A->out_stride + r;
+            vst1q_s32(o, vcombine_s32(v0, v1));
+            vst1q_s32(o + 4, vcombine_s32(v2, v3));
+            return;
+        }
+    }
+    nn_a8_flush(A, t, rb, r0, r1, acc);
+}
+
 /* One interleaved row block's group sums r03 (rows 0-3) and r47, shifted by the token's
  * step and multiplied by the 8 mantissas into e[0..3] (rows 0-1, 2-3, 4-5, 6-7). */
 static inline void il_scale8(int32x4_t r03, int32x4_t r47, int sh, const uint16_t *m8, int64x2_t e[4])
@@ -479,7 +529,8 @@ static int32_t gdot_neon(const int8_t *q, const int8_t *a, uint32_t n)
 
 static void mm_a8_neon(const nn_mm_args *A, uint32_t r0, uint32_t r1)
 {
-    nn_a8_drive(A, r0, r1, il_neon, NULL, gdot_neon);
+    static const nn_a8_path path = { il_neon, NULL, gdot_neon, flush8_neon };
+    nn_a8_drive(A, r0, r1, &path);
 }
 
 const nn_kernels nn_kernels_neon = {
@@ -725,7 +776,8 @@ static int32_t gdot_dotprod(const int8_t *q, const int8_t *a, uint32_t n)
 
 static void mm_a8_dotprod(const nn_mm_args *A, uint32_t r0, uint32_t r1)
 {
-    nn_a8_drive(A, r0, r1, il_dotprod, il4_dotprod, gdot_dotprod);
+    static const nn_a8_path path = { il_dotprod, il4_dotprod, gdot_dotprod, flush8_neon };
+    nn_a8_drive(A, r0, r1, &path);
 }
 
 const nn_kernels nn_kernels_dotprod = {
