@@ -433,6 +433,110 @@ static void silu_neon(int32_t *x, uint32_t n)
         x[i] = nn_silu_q16(x[i]);
 }
 
+/* ---- per-token row steps ------------------------------------------------------------ */
+
+/* Store round(x / 2^t) (srshl: exact, no overflow) clamped to +-32767 as int16. */
+static inline int16x4_t round_clamp16(int32x4_t x, int t)
+{
+    return vmax_s16(vqmovn_s32(vrshlq_s32(x, vdupq_n_s32(-t))), vdup_n_s16(-32767));
+}
+
+/* nn_quant_i32_i16: the largest |x| in unsigned lanes (|INT32_MIN| is 2^31 there). */
+static int quant_i32_neon(const int32_t *x, uint32_t n, int16_t *out)
+{
+    uint32x4_t mx = vdupq_n_u32(0);
+    uint32_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        mx = vmaxq_u32(mx, vreinterpretq_u32_s32(vabsq_s32(vld1q_s32(x + i))));
+    uint64_t amax = vmaxvq_u32(mx);
+    for (uint32_t j = i; j < n; j++) {
+        uint64_t a = x[j] < 0 ? (uint64_t)(-(int64_t)x[j]) : (uint64_t)x[j];
+        amax = a > amax ? a : amax;
+    }
+    int t = nn_quant_shift_inl(amax);
+    for (i = 0; i + 4 <= n; i += 4)
+        vst1_s16(out + i, round_clamp16(vld1q_s32(x + i), t));
+    for (; i < n; i++)
+        out[i] = nn_clamp_i16_inl(nn_rshift_round_i64(x[i], t));
+    return t;
+}
+
+/* nn_mul_quant_i16_ref: the int64 products twice (smull), the largest by compare and
+ * select (no 64-bit max in NEON), then rounded by srshl and clamped. */
+static int mul_quant_neon(const int32_t *a, const int32_t *b, uint32_t n, int16_t *out)
+{
+    uint64x2_t mx = vdupq_n_u64(0);
+    uint32_t i = 0;
+    for (; i + 2 <= n; i += 2) {
+        uint64x2_t p = vreinterpretq_u64_s64(vabsq_s64(vmull_s32(vld1_s32(a + i), vld1_s32(b + i))));
+        mx = vbslq_u64(vcgtq_u64(p, mx), p, mx);
+    }
+    uint64_t amax = vgetq_lane_u64(mx, 0) > vgetq_lane_u64(mx, 1) ? vgetq_lane_u64(mx, 0) : vgetq_lane_u64(mx, 1);
+    for (uint32_t j = i; j < n; j++) {
+        int64_t p = (int64_t)a[j] * b[j];
+        uint64_t ap = p < 0 ? (uint64_t)0 - (uint64_t)p : (uint64_t)p;
+        amax = ap > amax ? ap : amax;
+    }
+    int t = nn_quant_shift_inl(amax);
+    const int64x2_t sh = vdupq_n_s64(-t);
+    for (i = 0; i + 4 <= n; i += 4) {
+        int32x4_t x = vld1q_s32(a + i), y = vld1q_s32(b + i);
+        int64x2_t lo = vrshlq_s64(vmull_s32(vget_low_s32(x), vget_low_s32(y)), sh);
+        int64x2_t hi = vrshlq_s64(vmull_high_s32(x, y), sh);
+        int32x4_t r = vcombine_s32(vqmovn_s64(lo), vqmovn_s64(hi));
+        vst1_s16(out + i, vmax_s16(vqmovn_s32(r), vdup_n_s16(-32767)));
+    }
+    for (; i < n; i++)
+        out[i] = nn_clamp_i16_inl(nn_rshift_round_i64_inl((int64_t)a[i] * b[i], t));
+    return t;
+}
+
+/* nn_act8_quant for groups of a multiple of 8: magnitudes in unsigned 16-bit lanes
+ * (|-32768| is 32768 there), the group's step by nn_act8_shift_inl, round-half-up of the
+ * magnitude (at most 32768 + 256: fits) with the sign put back. Other groups take the
+ * portable one. */
+static void act8_neon(const int16_t *a, uint32_t n, uint32_t g, int8_t *q, uint8_t *sh, int32_t *sum)
+{
+    if (g % 8) {
+        nn_act8_quant(a, n, g, q, sh, sum);
+        return;
+    }
+    for (uint32_t i0 = 0, k = 0; i0 < n; i0 += g, k++) {
+        uint32_t len = n - i0 < g ? n - i0 : g, full = len & ~7u;
+        const int16_t *x = a + i0;
+        uint16x8_t mv = vdupq_n_u16(0);
+        for (uint32_t i = 0; i < full; i += 8)
+            mv = vmaxq_u16(mv, vreinterpretq_u16_s16(vabsq_s16(vld1q_s16(x + i))));
+        uint32_t mx = vmaxvq_u16(mv);
+        for (uint32_t i = full; i < len; i++) {
+            uint32_t v = (uint32_t)(x[i] < 0 ? -x[i] : x[i]);
+            mx = v > mx ? v : mx;
+        }
+        int s = nn_act8_shift_inl(mx);
+        const uint16x8_t h = vdupq_n_u16((uint16_t)((1u << s) >> 1));
+        const int16x8_t ns = vdupq_n_s16((int16_t)-s);
+        int32x4_t tot = vdupq_n_s32(0);
+        for (uint32_t i = 0; i < full; i += 8) {
+            int16x8_t v = vld1q_s16(x + i), neg = vshrq_n_s16(v, 15);
+            uint16x8_t m = vshlq_u16(vaddq_u16(vreinterpretq_u16_s16(vabsq_s16(v)), h), ns);
+            int16x8_t r = vsubq_s16(veorq_s16(vreinterpretq_s16_u16(m), neg), neg);
+            vst1_s8(q + i0 + i, vmovn_s16(r));
+            tot = vpadalq_s16(tot, r);
+        }
+        int32_t t = vaddvq_s32(tot);
+        for (uint32_t i = full; i < len; i++) {
+            int32_t v = x[i] < 0 ? -x[i] : x[i];
+            int32_t r = (v + ((1 << s) >> 1)) >> s;
+            r = x[i] < 0 ? -r : r;
+            q[i0 + i] = (int8_t)r;
+            t += r;
+        }
+        sh[k] = (uint8_t)s;
+        if (sum)
+            sum[k] = t;
+    }
+}
+
 /* ---- numerics version 2: int8 activations (matmul_q8_a8) ------------------------------- */
 
 /* nn_a8_flush with whole row blocks through mulshift2, two rows at a time. */
@@ -541,12 +645,12 @@ const nn_kernels nn_kernels_neon = {
     .dot_rows_i16 = dot_rows_neon,
     .axpy_rows_i16 = axpy_rows_neon,
     .softmax_exp_q30 = softmax_exp_neon,
-    .act8_quant = nn_act8_quant,
+    .act8_quant = act8_neon,
     .silu_q16 = silu_neon,
     .scores_q16 = nn_scores_q16_ref,
     .probs_align = nn_probs_align_ref,
-    .quant_i32_i16 = nn_quant_i32_i16,
-    .mul_quant_i16 = nn_mul_quant_i16_ref,
+    .quant_i32_i16 = quant_i32_neon,
+    .mul_quant_i16 = mul_quant_neon,
     .sumsq_i32 = nn_sumsq_i32_ref,
     .rope_q30 = nn_rope_q30_ref,
     .add_sat_i32 = nn_add_sat_i32_ref,
@@ -788,12 +892,12 @@ const nn_kernels nn_kernels_dotprod = {
     .dot_rows_i16 = dot_rows_neon,
     .axpy_rows_i16 = axpy_rows_neon,
     .softmax_exp_q30 = softmax_exp_neon,
-    .act8_quant = nn_act8_quant,
+    .act8_quant = act8_neon,
     .silu_q16 = silu_neon,
     .scores_q16 = nn_scores_q16_ref,
     .probs_align = nn_probs_align_ref,
-    .quant_i32_i16 = nn_quant_i32_i16,
-    .mul_quant_i16 = nn_mul_quant_i16_ref,
+    .quant_i32_i16 = quant_i32_neon,
+    .mul_quant_i16 = mul_quant_neon,
     .sumsq_i32 = nn_sumsq_i32_ref,
     .rope_q30 = nn_rope_q30_ref,
     .add_sat_i32 = nn_add_sat_i32_ref,
