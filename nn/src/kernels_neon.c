@@ -108,8 +108,9 @@ static int64_t row_n1(const int8_t *q, const uint16_t *m, const int16_t *a, uint
  * each activation load two rows. out[r][t].
  */
 static void rows_2x4(const int8_t *qa, const int8_t *qb, const uint16_t *ma, const uint16_t *mb,
-                     const int16_t *const a[4], uint32_t cols, uint32_t G, uint32_t ng, int64_t out[2][4])
+                     const int16_t *const a[4], const int8_t *split, uint32_t cols, uint32_t G, uint32_t ng, int64_t out[2][4])
 {
+    (void)split;
     int64x2_t ea = vdupq_n_s64(0), fa = ea, eb = ea, fb = ea;
     for (uint32_t g = 0, i0 = 0; g < ng; g++, i0 += G) {
         uint32_t len = cols - i0 < G ? cols - i0 : G, i1 = i0 + (len & ~7u);
@@ -180,28 +181,44 @@ static uint32_t chunk_rows(uint32_t cols)
 }
 
 typedef void (*rows_2x4_fn)(const int8_t *qa, const int8_t *qb, const uint16_t *ma, const uint16_t *mb,
-                            const int16_t *const a[4], uint32_t cols, uint32_t G, uint32_t ng, int64_t out[2][4]);
+                            const int16_t *const a[4], const int8_t *split, uint32_t cols, uint32_t G, uint32_t ng,
+                            int64_t out[2][4]);
+
+/* The widest rows whose four tokens' split activations (hi and lo' bytes, two bytes a
+ * column a token) the dotprod prefill keeps on the stack: 48 KiB. */
+#define SPLIT_COLS 6144u
+
+#if NN_HAVE_DOTPROD_KERNELS
+static void split_tokens(const int16_t *const a[4], uint32_t cols, int8_t *split);
+#endif
 
 /*
  * Prefill driver shared by both paths: a chunk of rows stays in cache while every token
  * of the block passes over it (each weight read from memory once per block); row pairs
  * meet token quads. Edge rows and tokens repeat the last one; their results are dropped.
+ * With split (dotprod), each token quad's activations are split into bytes once per
+ * chunk instead of once per row pair.
  */
-static void prefill(const nn_mm_args *A, uint32_t r0, uint32_t r1, rows_2x4_fn kern)
+static void prefill(const nn_mm_args *A, uint32_t r0, uint32_t r1, rows_2x4_fn kern, int split)
 {
     const nn_q8_mat *w = A->w;
     const uint32_t T = A->n_tok, CR = chunk_rows(w->cols);
+    int8_t buf[8 * SPLIT_COLS] __attribute__((aligned(16)));
     for (uint32_t c0 = r0; c0 < r1; c0 += CR) {
         uint32_t c1 = c0 + CR < r1 ? c0 + CR : r1;
         for (uint32_t t = 0; t < T; t += 4) {
             const int16_t *a[4];
             for (uint32_t k = 0; k < 4; k++)
                 a[k] = A->a + (size_t)(t + k < T ? t + k : T - 1) * A->a_stride;
+#if NN_HAVE_DOTPROD_KERNELS
+            if (split)
+                split_tokens(a, w->cols, buf);
+#endif
             for (uint32_t r = c0; r < c1; r += 2) {
                 uint32_t rb = r + 1 < c1 ? r + 1 : r;
                 int64_t acc[2][4];
                 kern(w->q + (size_t)r * w->cols, w->q + (size_t)rb * w->cols, w->m + (size_t)r * w->ngroups,
-                     w->m + (size_t)rb * w->ngroups, a, w->cols, w->group, w->ngroups, acc);
+                     w->m + (size_t)rb * w->ngroups, a, split ? buf : NULL, w->cols, w->group, w->ngroups, acc);
                 for (uint32_t k = 0; k < 4 && t + k < T; k++) {
                     int32_t *o = A->out + (size_t)(t + k) * A->out_stride + r;
                     int s = A->as[t + k].e + w->exp - 16;
@@ -268,7 +285,7 @@ static void mm_neon(const nn_mm_args *A, uint32_t r0, uint32_t r1)
         return;
     }
     if (A->n_tok > 1) {
-        prefill(A, r0, r1, rows_2x4);
+        prefill(A, r0, r1, rows_2x4, 0);
         return;
     }
     int shift = A->as[0].e + w->exp - 16;
@@ -715,10 +732,27 @@ static int64_t row_d1(const int8_t *q, const uint16_t *m, const int16_t *a, uint
     return acc;
 }
 
-/* Prefill: rows qa, qb times tokens a[0..3]. Each token chunk is split once for both
- * rows; each row's weight sum (sdot with ones) once for all four tokens. */
+/* Four tokens' activations split as split16 does, token t's hi bytes at
+ * split + 2 t cols and its lo' bytes at split + (2 t + 1) cols, for every whole 16 columns. */
+static void split_tokens(const int16_t *const a[4], uint32_t cols, int8_t *split)
+{
+    for (uint32_t t = 0; t < 4; t++) {
+        int8_t *h = split + 2 * (size_t)t * cols, *l = h + cols;
+        for (uint32_t i = 0; i + 16 <= cols; i += 16) {
+            int8x16_t xh, xl;
+            split16(a[t] + i, &xh, &xl);
+            vst1q_s8(h + i, xh);
+            vst1q_s8(l + i, xl);
+        }
+    }
+}
+
+/* Prefill: rows qa, qb times tokens a[0..3], their activations split by split_tokens
+ * (a[] only for a group's short tail); each row's weight sum (sdot with ones) once for
+ * all four tokens. */
 static void rows_2x4_dot(const int8_t *qa, const int8_t *qb, const uint16_t *ma, const uint16_t *mb,
-                         const int16_t *const a[4], uint32_t cols, uint32_t G, uint32_t ng, int64_t out[2][4])
+                         const int16_t *const a[4], const int8_t *split, uint32_t cols, uint32_t G, uint32_t ng,
+                         int64_t out[2][4])
 {
     int64x2_t ea = vdupq_n_s64(0), fa = ea, eb = ea, fb = ea;
     const int8x16_t ones = vdupq_n_s8(1);
@@ -733,8 +767,8 @@ static void rows_2x4_dot(const int8_t *qa, const int8_t *qb, const uint16_t *ma,
             wsb = vdotq_s32(wsb, wb, ones);
 #pragma GCC unroll 4
             for (int t = 0; t < 4; t++) {
-                int8x16_t xh, xl;
-                split16(a[t] + i, &xh, &xl);
+                int8x16_t xh = vld1q_s8(split + 2 * (size_t)t * cols + i);
+                int8x16_t xl = vld1q_s8(split + (2 * (size_t)t + 1) * cols + i);
                 ha[t] = vdotq_s32(ha[t], wa, xh);
                 la[t] = vdotq_s32(la[t], wa, xl);
                 hb[t] = vdotq_s32(hb[t], wb, xh);
@@ -770,7 +804,11 @@ static void mm_dotprod(const nn_mm_args *A, uint32_t r0, uint32_t r1)
         return;
     }
     if (A->n_tok > 1) {
-        prefill(A, r0, r1, rows_2x4_dot);
+        /* Rows wider than the split buffer take neon's kernel (smlal, no split). */
+        if (w->cols > SPLIT_COLS)
+            prefill(A, r0, r1, rows_2x4, 0);
+        else
+            prefill(A, r0, r1, rows_2x4_dot, 1);
         return;
     }
     int shift = A->as[0].e + w->exp - 16;
