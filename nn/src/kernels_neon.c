@@ -108,9 +108,10 @@ static int64_t row_n1(const int8_t *q, const uint16_t *m, const int16_t *a, uint
  * each activation load two rows. out[r][t].
  */
 static void rows_2x4(const int8_t *qa, const int8_t *qb, const uint16_t *ma, const uint16_t *mb,
-                     const int16_t *const a[4], const int8_t *split, uint32_t cols, uint32_t G, uint32_t ng, int64_t out[2][4])
+                     const int16_t *const a[4], const int8_t *split, uint32_t cols, uint32_t G, uint32_t ng,
+                     int64_t out[2][4])
 {
-    (void)split;
+    (void)split;   /* split activations are for rows_2x4_dot */
     int64x2_t ea = vdupq_n_s64(0), fa = ea, eb = ea, fb = ea;
     for (uint32_t g = 0, i0 = 0; g < ng; g++, i0 += G) {
         uint32_t len = cols - i0 < G ? cols - i0 : G, i1 = i0 + (len & ~7u);
@@ -184,8 +185,9 @@ typedef void (*rows_2x4_fn)(const int8_t *qa, const int8_t *qb, const uint16_t *
                             const int16_t *const a[4], const int8_t *split, uint32_t cols, uint32_t G, uint32_t ng,
                             int64_t out[2][4]);
 
-/* The widest rows whose four tokens' split activations (hi and lo' bytes, two bytes a
- * column a token) the dotprod prefill keeps on the stack: 48 KiB. */
+/* The widest rows whose split activations (hi and lo' bytes, two bytes a column a
+ * token) the dotprod kernels keep on the stack: 48 KiB for prefill's four tokens, 12 KiB
+ * for decode's one. */
 #define SPLIT_COLS 6144u
 
 #if NN_HAVE_DOTPROD_KERNELS
@@ -692,15 +694,16 @@ static inline int32x4_t combine(int32x4_t hi, int32x4_t lo, int32x4_t wsum)
     return vaddq_s32(vmlaq_n_s32(lo, hi, 256), vshlq_n_s32(wsum, 7));
 }
 
-/* One group of one row times one token (sdot); a short tail is added exactly. */
-static inline __attribute__((always_inline)) int32x4_t group_d1(const int8_t *q, const int16_t *a, uint32_t len)
+/* One group of one row times one token, its activations split by split_row into xh and
+ * xl (a only for a short tail, added exactly). */
+static inline __attribute__((always_inline)) int32x4_t group_d1(const int8_t *q, const int8_t *xh_,
+                                                               const int8_t *xl_, const int16_t *a, uint32_t len)
 {
     int32x4_t h = vdupq_n_s32(0), l = h, ws = h;
     const int8x16_t ones = vdupq_n_s8(1);
     uint32_t i = 0;
     for (; i + 16 <= len; i += 16) {
-        int8x16_t w = vld1q_s8(q + i), xh, xl;
-        split16(a + i, &xh, &xl);
+        int8x16_t w = vld1q_s8(q + i), xh = vld1q_s8(xh_ + i), xl = vld1q_s8(xl_ + i);
         h = vdotq_s32(h, w, xh);
         l = vdotq_s32(l, w, xl);
         ws = vdotq_s32(ws, w, ones);
@@ -711,15 +714,18 @@ static inline __attribute__((always_inline)) int32x4_t group_d1(const int8_t *q,
     return c;
 }
 
-static int64_t row_d1(const int8_t *q, const uint16_t *m, const int16_t *a, uint32_t cols, uint32_t G, uint32_t ng)
+static inline __attribute__((always_inline)) int64_t row_d1(const int8_t *q, const uint16_t *m, const int8_t *xh,
+                                                            const int8_t *xl, const int16_t *a, uint32_t cols,
+                                                            uint32_t G, uint32_t ng)
 {
     int64x2_t lo = vdupq_n_s64(0), hi = lo;
     uint32_t full = cols / G, g = 0;
     for (; g + 4 <= full; g += 4) {
-        const int8_t *qg = q + (size_t)g * G;
-        const int16_t *ag = a + (size_t)g * G;
-        int32x4_t s = hsum4(group_d1(qg, ag, G), group_d1(qg + G, ag + G, G), group_d1(qg + 2 * G, ag + 2 * G, G),
-                            group_d1(qg + 3 * G, ag + 3 * G, G));
+        size_t i = (size_t)g * G;
+        int32x4_t s = hsum4(group_d1(q + i, xh + i, xl + i, a + i, G),
+                            group_d1(q + i + G, xh + i + G, xl + i + G, a + i + G, G),
+                            group_d1(q + i + 2 * G, xh + i + 2 * G, xl + i + 2 * G, a + i + 2 * G, G),
+                            group_d1(q + i + 3 * G, xh + i + 3 * G, xl + i + 3 * G, a + i + 3 * G, G));
         int32x4_t mv = vreinterpretq_s32_u32(vmovl_u16(vld1_u16(m + g)));
         lo = vmlal_s32(lo, vget_low_s32(s), vget_low_s32(mv));
         hi = vmlal_high_s32(hi, s, mv);
@@ -727,24 +733,27 @@ static int64_t row_d1(const int8_t *q, const uint16_t *m, const int16_t *a, uint
     int64_t acc = vaddvq_s64(vaddq_s64(lo, hi));
     for (; g < ng; g++) {
         uint32_t i0 = g * G, len = cols - i0 < G ? cols - i0 : G;
-        acc += (int64_t)vaddvq_s32(group_d1(q + i0, a + i0, len)) * m[g];
+        acc += (int64_t)vaddvq_s32(group_d1(q + i0, xh + i0, xl + i0, a + i0, len)) * m[g];
     }
     return acc;
 }
 
 /* Four tokens' activations split as split16 does, token t's hi bytes at
  * split + 2 t cols and its lo' bytes at split + (2 t + 1) cols, for every whole 16 columns. */
+static void split_row(const int16_t *a, uint32_t cols, int8_t *h, int8_t *l)
+{
+    for (uint32_t i = 0; i + 16 <= cols; i += 16) {
+        int8x16_t xh, xl;
+        split16(a + i, &xh, &xl);
+        vst1q_s8(h + i, xh);
+        vst1q_s8(l + i, xl);
+    }
+}
+
 static void split_tokens(const int16_t *const a[4], uint32_t cols, int8_t *split)
 {
-    for (uint32_t t = 0; t < 4; t++) {
-        int8_t *h = split + 2 * (size_t)t * cols, *l = h + cols;
-        for (uint32_t i = 0; i + 16 <= cols; i += 16) {
-            int8x16_t xh, xl;
-            split16(a[t] + i, &xh, &xl);
-            vst1q_s8(h + i, xh);
-            vst1q_s8(l + i, xl);
-        }
-    }
+    for (uint32_t t = 0; t < 4; t++)
+        split_row(a[t], cols, split + 2 * (size_t)t * cols, split + (2 * (size_t)t + 1) * cols);
 }
 
 /* Prefill: rows qa, qb times tokens a[0..3], their activations split by split_tokens
@@ -799,22 +808,26 @@ static void rows_2x4_dot(const int8_t *qa, const int8_t *qb, const uint16_t *ma,
 static void mm_dotprod(const nn_mm_args *A, uint32_t r0, uint32_t r1)
 {
     const nn_q8_mat *w = A->w;
-    if (w->group % 16 || r0 >= r1) {
+    /* Groups that are not a multiple of 16 and rows wider than the split buffers take
+     * neon's kernels (smlal, no split). */
+    if (w->group % 16 || w->cols > SPLIT_COLS || r0 >= r1) {
         mm_neon(A, r0, r1);
         return;
     }
     if (A->n_tok > 1) {
-        /* Rows wider than the split buffer take neon's kernel (smlal, no split). */
-        if (w->cols > SPLIT_COLS)
-            prefill(A, r0, r1, rows_2x4, 0);
-        else
-            prefill(A, r0, r1, rows_2x4_dot, 1);
+        prefill(A, r0, r1, rows_2x4_dot, 1);
         return;
     }
+    /* Decode: the token's activations split once for every row. */
+    int8_t xh[SPLIT_COLS] __attribute__((aligned(16))), xl[SPLIT_COLS] __attribute__((aligned(16)));
+    split_row(A->a, w->cols, xh, xl);
     int shift = A->as[0].e + w->exp - 16;
     for (uint32_t r = r0; r < r1; r++) {
-        int64_t acc = row_d1(w->q + (size_t)r * w->cols, w->m + (size_t)r * w->ngroups, A->a, w->cols, w->group,
-                             w->ngroups);
+        const int8_t *q = w->q + (size_t)r * w->cols;
+        const uint16_t *m = w->m + (size_t)r * w->ngroups;
+        /* Groups of 32 (the default) unrolled whole. */
+        int64_t acc = w->group == 32 ? row_d1(q, m, xh, xl, A->a, w->cols, 32, w->ngroups)
+                                     : row_d1(q, m, xh, xl, A->a, w->cols, w->group, w->ngroups);
         A->out[r] = nn_mulshift_sat32_inl(acc, A->as[0].m, shift);
     }
 }
@@ -839,6 +852,7 @@ static void il_dotprod(const nn_q8_mat *w, uint32_t rb, const int8_t *a, const u
     }
     store8(acc, e);
 }
+
 
 /* One quad j of four tokens' activations against a row block's 8 rows: each token's
  * quad broadcast by the indexed sdot (lane k of x[t], a compile-time constant). */
@@ -872,12 +886,12 @@ static void il4_dotprod(const nn_q8_mat *w, uint32_t rb, const int8_t *const a[4
     for (uint32_t g = 0; g < ng; g++) {
         uint32_t j0 = g * (G / 4), j1 = j0 + G / 4 < C4 ? j0 + G / 4 : C4, j = j0;
         int32x4_t lo[4], hi[4];
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int t = 0; t < 4; t++)
             lo[t] = hi[t] = vdupq_n_s32(0);
         for (; j + 4 <= j1 && 4 * j + 16 <= w->cols; j += 4) {
             int8x16_t x[4];
-            #pragma GCC unroll 4
+#pragma GCC unroll 4
             for (int t = 0; t < 4; t++)
                 x[t] = vld1q_s8(a[t] + 4 * j);
             const int8_t *W = wq + 32 * (size_t)j;
@@ -888,19 +902,20 @@ static void il4_dotprod(const nn_q8_mat *w, uint32_t rb, const int8_t *const a[4
         }
         for (; j < j1; j++) {
             int8x16_t x[4];
-            #pragma GCC unroll 4
+#pragma GCC unroll 4
             for (int t = 0; t < 4; t++)
                 x[t] = vreinterpretq_s8_u32(vdupq_n_u32(nn_a8_quad(a[t], 4 * j, w->cols)));
             IL4_QUAD(wq + 32 * (size_t)j, 0);
         }
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int t = 0; t < 4; t++)
             il_scale8(lo[t], hi[t], sh[t][g], wm + 8 * (size_t)g, e[t]);
     }
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int t = 0; t < 4; t++)
         store8(acc[t], e[t]);
 }
+
 
 #undef IL4_QUAD
 
