@@ -6,6 +6,8 @@
  *                            with steps sh: the 8 rows' int64 sums (before the token scale);
  *   il4(w, rb, a, sh, acc):  optional (NULL): the same for four tokens at once;
  *   gdot(q, a, n):           sum q[i] * a[i] for one group of a row-major row;
+ *   row(q, m, a, sh, cols, G, ng): optional (NULL: by gdot): a whole row-major row's
+ *                            int64 sum over its groups, each shifted and scaled;
  *   flush(A, t, rb, r0, r1, acc): optional (NULL: nn_a8_flush): il's sums into out.
  */
 #ifndef NN_KERNELS_A8_H
@@ -20,6 +22,8 @@ typedef void (*nn_a8_il_fn)(const nn_q8_mat *w, uint32_t rb, const int8_t *a, co
 typedef void (*nn_a8_il4_fn)(const nn_q8_mat *w, uint32_t rb, const int8_t *const a[4], const uint8_t *const sh[4],
                              int64_t acc[4][8]);
 typedef int32_t (*nn_a8_gdot_fn)(const int8_t *q, const int8_t *a, uint32_t n);
+typedef int64_t (*nn_a8_row_fn)(const int8_t *q, const uint16_t *m, const int8_t *a, const uint8_t *sh,
+                                uint32_t cols, uint32_t G, uint32_t ng);
 typedef void (*nn_a8_flush_fn)(const nn_mm_args *A, uint32_t t, uint32_t rb, uint32_t r0, uint32_t r1,
                                const int64_t acc[8]);
 
@@ -27,6 +31,7 @@ typedef struct nn_a8_path {
     nn_a8_il_fn    il;
     nn_a8_il4_fn   il4;
     nn_a8_gdot_fn  gdot;
+    nn_a8_row_fn   row;
     nn_a8_flush_fn flush;
 } nn_a8_path;
 
@@ -44,8 +49,8 @@ static inline void nn_a8_flush(const nn_mm_args *A, uint32_t t, uint32_t rb, uin
 
 /*
  * Interleaved weights: per row block (cols x 8 bytes, which stay in L1) every token of
- * the block in turn, four at a time where the path has il4. Row-major weights (the tied classifier, which is also the
- * embedding): per row and group.
+ * the block in turn, four at a time where the path has il4. Row-major weights (the tied
+ * classifier, which is also the embedding): per row, by the path's row or per group.
  */
 static inline void nn_a8_drive(const nn_mm_args *A, uint32_t r0, uint32_t r1, const nn_a8_path *P)
 {
@@ -58,6 +63,11 @@ static inline void nn_a8_drive(const nn_mm_args *A, uint32_t r0, uint32_t r1, co
             for (uint32_t r = r0; r < r1; r++) {
                 const int8_t *q = w->q + (size_t)r * w->cols;
                 const uint16_t *m = w->m + (size_t)r * w->ngroups;
+                if (P->row) {
+                    A->out[(size_t)t * A->out_stride + r] = nn_mulshift_sat32_inl(
+                        P->row(q, m, a, sh, w->cols, w->group, w->ngroups), A->as[t].m, A->as[t].e + w->exp - 16);
+                    continue;
+                }
                 int64_t acc = 0;
                 for (uint32_t g = 0, i0 = 0; g < w->ngroups; g++, i0 += w->group) {
                     uint32_t len = w->cols - i0 < w->group ? w->cols - i0 : w->group;

@@ -724,7 +724,7 @@ static int32_t gdot_avx2(const int8_t *q, const int8_t *a, uint32_t n)
 
 static void mm_a8_avx2(const nn_mm_args *A, uint32_t r0, uint32_t r1)
 {
-    static const nn_a8_path path = { il_avx2, NULL, gdot_avx2, NULL };
+    static const nn_a8_path path = { il_avx2, NULL, gdot_avx2, NULL, NULL };
     nn_a8_drive(A, r0, r1, &path);
 }
 

@@ -652,7 +652,7 @@ static int32_t gdot_neon(const int8_t *q, const int8_t *a, uint32_t n)
 
 static void mm_a8_neon(const nn_mm_args *A, uint32_t r0, uint32_t r1)
 {
-    static const nn_a8_path path = { il_neon, NULL, gdot_neon, flush8_neon };
+    static const nn_a8_path path = { il_neon, NULL, gdot_neon, NULL, flush8_neon };
     nn_a8_drive(A, r0, r1, &path);
 }
 
@@ -832,8 +832,9 @@ static void mm_dotprod(const nn_mm_args *A, uint32_t r0, uint32_t r1)
     }
 }
 
-/* dotprod, int8 activations: the 4 activation bytes repeated over a 16-byte vector, so
- * sdot against 16 weight bytes (4 rows x 4 columns) adds each row's quad to its lane. */
+/* dotprod, int8 activations: sdot of 16 weight bytes (4 rows x 4 columns) by one
+ * activation quad (by element, or repeated over a vector at a ragged end) adds each
+ * row's quad to its lane. */
 static void il_dotprod(const nn_q8_mat *w, uint32_t rb, const int8_t *a, const uint8_t *sh, int64_t acc[8])
 {
     uint32_t C4 = (w->cols + 3) / 4, ng = w->ngroups, G = w->group;
@@ -843,7 +844,21 @@ static void il_dotprod(const nn_q8_mat *w, uint32_t rb, const int8_t *a, const u
     for (uint32_t g = 0; g < ng; g++) {
         uint32_t j0 = g * (G / 4), j1 = j0 + G / 4 < C4 ? j0 + G / 4 : C4;
         int32x4_t lo = vdupq_n_s32(0), hi = lo;
-        for (uint32_t j = j0; j < j1; j++) {
+        uint32_t j = j0;
+        /* Four quads from one 16-byte load, each picked by the indexed sdot. */
+        for (; j + 4 <= j1 && 4 * j + 16 <= w->cols; j += 4) {
+            int8x16_t x = vld1q_s8(a + 4 * j);
+            const int8_t *W = wq + 32 * (size_t)j;
+            lo = vdotq_laneq_s32(lo, vld1q_s8(W), x, 0);
+            hi = vdotq_laneq_s32(hi, vld1q_s8(W + 16), x, 0);
+            lo = vdotq_laneq_s32(lo, vld1q_s8(W + 32), x, 1);
+            hi = vdotq_laneq_s32(hi, vld1q_s8(W + 48), x, 1);
+            lo = vdotq_laneq_s32(lo, vld1q_s8(W + 64), x, 2);
+            hi = vdotq_laneq_s32(hi, vld1q_s8(W + 80), x, 2);
+            lo = vdotq_laneq_s32(lo, vld1q_s8(W + 96), x, 3);
+            hi = vdotq_laneq_s32(hi, vld1q_s8(W + 112), x, 3);
+        }
+        for (; j < j1; j++) {
             int8x16_t x = vreinterpretq_s8_u32(vdupq_n_u32(nn_a8_quad(a, 4 * j, w->cols)));
             lo = vdotq_s32(lo, vld1q_s8(wq + 32 * (size_t)j), x);
             hi = vdotq_s32(hi, vld1q_s8(wq + 32 * (size_t)j + 16), x);
@@ -869,7 +884,7 @@ static void il_dotprod(const nn_q8_mat *w, uint32_t rb, const int8_t *a, const u
  * Prefill tile: a row block times four tokens. A weight vector is loaded once for the
  * four tokens, and each token's 16 activation bytes (four quads) once for four sdot by
  * element, with no broadcast per quad. Quads whose 16-byte load would pass the last
- * column go one by one as in il_dotprod. Same group sums, so the same results.
+ * column go one by one. Same group sums, so the same results.
  */
 static void il4_dotprod(const nn_q8_mat *w, uint32_t rb, const int8_t *const a[4], const uint8_t *const sh[4],
                         int64_t acc[4][8])
@@ -931,9 +946,60 @@ static int32_t gdot_dotprod(const int8_t *q, const int8_t *a, uint32_t n)
     return s;
 }
 
+/*
+ * A row-major row (the tied classifier) times one token, groups of a multiple of 16
+ * (others: by gdot_dotprod): four groups' sums reduced together (|sum| 2^sh < 2^31, the
+ * contract's bound), shifted by their steps and scaled by their mantissas into int64.
+ */
+static inline __attribute__((always_inline)) int64_t row_a8_g(const int8_t *q, const uint16_t *m, const int8_t *a,
+                                                             const uint8_t *sh, uint32_t cols, uint32_t G,
+                                                             uint32_t ng)
+{
+    int64x2_t lo = vdupq_n_s64(0), hi = lo;
+    uint32_t full = cols / G, g = 0;
+    for (; g + 4 <= full; g += 4) {
+        int32x4_t c[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            const int8_t *qg = q + (size_t)(g + k) * G, *ag = a + (size_t)(g + k) * G;
+            c[k] = vdupq_n_s32(0);
+            for (uint32_t i = 0; i < G; i += 16)
+                c[k] = vdotq_s32(c[k], vld1q_s8(qg + i), vld1q_s8(ag + i));
+        }
+        int32x4_t s = hsum4(c[0], c[1], c[2], c[3]);
+        uint32_t shv;
+        memcpy(&shv, sh + g, 4);
+        s = vshlq_s32(s, vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(vmovl_u8(vcreate_u8(shv))))));
+        int32x4_t mv = vreinterpretq_s32_u32(vmovl_u16(vld1_u16(m + g)));
+        lo = vmlal_s32(lo, vget_low_s32(s), vget_low_s32(mv));
+        hi = vmlal_high_s32(hi, s, mv);
+    }
+    int64_t acc = vaddvq_s64(vaddq_s64(lo, hi));
+    for (uint32_t i0 = g * G; g < ng; g++, i0 += G) {
+        uint32_t len = cols - i0 < G ? cols - i0 : G;
+        acc += (int64_t)(gdot_dotprod(q + i0, a + i0, len) * (1 << sh[g])) * m[g];
+    }
+    return acc;
+}
+
+static int64_t row_a8_dotprod(const int8_t *q, const uint16_t *m, const int8_t *a, const uint8_t *sh, uint32_t cols,
+                              uint32_t G, uint32_t ng)
+{
+    if (G == 32)
+        return row_a8_g(q, m, a, sh, cols, 32, ng);
+    if (G % 16 == 0)
+        return row_a8_g(q, m, a, sh, cols, G, ng);
+    int64_t acc = 0;
+    for (uint32_t g = 0, i0 = 0; g < ng; g++, i0 += G) {
+        uint32_t len = cols - i0 < G ? cols - i0 : G;
+        acc += (int64_t)(gdot_dotprod(q + i0, a + i0, len) * (1 << sh[g])) * m[g];
+    }
+    return acc;
+}
+
 static void mm_a8_dotprod(const nn_mm_args *A, uint32_t r0, uint32_t r1)
 {
-    static const nn_a8_path path = { il_dotprod, il4_dotprod, gdot_dotprod, flush8_neon };
+    static const nn_a8_path path = { il_dotprod, il4_dotprod, gdot_dotprod, row_a8_dotprod, flush8_neon };
     nn_a8_drive(A, r0, r1, &path);
 }
 
