@@ -82,7 +82,8 @@ static inline __attribute__((always_inline)) int32x4_t group_n1(const int8_t *q,
 }
 
 /* Decode: one row times one token, four groups reduced and scaled together. */
-static int64_t row_n1(const int8_t *q, const uint16_t *m, const int16_t *a, uint32_t cols, uint32_t G, uint32_t ng)
+static inline __attribute__((always_inline)) int64_t row_n1(const int8_t *q, const uint16_t *m, const int16_t *a,
+                                                            uint32_t cols, uint32_t G, uint32_t ng)
 {
     int64x2_t lo = vdupq_n_s64(0), hi = lo;
     uint32_t full = cols / G, g = 0;
@@ -292,8 +293,11 @@ static void mm_neon(const nn_mm_args *A, uint32_t r0, uint32_t r1)
     }
     int shift = A->as[0].e + w->exp - 16;
     for (uint32_t r = r0; r < r1; r++) {
-        int64_t acc = row_n1(w->q + (size_t)r * w->cols, w->m + (size_t)r * w->ngroups, A->a, w->cols, w->group,
-                             w->ngroups);
+        const int8_t *q = w->q + (size_t)r * w->cols;
+        const uint16_t *m = w->m + (size_t)r * w->ngroups;
+        /* Groups of 32 (the default) unrolled whole. */
+        int64_t acc = w->group == 32 ? row_n1(q, m, A->a, w->cols, 32, w->ngroups)
+                                     : row_n1(q, m, A->a, w->cols, w->group, w->ngroups);
         A->out[r] = nn_mulshift_sat32_inl(acc, A->as[0].m, shift);
     }
 }
@@ -650,9 +654,60 @@ static int32_t gdot_neon(const int8_t *q, const int8_t *a, uint32_t n)
     return s;
 }
 
+typedef int32x4_t (*gsum_fn)(const int8_t *q, const int8_t *a, uint32_t G);
+
+/* One whole group (G a multiple of 16) of a row-major row times a token, in 4 lanes:
+ * two products (at most 2 * 127^2) share an int16 lane before sadalp. */
+static inline __attribute__((always_inline)) int32x4_t gsum_neon(const int8_t *q, const int8_t *a, uint32_t G)
+{
+    int32x4_t c = vdupq_n_s32(0);
+    for (uint32_t i = 0; i < G; i += 16) {
+        int8x16_t w = vld1q_s8(q + i), x = vld1q_s8(a + i);
+        c = vpadalq_s16(c, vmlal_high_s8(vmull_s8(vget_low_s8(w), vget_low_s8(x)), w, x));
+    }
+    return c;
+}
+
+/*
+ * A row-major row (the tied classifier) times one token, groups of a multiple of 16:
+ * four groups' sums (gsum) reduced together, shifted by their steps (|sum| 2^sh < 2^31,
+ * the contract's bound) and scaled by their mantissas into int64; the rest by gdot.
+ */
+static inline __attribute__((always_inline)) int64_t row_a8(const int8_t *q, const uint16_t *m, const int8_t *a,
+                                                           const uint8_t *sh, uint32_t cols, uint32_t G,
+                                                           uint32_t ng, gsum_fn gsum, nn_a8_gdot_fn gdot)
+{
+    int64x2_t lo = vdupq_n_s64(0), hi = lo;
+    uint32_t full = G % 16 ? 0 : cols / G, g = 0;
+    for (; g + 4 <= full; g += 4) {
+        size_t i = (size_t)g * G;
+        int32x4_t s = hsum4(gsum(q + i, a + i, G), gsum(q + i + G, a + i + G, G),
+                            gsum(q + i + 2 * G, a + i + 2 * G, G), gsum(q + i + 3 * G, a + i + 3 * G, G));
+        uint32_t sh4;
+        memcpy(&sh4, sh + g, 4);
+        s = vshlq_s32(s, vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(vmovl_u8(vcreate_u8(sh4))))));
+        int32x4_t mv = vreinterpretq_s32_u32(vmovl_u16(vld1_u16(m + g)));
+        lo = vmlal_s32(lo, vget_low_s32(s), vget_low_s32(mv));
+        hi = vmlal_high_s32(hi, s, mv);
+    }
+    int64_t acc = vaddvq_s64(vaddq_s64(lo, hi));
+    for (uint32_t i0 = g * G; g < ng; g++, i0 += G) {
+        uint32_t len = cols - i0 < G ? cols - i0 : G;
+        acc += (int64_t)(gdot(q + i0, a + i0, len) * (1 << sh[g])) * m[g];
+    }
+    return acc;
+}
+
+static int64_t row_a8_neon(const int8_t *q, const uint16_t *m, const int8_t *a, const uint8_t *sh, uint32_t cols,
+                           uint32_t G, uint32_t ng)
+{
+    return G == 32 ? row_a8(q, m, a, sh, cols, 32, ng, gsum_neon, gdot_neon)
+                   : row_a8(q, m, a, sh, cols, G, ng, gsum_neon, gdot_neon);
+}
+
 static void mm_a8_neon(const nn_mm_args *A, uint32_t r0, uint32_t r1)
 {
-    static const nn_a8_path path = { il_neon, NULL, gdot_neon, NULL, flush8_neon };
+    static const nn_a8_path path = { il_neon, NULL, gdot_neon, row_a8_neon, flush8_neon };
     nn_a8_drive(A, r0, r1, &path);
 }
 
@@ -946,55 +1001,19 @@ static int32_t gdot_dotprod(const int8_t *q, const int8_t *a, uint32_t n)
     return s;
 }
 
-/*
- * A row-major row (the tied classifier) times one token, groups of a multiple of 16
- * (others: by gdot_dotprod): four groups' sums reduced together (|sum| 2^sh < 2^31, the
- * contract's bound), shifted by their steps and scaled by their mantissas into int64.
- */
-static inline __attribute__((always_inline)) int64_t row_a8_g(const int8_t *q, const uint16_t *m, const int8_t *a,
-                                                             const uint8_t *sh, uint32_t cols, uint32_t G,
-                                                             uint32_t ng)
+static inline __attribute__((always_inline)) int32x4_t gsum_dotprod(const int8_t *q, const int8_t *a, uint32_t G)
 {
-    int64x2_t lo = vdupq_n_s64(0), hi = lo;
-    uint32_t full = cols / G, g = 0;
-    for (; g + 4 <= full; g += 4) {
-        int32x4_t c[4];
-#pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) {
-            const int8_t *qg = q + (size_t)(g + k) * G, *ag = a + (size_t)(g + k) * G;
-            c[k] = vdupq_n_s32(0);
-            for (uint32_t i = 0; i < G; i += 16)
-                c[k] = vdotq_s32(c[k], vld1q_s8(qg + i), vld1q_s8(ag + i));
-        }
-        int32x4_t s = hsum4(c[0], c[1], c[2], c[3]);
-        uint32_t shv;
-        memcpy(&shv, sh + g, 4);
-        s = vshlq_s32(s, vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(vmovl_u8(vcreate_u8(shv))))));
-        int32x4_t mv = vreinterpretq_s32_u32(vmovl_u16(vld1_u16(m + g)));
-        lo = vmlal_s32(lo, vget_low_s32(s), vget_low_s32(mv));
-        hi = vmlal_high_s32(hi, s, mv);
-    }
-    int64_t acc = vaddvq_s64(vaddq_s64(lo, hi));
-    for (uint32_t i0 = g * G; g < ng; g++, i0 += G) {
-        uint32_t len = cols - i0 < G ? cols - i0 : G;
-        acc += (int64_t)(gdot_dotprod(q + i0, a + i0, len) * (1 << sh[g])) * m[g];
-    }
-    return acc;
+    int32x4_t c = vdupq_n_s32(0);
+    for (uint32_t i = 0; i < G; i += 16)
+        c = vdotq_s32(c, vld1q_s8(q + i), vld1q_s8(a + i));
+    return c;
 }
 
 static int64_t row_a8_dotprod(const int8_t *q, const uint16_t *m, const int8_t *a, const uint8_t *sh, uint32_t cols,
                               uint32_t G, uint32_t ng)
 {
-    if (G == 32)
-        return row_a8_g(q, m, a, sh, cols, 32, ng);
-    if (G % 16 == 0)
-        return row_a8_g(q, m, a, sh, cols, G, ng);
-    int64_t acc = 0;
-    for (uint32_t g = 0, i0 = 0; g < ng; g++, i0 += G) {
-        uint32_t len = cols - i0 < G ? cols - i0 : G;
-        acc += (int64_t)(gdot_dotprod(q + i0, a + i0, len) * (1 << sh[g])) * m[g];
-    }
-    return acc;
+    return G == 32 ? row_a8(q, m, a, sh, cols, 32, ng, gsum_dotprod, gdot_dotprod)
+                   : row_a8(q, m, a, sh, cols, G, ng, gsum_dotprod, gdot_dotprod);
 }
 
 static void mm_a8_dotprod(const nn_mm_args *A, uint32_t r0, uint32_t r1)
