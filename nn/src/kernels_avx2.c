@@ -708,6 +708,54 @@ static void il_avx2(const nn_q8_mat *w, uint32_t rb, const int8_t *a, const uint
     il_rows8(e, o, acc);
 }
 
+/*
+ * Prompt tile: a row block times four tokens. Each weight vector is loaded, and its
+ * magnitude taken, once for the four; each token's quad is broadcast from memory. The
+ * same group sums as il_avx2, so the same results.
+ */
+static void il4_avx2(const nn_q8_mat *w, uint32_t rb, const int8_t *const a[4], const uint8_t *const sh[4],
+                     int64_t acc[4][8])
+{
+    uint32_t C4 = (w->cols + 3) / 4, ng = w->ngroups, G = w->group;
+    const int8_t *wq = w->q + (size_t)rb * C4 * 32;
+    const uint16_t *wm = w->m + (size_t)rb * ng * 8;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i e[4], o[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++)
+        e[t] = o[t] = _mm256_setzero_si256();
+    for (uint32_t g = 0; g < ng; g++) {
+        uint32_t j0 = g * (G / 4), j1 = j0 + G / 4 < C4 ? j0 + G / 4 : C4, j = j0;
+        __m256i c[4];
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++)
+            c[t] = _mm256_setzero_si256();
+        for (; j < j1; j++) {
+            __m256i W = _mm256_loadu_si256((const __m256i *)(const void *)(wq + 32 * (size_t)j));
+            __m256i aw = _mm256_abs_epi8(W);
+            int whole = 4 * j + 4 <= w->cols;
+#pragma GCC unroll 4
+            for (int t = 0; t < 4; t++) {
+                int32_t v;
+                if (whole)
+                    memcpy(&v, a[t] + 4 * j, 4);
+                else
+                    v = (int32_t)nn_a8_quad(a[t], 4 * j, w->cols);
+                __m256i x = _mm256_sign_epi8(_mm256_set1_epi32(v), W);
+                c[t] = _mm256_add_epi32(c[t], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, x), ones));
+            }
+        }
+        __m256i mz = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(wm + 8 * (size_t)g)));
+        __m256i mo = _mm256_srli_epi64(mz, 32);
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++)
+            il_scale(c[t], 0, sh[t][g], mz, mo, &e[t], &o[t]);
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++)
+        il_rows8(e[t], o[t], acc[t]);
+}
+
 /* Row-major weights (the tied classifier): one row's group sum. */
 static int32_t gdot_avx2(const int8_t *q, const int8_t *a, uint32_t n)
 {
@@ -724,7 +772,7 @@ static int32_t gdot_avx2(const int8_t *q, const int8_t *a, uint32_t n)
 
 static void mm_a8_avx2(const nn_mm_args *A, uint32_t r0, uint32_t r1)
 {
-    static const nn_a8_path path = { il_avx2, NULL, gdot_avx2, NULL, NULL };
+    static const nn_a8_path path = { il_avx2, il4_avx2, gdot_avx2, NULL, NULL };
     nn_a8_drive(A, r0, r1, &path);
 }
 
