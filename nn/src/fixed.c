@@ -153,14 +153,7 @@ void nn_act8_quant(const int16_t *a, uint32_t n, uint32_t g, int8_t *q, uint8_t 
             mx = v > mx ? v : mx;
         }
         int s = nn_act8_shift_inl((uint32_t)mx);
-        int32_t h = (1 << s) >> 1, tot = 0;
-        for (uint32_t i = 0; i < len; i++) {
-            int32_t v = x[i] < 0 ? -x[i] : x[i];
-            int32_t r = (v + h) >> s;
-            r = x[i] < 0 ? -r : r;
-            q[i0 + i] = (int8_t)r;
-            tot += r;
-        }
+        int32_t tot = nn_act8_round_inl(x, 0, len, s, q + i0);
         sh[k] = (uint8_t)s;
         if (sum)
             sum[k] = tot;

@@ -35,6 +35,21 @@ static inline int nn_act8_shift_inl(uint32_t mx)
     return s + (((mx + (1u << (s - 1))) >> s) > 127);
 }
 
+/* nn_act8_quant's rounding of one group's values i..n-1 with step s: q[i] = round-half-up
+ * of |x[i]| / 2^s with the sign put back; returns their sum. */
+static inline int32_t nn_act8_round_inl(const int16_t *x, uint32_t i, uint32_t n, int s, int8_t *q)
+{
+    int32_t tot = 0;
+    for (; i < n; i++) {
+        int32_t v = x[i] < 0 ? -x[i] : x[i];
+        int32_t r = (v + ((1 << s) >> 1)) >> s;
+        r = x[i] < 0 ? -r : r;
+        q[i] = (int8_t)r;
+        tot += r;
+    }
+    return tot;
+}
+
 /* nn_quant_*_i16's shift for a largest magnitude amax: |round(x / 2^t)| <= 2^15. */
 static inline int nn_quant_shift_inl(uint64_t amax)
 {

@@ -546,14 +546,7 @@ static void act8_neon(const int16_t *a, uint32_t n, uint32_t g, int8_t *q, uint8
             vst1_s8(q + i0 + i, vmovn_s16(r));
             tot = vpadalq_s16(tot, r);
         }
-        int32_t t = vaddvq_s32(tot);
-        for (uint32_t i = full; i < len; i++) {
-            int32_t v = x[i] < 0 ? -x[i] : x[i];
-            int32_t r = (v + ((1 << s) >> 1)) >> s;
-            r = x[i] < 0 ? -r : r;
-            q[i0 + i] = (int8_t)r;
-            t += r;
-        }
+        int32_t t = vaddvq_s32(tot) + nn_act8_round_inl(x, full, len, s, q + i0);
         sh[k] = (uint8_t)s;
         if (sum)
             sum[k] = t;
