@@ -1,7 +1,8 @@
 /*
- * Private: inline bodies of the two roundings the hot loops call per element or per
- * output (numerics version 1). fixed.c's exported nn_rshift_round_i64() and
- * nn_mulshift_sat32() are these same functions, so there is one definition of each.
+ * Private: inline bodies of the roundings and quantisation steps the hot loops call per
+ * element, group or output. fixed.c's exported nn_rshift_round_i64() and
+ * nn_mulshift_sat32() are these same functions, and its nn_act8_quant() uses the act8
+ * helpers, so there is one definition of each.
  */
 #ifndef NN_FIXED_INLINE_H
 #define NN_FIXED_INLINE_H

@@ -17,8 +17,8 @@
  * group), and the combination is again a subset sum of the group's true products.
  *
  * Fast paths need group % 8 == 0 or group == 4 (neon; dotprod takes neon's for groups
- * that are not a multiple of 16); a row's short last group ends in a scalar tail. Other
- * groups use the reference.
+ * that are not a multiple of 16 and for rows wider than SPLIT_COLS); a row's short last
+ * group ends in a scalar tail. Other groups use the reference.
  */
 #include "nn_kernels_impl.h"
 
@@ -187,9 +187,10 @@ typedef void (*rows_2x4_fn)(const int8_t *qa, const int8_t *qb, const uint16_t *
                             int64_t out[2][4]);
 
 /* The widest rows whose split activations (hi and lo' bytes, two bytes a column a
- * token) the dotprod kernels keep on the stack: 48 KiB for prefill's four tokens, 12 KiB
- * for decode's one. */
-#define SPLIT_COLS 6144u
+ * token) the dotprod kernels keep, in a per-thread static buffer (split_buf, touched
+ * only as far as used): four tokens in prompts, one in decode. Wider rows take neon's
+ * kernels. 16384 columns cover the hidden sizes of models up to about 13B. */
+#define SPLIT_COLS 16384u
 
 #if NN_HAVE_DOTPROD_KERNELS
 static void split_tokens(const int16_t *const a[4], uint32_t cols, int8_t *split);
@@ -199,14 +200,13 @@ static void split_tokens(const int16_t *const a[4], uint32_t cols, int8_t *split
  * Prefill driver shared by both paths: a chunk of rows stays in cache while every token
  * of the block passes over it (each weight read from memory once per block); row pairs
  * meet token quads. Edge rows and tokens repeat the last one; their results are dropped.
- * With split (dotprod), each token quad's activations are split into bytes once per
- * chunk instead of once per row pair.
+ * With a split buffer (dotprod), each token quad's activations are split into bytes
+ * once per chunk instead of once per row pair.
  */
-static void prefill(const nn_mm_args *A, uint32_t r0, uint32_t r1, rows_2x4_fn kern, int split)
+static void prefill(const nn_mm_args *A, uint32_t r0, uint32_t r1, rows_2x4_fn kern, int8_t *split)
 {
     const nn_q8_mat *w = A->w;
     const uint32_t T = A->n_tok, CR = chunk_rows(w->cols);
-    int8_t buf[8 * SPLIT_COLS] __attribute__((aligned(16)));
     for (uint32_t c0 = r0; c0 < r1; c0 += CR) {
         uint32_t c1 = c0 + CR < r1 ? c0 + CR : r1;
         for (uint32_t t = 0; t < T; t += 4) {
@@ -215,13 +215,13 @@ static void prefill(const nn_mm_args *A, uint32_t r0, uint32_t r1, rows_2x4_fn k
                 a[k] = A->a + (size_t)(t + k < T ? t + k : T - 1) * A->a_stride;
 #if NN_HAVE_DOTPROD_KERNELS
             if (split)
-                split_tokens(a, w->cols, buf);
+                split_tokens(a, w->cols, split);
 #endif
             for (uint32_t r = c0; r < c1; r += 2) {
                 uint32_t rb = r + 1 < c1 ? r + 1 : r;
                 int64_t acc[2][4];
                 kern(w->q + (size_t)r * w->cols, w->q + (size_t)rb * w->cols, w->m + (size_t)r * w->ngroups,
-                     w->m + (size_t)rb * w->ngroups, a, split ? buf : NULL, w->cols, w->group, w->ngroups, acc);
+                     w->m + (size_t)rb * w->ngroups, a, split, w->cols, w->group, w->ngroups, acc);
                 for (uint32_t k = 0; k < 4 && t + k < T; k++) {
                     int32_t *o = A->out + (size_t)(t + k) * A->out_stride + r;
                     int s = A->as[t + k].e + w->exp - 16;
@@ -288,7 +288,7 @@ static void mm_neon(const nn_mm_args *A, uint32_t r0, uint32_t r1)
         return;
     }
     if (A->n_tok > 1) {
-        prefill(A, r0, r1, rows_2x4, 0);
+        prefill(A, r0, r1, rows_2x4, NULL);
         return;
     }
     int shift = A->as[0].e + w->exp - 16;
@@ -458,7 +458,7 @@ static void silu_neon(int32_t *x, uint32_t n)
 
 /* ---- per-token row steps ------------------------------------------------------------ */
 
-/* Store round(x / 2^t) (srshl: exact, no overflow) clamped to +-32767 as int16. */
+/* round(x / 2^t) (srshl: exact, no overflow) clamped to +-32767, as int16. */
 static inline int16x4_t round_clamp16(int32x4_t x, int t)
 {
     return vmax_s16(vqmovn_s32(vrshlq_s32(x, vdupq_n_s32(-t))), vdup_n_s16(-32767));
@@ -786,8 +786,11 @@ static inline __attribute__((always_inline)) int64_t row_d1(const int8_t *q, con
     return acc;
 }
 
-/* Four tokens' activations split as split16 does, token t's hi bytes at
- * split + 2 t cols and its lo' bytes at split + (2 t + 1) cols, for every whole 16 columns. */
+/* Four tokens' split activations, or one token's. */
+static _Thread_local int8_t split_buf[8 * SPLIT_COLS] __attribute__((aligned(16)));
+
+/* One token's activations split as split16 does: its hi bytes to h, its lo' bytes to
+ * l, for every whole 16 columns (a group's short tail reads the int16 values). */
 static void split_row(const int16_t *a, uint32_t cols, int8_t *h, int8_t *l)
 {
     for (uint32_t i = 0; i + 16 <= cols; i += 16) {
@@ -798,6 +801,8 @@ static void split_row(const int16_t *a, uint32_t cols, int8_t *h, int8_t *l)
     }
 }
 
+/* Four tokens: token t's hi bytes at split + 2 t cols, its lo' bytes at
+ * split + (2 t + 1) cols. */
 static void split_tokens(const int16_t *const a[4], uint32_t cols, int8_t *split)
 {
     for (uint32_t t = 0; t < 4; t++)
@@ -863,11 +868,11 @@ static void mm_dotprod(const nn_mm_args *A, uint32_t r0, uint32_t r1)
         return;
     }
     if (A->n_tok > 1) {
-        prefill(A, r0, r1, rows_2x4_dot, 1);
+        prefill(A, r0, r1, rows_2x4_dot, split_buf);
         return;
     }
     /* Decode: the token's activations split once for every row. */
-    int8_t xh[SPLIT_COLS] __attribute__((aligned(16))), xl[SPLIT_COLS] __attribute__((aligned(16)));
+    int8_t *xh = split_buf, *xl = split_buf + w->cols;
     split_row(A->a, w->cols, xh, xl);
     int shift = A->as[0].e + w->exp - 16;
     for (uint32_t r = r0; r < r1; r++) {
@@ -916,9 +921,9 @@ static void il_dotprod(const nn_q8_mat *w, uint32_t rb, const int8_t *a, const u
     store8(acc, e);
 }
 
-
 /* One quad j of four tokens' activations against a row block's 8 rows: each token's
- * quad broadcast by the indexed sdot (lane k of x[t], a compile-time constant). */
+ * quad broadcast by the indexed sdot (lane k of x[t], a compile-time constant). Uses
+ * il4_dotprod's lo[4], hi[4] and x[4]. */
 #define IL4_QUAD(W, k)                                                                                         \
     do {                                                                                                       \
         int8x16_t wl_ = vld1q_s8((W)), wh_ = vld1q_s8((W) + 16);                                               \
@@ -978,7 +983,6 @@ static void il4_dotprod(const nn_q8_mat *w, uint32_t rb, const int8_t *const a[4
     for (int t = 0; t < 4; t++)
         store8(acc[t], e[t]);
 }
-
 
 #undef IL4_QUAD
 

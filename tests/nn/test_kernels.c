@@ -579,11 +579,11 @@ static void every_path_matches_ref(void **st)
         run_case(k, 45, 3000, 48, 8, 0, 0);
         run_case(k, 70, 576, 32, 1, 0, 0);
         run_case(k, 33, 1536 + 8, 128, 5, 0, 0);
-        /* The dotprod split buffers (6144 columns) full, and rows past them. */
-        run_case(k, 9, 6144, 64, 6, 0, 0);
-        run_case(k, 9, 6144 + 40, 32, 7, 0, 0);
-        run_case(k, 9, 6144, 32, 1, 0, 0);
-        run_case(k, 9, 6144 + 40, 32, 1, 0, 0);
+        /* The dotprod split buffer (16384 columns) full, and rows past it. */
+        run_case(k, 9, 16384, 64, 6, 0, 0);
+        run_case(k, 9, 16384 + 40, 32, 7, 0, 0);
+        run_case(k, 9, 16384, 32, 1, 0, 0);
+        run_case(k, 9, 16384 + 40, 32, 1, 0, 0);
         /* dot_i16 over ragged lengths, including the full range. */
         for (uint32_t n = 0; n < 300; n += 1 + n / 16) {
             int16_t a[300], b[300];

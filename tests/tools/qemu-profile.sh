@@ -16,6 +16,12 @@ ten=$(g ten) one=$(g one)
 check_all "the tenfold loop has about ten times the instructions ($ten / $one)" \
     '[ -n "$ten" ] && [ -n "$one" ] && awk -v a="$ten" -v b="$one" "BEGIN { exit !(a / b > 9 && a / b < 11) }"'
 check "the raw per-block counts are kept" test -s "$TMPD/raw"
+# Linked at a fixed address (no load bias) and static: the same attribution.
+aarch64-linux-gnu-gcc -O1 -static -no-pie -o "$TMPD/loops-static" "$TMPD/loops.c"
+sh "$P" --top 5 "$TMPD/loops-static" >"$TMPD/prof" 2>"$TMPD/err"
+ten=$(g ten) one=$(g one)
+check_all "a static, fixed-address program too ($ten / $one)" \
+    '[ -n "$ten" ] && [ -n "$one" ] && awk -v a="$ten" -v b="$one" "BEGIN { exit !(a / b > 9 && a / b < 11) }"'
 expect_fail "no program" 2 "no program" sh "$P" "$TMPD/none"
 expect_fail "a bad --top" 2 "wants a number" sh "$P" --top x "$TMPD/loops"
 expect_fail "an unknown option" 2 "unknown option" sh "$P" --bogus "$TMPD/loops"

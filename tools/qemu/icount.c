@@ -35,14 +35,15 @@ void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, udata_cb cb, void *user
 __attribute__((visibility("default"))) int qemu_plugin_version = 1;
 
 /* One block as translated: its start, its length in instructions, its executions x
- * length. A block translated again (after a flush) gets a new entry; the profile sums
- * entries by address. */
+ * length. A block translated again (after a flush) gets a new entry with the same
+ * address; profile.sh sums them by function. */
 typedef struct {
     uint64_t vaddr, n_insns, count;
 } block;
 
 /* Blocks live in fixed-size pages that never move, so a running callback's pointer stays
- * valid while another thread translates. Translation is serialized by qemu. */
+ * valid while another thread translates. In user mode (qemu-aarch64) qemu translates
+ * under its mmap lock, one block at a time; system mode is not supported here. */
 #define PAGE_BLOCKS 65536
 #define MAX_PAGES 4096
 static block *pages[MAX_PAGES];

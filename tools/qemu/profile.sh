@@ -13,11 +13,13 @@
 # The program's own output goes to stderr; the profile (total, then share, millions
 # of instructions and function, largest first) to stdout. The program must carry its
 # symbol table (kvmesh's builds do). Needs qemu-user, a host C compiler for the plugin
-# (tools/qemu/icount.c, built once into build/host/qemu/) and aarch64-linux-gnu-nm.
+# (tools/qemu/icount.c, built once into build/host/qemu/) and aarch64-linux-gnu-nm and
+# -readelf.
 set -eu
+export LC_ALL=C   # byte order for sort, "." for the shares sort -n reads
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cpu=cortex-a76 ntop=25 raw=
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --cpu) cpu=${2:?--cpu needs a CPU model}; shift 2 ;;
@@ -33,40 +35,47 @@ done
 case "$ntop" in ''|*[!0-9]*) echo "profile.sh: --top wants a number, not '$ntop'" >&2; exit 2 ;; esac
 prog=$1
 [ -f "$prog" ] || { echo "profile.sh: no program $prog" >&2; exit 2; }
-for t in qemu-aarch64 aarch64-linux-gnu-nm cc; do
+for t in qemu-aarch64 aarch64-linux-gnu-nm aarch64-linux-gnu-readelf cc; do
     command -v "$t" >/dev/null || { echo "profile.sh: $t not found (tools/setup.sh installs it)" >&2; exit 2; }
 done
 
 plugin="$top/build/host/qemu/icount.so"
 if [ ! -f "$plugin" ] || [ "$top/tools/qemu/icount.c" -nt "$plugin" ]; then
+    # Built aside and renamed: suites running at once never load a half-written file.
     mkdir -p "$(dirname "$plugin")"
-    cc -shared -fPIC -O2 -Wall -o "$plugin" "$top/tools/qemu/icount.c"
+    cc -shared -fPIC -O2 -Wall -o "$plugin.$$" "$top/tools/qemu/icount.c"
+    mv -f "$plugin.$$" "$plugin"
 fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/kvmesh-profile.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-# -d page logs the guest's memory map: start_code is where a PIE program was loaded.
+# -d page logs the guest's memory map: start_code is where the lowest executable
+# segment was loaded; less that segment's link address, it is the program's load bias
+# (0 for a program linked at a fixed address).
 set +e
 qemu-aarch64 -L / -cpu "$cpu" -d page -D "$tmp/page.log" -plugin "$plugin,out=$tmp/counts" "$@" 1>&2
 rc=$?
 set -e
 [ -s "$tmp/counts" ] || { echo "profile.sh: no counts (qemu exit $rc)" >&2; exit 1; }
 [ -z "$raw" ] || cp "$tmp/counts" "$raw"
-base=$(awk '$1 == "start_code" { print $2; exit }' "$tmp/page.log")
-[ -n "$base" ] || { echo "profile.sh: qemu did not log start_code" >&2; exit 1; }
+start=$(awk '$1 == "start_code" { print $2; exit }' "$tmp/page.log")
+[ -n "$start" ] || { echo "profile.sh: qemu did not log start_code" >&2; exit 1; }
+textva=$(aarch64-linux-gnu-readelf -lW "$prog" | awk '$1 == "LOAD" && $(NF - 1) ~ /E/ { print $3; exit }')
+[ -n "$textva" ] || { echo "profile.sh: $prog has no executable segment" >&2; exit 1; }
 [ "$rc" -eq 0 ] || echo "profile.sh: the program exited with $rc; profiling what ran" >&2
 
-# Function starts (16 hex digits) and block counts (offsets from the load base, as 16
-# hex digits) sorted together ("A" before "P" at one address): each count belongs to
+# Function starts (16 hex digits) and block counts (less the load bias: link
+# addresses, as 16 hex digits) sorted together ("A" before "P" at one address): each count belongs to
 # the function start at or before it.
 # Blocks outside the program (the C library, the loader) go to "(other)".
 aarch64-linux-gnu-nm -n --defined-only "$prog" | awk '$2 ~ /^[tTwW]$/ { print $1, "A", $3 }' >"$tmp/syms"
+[ -s "$tmp/syms" ] || echo "profile.sh: $prog has no symbol table (stripped?): everything is (other)" >&2
 end=$(aarch64-linux-gnu-nm -n --defined-only "$prog" | awk 'END { print $1 }')
-awk -v base="$base" -v end="$end" '
+awk -v start="$start" -v textva="$textva" -v end="$end" '
     function hex(s,   i, v, c) { v = 0; s = tolower(s); sub(/^0x/, "", s)
         for (i = 1; i <= length(s); i++) { c = index("0123456789abcdef", substr(s, i, 1)) - 1; v = v * 16 + c }
         return v }
-    BEGIN { b = hex(base); e = hex(end) }
+    BEGIN { b = hex(start) - hex(textva); e = hex(end) }
     { a = hex($1) - b
       if (a < 0 || a > e) { print "ffffffffffffffff", "P", $2; next }
       printf "%016x P %s\n", a, $2 }' "$tmp/counts" >"$tmp/prof"
