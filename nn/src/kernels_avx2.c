@@ -733,15 +733,9 @@ static void il4_avx2(const nn_q8_mat *w, uint32_t rb, const int8_t *const a[4], 
         for (; j < j1; j++) {
             __m256i W = _mm256_loadu_si256((const __m256i *)(const void *)(wq + 32 * (size_t)j));
             __m256i aw = _mm256_abs_epi8(W);
-            int whole = 4 * j + 4 <= w->cols;
 #pragma GCC unroll 4
             for (int t = 0; t < 4; t++) {
-                int32_t v;
-                if (whole)
-                    memcpy(&v, a[t] + 4 * j, 4);
-                else
-                    v = (int32_t)nn_a8_quad(a[t], 4 * j, w->cols);
-                __m256i x = _mm256_sign_epi8(_mm256_set1_epi32(v), W);
+                __m256i x = _mm256_sign_epi8(_mm256_set1_epi32((int32_t)nn_a8_quad(a[t], 4 * j, w->cols)), W);
                 c[t] = _mm256_add_epi32(c[t], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, x), ones));
             }
         }

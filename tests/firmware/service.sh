@@ -158,6 +158,10 @@ check "reload: ok" grep -q '"ok":true' "$TMPD/reload.json"
 
 # ---- kill -9, the last will, the store after a restart ----------------------------------
 fw_ask node-a --prompt "$P60" -n 20 --temp 0 --json >/dev/null
+# The cache is stored after the final reply goes out: wait for it before the kill (a
+# loaded machine once killed node-a first, and the restart had nothing to use).
+i=0
+while [ "$i" -lt 100 ] && ! ls "$TMPD/node-a/cache/" | grep -q '\.kv$'; do sleep 0.1; i=$((i + 1)); done
 n_entries=$(ls "$TMPD/node-a/cache/" | grep -c '\.kv$')
 fw_stop node-a KILL
 check "kill -9: node-a's status turns offline through its last will" fw_wait_status node-a offline 15
