@@ -764,9 +764,57 @@ static int32_t gdot_avx2(const int8_t *q, const int8_t *a, uint32_t n)
     return s;
 }
 
+/* One whole group (G a multiple of 32) of a row-major row times a token, in 8 lanes. */
+static inline __attribute__((always_inline)) __m256i gsum_avx2(const int8_t *q, const int8_t *a, uint32_t G)
+{
+    __m256i c = _mm256_setzero_si256();
+    for (uint32_t i = 0; i < G; i += 32)
+        c = _mm256_add_epi32(c, dot8(_mm256_loadu_si256((const __m256i *)(const void *)(q + i)),
+                                     _mm256_loadu_si256((const __m256i *)(const void *)(a + i))));
+    return c;
+}
+
+/*
+ * A row-major row (the tied classifier) times one token, groups of a multiple of 32:
+ * eight groups' sums reduced together (hsum8), shifted by their steps (|sum| 2^sh < 2^31,
+ * the contract's bound) and scaled by their mantissas into int64 lanes; the rest by gdot.
+ */
+static inline __attribute__((always_inline)) int64_t row_a8_g(const int8_t *q, const uint16_t *m, const int8_t *a,
+                                                             const uint8_t *sh, uint32_t cols, uint32_t G,
+                                                             uint32_t ng)
+{
+    __m256i e = _mm256_setzero_si256(), o = e;
+    uint32_t full = G % 32 ? 0 : cols / G, g = 0;
+    for (; g + 8 <= full; g += 8) {
+        const int8_t *qg = q + (size_t)g * G, *ag = a + (size_t)g * G;
+        for (uint32_t p = 0; p < 8 * G; p += 64)
+            _mm_prefetch((const char *)qg + PF_DIST + p, _MM_HINT_T0);
+        __m256i s = hsum8(gsum_avx2(qg, ag, G), gsum_avx2(qg + G, ag + G, G), gsum_avx2(qg + 2 * G, ag + 2 * G, G),
+                          gsum_avx2(qg + 3 * G, ag + 3 * G, G), gsum_avx2(qg + 4 * G, ag + 4 * G, G),
+                          gsum_avx2(qg + 5 * G, ag + 5 * G, G), gsum_avx2(qg + 6 * G, ag + 6 * G, G),
+                          gsum_avx2(qg + 7 * G, ag + 7 * G, G));
+        s = _mm256_sllv_epi32(s, _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(sh + g))));
+        __m256i mz = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(m + g)));
+        e = _mm256_add_epi64(e, _mm256_mul_epi32(s, mz));
+        o = _mm256_add_epi64(o, _mm256_mul_epi32(_mm256_srli_epi64(s, 32), _mm256_srli_epi64(mz, 32)));
+    }
+    int64_t acc = hsum_i64(_mm256_add_epi64(e, o));
+    for (uint32_t i0 = g * G; g < ng; g++, i0 += G) {
+        uint32_t len = cols - i0 < G ? cols - i0 : G;
+        acc += (int64_t)(gdot_avx2(q + i0, a + i0, len) * (1 << sh[g])) * m[g];
+    }
+    return acc;
+}
+
+static int64_t row_a8_avx2(const int8_t *q, const uint16_t *m, const int8_t *a, const uint8_t *sh, uint32_t cols,
+                           uint32_t G, uint32_t ng)
+{
+    return G == 32 ? row_a8_g(q, m, a, sh, cols, 32, ng) : row_a8_g(q, m, a, sh, cols, G, ng);
+}
+
 static void mm_a8_avx2(const nn_mm_args *A, uint32_t r0, uint32_t r1)
 {
-    static const nn_a8_path path = { il_avx2, il4_avx2, gdot_avx2, NULL, NULL };
+    static const nn_a8_path path = { il_avx2, il4_avx2, gdot_avx2, row_a8_avx2, NULL };
     nn_a8_drive(A, r0, r1, &path);
 }
 
