@@ -47,6 +47,20 @@ static inline void nn_a8_flush(const nn_mm_args *A, uint32_t t, uint32_t rb, uin
     }
 }
 
+/* Groups g .. ng-1 of a row-major row times one token: each group's sum (gdot) shifted
+ * by its step and scaled by its mantissa, summed in int64 (the portable way; a path's
+ * row entry takes whole runs of groups faster and leaves the rest to this). */
+static inline int64_t nn_a8_row_groups(const int8_t *q, const uint16_t *m, const int8_t *a, const uint8_t *sh,
+                                       uint32_t cols, uint32_t G, uint32_t g, uint32_t ng, nn_a8_gdot_fn gdot)
+{
+    int64_t acc = 0;
+    for (uint32_t i0 = g * G; g < ng; g++, i0 += G) {
+        uint32_t len = cols - i0 < G ? cols - i0 : G;
+        acc += (int64_t)(gdot(q + i0, a + i0, len) * (1 << sh[g])) * m[g];
+    }
+    return acc;
+}
+
 /*
  * Interleaved weights: per row block (cols x 8 bytes, which stay in L1) every token of
  * the block in turn, four at a time where the path has il4. Row-major weights (the tied
@@ -63,16 +77,8 @@ static inline void nn_a8_drive(const nn_mm_args *A, uint32_t r0, uint32_t r1, co
             for (uint32_t r = r0; r < r1; r++) {
                 const int8_t *q = w->q + (size_t)r * w->cols;
                 const uint16_t *m = w->m + (size_t)r * w->ngroups;
-                if (P->row) {
-                    A->out[(size_t)t * A->out_stride + r] = nn_mulshift_sat32_inl(
-                        P->row(q, m, a, sh, w->cols, w->group, w->ngroups), A->as[t].m, A->as[t].e + w->exp - 16);
-                    continue;
-                }
-                int64_t acc = 0;
-                for (uint32_t g = 0, i0 = 0; g < w->ngroups; g++, i0 += w->group) {
-                    uint32_t len = w->cols - i0 < w->group ? w->cols - i0 : w->group;
-                    acc += (int64_t)(P->gdot(q + i0, a + i0, len) * (1 << sh[g])) * m[g];
-                }
+                int64_t acc = P->row ? P->row(q, m, a, sh, w->cols, w->group, w->ngroups)
+                                     : nn_a8_row_groups(q, m, a, sh, w->cols, w->group, 0, w->ngroups, P->gdot);
                 A->out[(size_t)t * A->out_stride + r] =
                     nn_mulshift_sat32_inl(acc, A->as[t].m, A->as[t].e + w->exp - 16);
             }

@@ -798,12 +798,7 @@ static inline __attribute__((always_inline)) int64_t row_a8_g(const int8_t *q, c
         e = _mm256_add_epi64(e, _mm256_mul_epi32(s, mz));
         o = _mm256_add_epi64(o, _mm256_mul_epi32(_mm256_srli_epi64(s, 32), _mm256_srli_epi64(mz, 32)));
     }
-    int64_t acc = hsum_i64(_mm256_add_epi64(e, o));
-    for (uint32_t i0 = g * G; g < ng; g++, i0 += G) {
-        uint32_t len = cols - i0 < G ? cols - i0 : G;
-        acc += (int64_t)(gdot_avx2(q + i0, a + i0, len) * (1 << sh[g])) * m[g];
-    }
-    return acc;
+    return hsum_i64(_mm256_add_epi64(e, o)) + nn_a8_row_groups(q, m, a, sh, cols, G, g, ng, gdot_avx2);
 }
 
 static int64_t row_a8_avx2(const int8_t *q, const uint16_t *m, const int8_t *a, const uint8_t *sh, uint32_t cols,

@@ -683,12 +683,7 @@ static inline __attribute__((always_inline)) int64_t row_a8(const int8_t *q, con
         lo = vmlal_s32(lo, vget_low_s32(s), vget_low_s32(mv));
         hi = vmlal_high_s32(hi, s, mv);
     }
-    int64_t acc = vaddvq_s64(vaddq_s64(lo, hi));
-    for (uint32_t i0 = g * G; g < ng; g++, i0 += G) {
-        uint32_t len = cols - i0 < G ? cols - i0 : G;
-        acc += (int64_t)(gdot(q + i0, a + i0, len) * (1 << sh[g])) * m[g];
-    }
-    return acc;
+    return vaddvq_s64(vaddq_s64(lo, hi)) + nn_a8_row_groups(q, m, a, sh, cols, G, g, ng, gdot);
 }
 
 static int64_t row_a8_neon(const int8_t *q, const uint16_t *m, const int8_t *a, const uint8_t *sh, uint32_t cols,
