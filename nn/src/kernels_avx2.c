@@ -94,9 +94,7 @@ static inline __attribute__((always_inline)) int64_t row_x1(const int8_t *q, con
                           group_vec(qg + 3 * G, ag + 3 * G, G), group_vec(qg + 4 * G, ag + 4 * G, G),
                           group_vec(qg + 5 * G, ag + 5 * G, G), group_vec(qg + 6 * G, ag + 6 * G, G),
                           group_vec(qg + 7 * G, ag + 7 * G, G));
-        __m256i mz = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(m + g)));
-        e = _mm256_add_epi64(e, _mm256_mul_epi32(s, mz));
-        o = _mm256_add_epi64(o, _mm256_mul_epi32(_mm256_srli_epi64(s, 32), _mm256_srli_epi64(mz, 32)));
+        scale8(s, m + g, &e, &o);
     }
     int64_t acc = hsum_i64(_mm256_add_epi64(e, o));
     for (; g < full; g++) {
@@ -794,9 +792,7 @@ static inline __attribute__((always_inline)) int64_t row_a8_g(const int8_t *q, c
                           gsum_avx2(qg + 5 * G, ag + 5 * G, G), gsum_avx2(qg + 6 * G, ag + 6 * G, G),
                           gsum_avx2(qg + 7 * G, ag + 7 * G, G));
         s = _mm256_sllv_epi32(s, _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(sh + g))));
-        __m256i mz = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(m + g)));
-        e = _mm256_add_epi64(e, _mm256_mul_epi32(s, mz));
-        o = _mm256_add_epi64(o, _mm256_mul_epi32(_mm256_srli_epi64(s, 32), _mm256_srli_epi64(mz, 32)));
+        scale8(s, m + g, &e, &o);
     }
     return hsum_i64(_mm256_add_epi64(e, o)) + nn_a8_row_groups(q, m, a, sh, cols, G, g, ng, gdot_avx2);
 }

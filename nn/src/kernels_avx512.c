@@ -94,9 +94,7 @@ static inline __attribute__((always_inline)) int64_t row_x1(const int8_t *q, con
                           fold(group_1(qg + 2 * G, ag + 2 * G, G)), fold(group_1(qg + 3 * G, ag + 3 * G, G)),
                           fold(group_1(qg + 4 * G, ag + 4 * G, G)), fold(group_1(qg + 5 * G, ag + 5 * G, G)),
                           fold(group_1(qg + 6 * G, ag + 6 * G, G)), fold(group_1(qg + 7 * G, ag + 7 * G, G)));
-        __m256i mz = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(m + g)));
-        e = _mm256_add_epi64(e, _mm256_mul_epi32(s, mz));
-        o = _mm256_add_epi64(o, _mm256_mul_epi32(_mm256_srli_epi64(s, 32), _mm256_srli_epi64(mz, 32)));
+        scale8(s, m + g, &e, &o);
     }
     int64_t acc = hsum_i64(_mm256_add_epi64(e, o));
     for (; g < ng; g++) {
@@ -238,9 +236,7 @@ static inline __attribute__((always_inline)) int64_t row_a8(const int8_t *q, con
                           group_a8(qg + 7 * G, ag + 7 * G, G));
         s = _mm256_sub_epi32(s, _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(asum + g)), 7));
         s = _mm256_sllv_epi32(s, _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(sh + g))));
-        __m256i mz = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(m + g)));
-        e = _mm256_add_epi64(e, _mm256_mul_epi32(s, mz));
-        o = _mm256_add_epi64(o, _mm256_mul_epi32(_mm256_srli_epi64(s, 32), _mm256_srli_epi64(mz, 32)));
+        scale8(s, m + g, &e, &o);
     }
     int64_t acc = hsum_i64(_mm256_add_epi64(e, o));
     for (; g < ng; g++) {

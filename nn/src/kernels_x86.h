@@ -85,6 +85,15 @@ static inline int32_t hsum1(__m256i c)
     return _mm_cvtsi128_si32(x);
 }
 
+/* Eight consecutive groups' sums s of one row times their mantissas at m, into the int64
+ * lanes e (groups 0, 2, 4, 6) and o (groups 1, 3, 5, 7). */
+static inline void scale8(__m256i s, const uint16_t *m, __m256i *e, __m256i *o)
+{
+    __m256i mz = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)m));
+    *e = _mm256_add_epi64(*e, _mm256_mul_epi32(s, mz));
+    *o = _mm256_add_epi64(*o, _mm256_mul_epi32(_mm256_srli_epi64(s, 32), _mm256_srli_epi64(mz, 32)));
+}
+
 /*
  * Interleaved weights (numerics version 2): one group's 8 row sums c (one row per lane),
  * less corr, shifted by sh, times the 8 rows' mantissas mz (mo = mz >> 32 per 64-bit
