@@ -60,29 +60,30 @@ set -e
 [ -z "$raw" ] || cp "$tmp/counts" "$raw"
 start=$(awk '$1 == "start_code" { print $2; exit }' "$tmp/page.log")
 [ -n "$start" ] || { echo "profile.sh: qemu did not log start_code" >&2; exit 1; }
-textva=$(aarch64-linux-gnu-readelf -lW "$prog" | awk '$1 == "LOAD" && $(NF - 1) ~ /E/ { print $3; exit }')
-[ -n "$textva" ] || { echo "profile.sh: $prog has no executable segment" >&2; exit 1; }
+# The executable segment's link address and end, for the bias and for telling the
+# program's blocks from the C library's and the loader's.
+set -- $(aarch64-linux-gnu-readelf -lW "$prog" | awk '$1 == "LOAD" && $(NF - 1) ~ /E/ { print $3, $6; exit }')
+[ $# -eq 2 ] || { echo "profile.sh: $prog has no executable segment" >&2; exit 1; }
+textva=$1 textsz=$2
 [ "$rc" -eq 0 ] || echo "profile.sh: the program exited with $rc; profiling what ran" >&2
 
-# Function starts (16 hex digits) and block counts (less the load bias: link
-# addresses, as 16 hex digits) sorted together ("A" before "P" at one address): each count belongs to
-# the function start at or before it.
-# Blocks outside the program (the C library, the loader) go to "(other)".
+# Function starts and block counts (less the load bias: link addresses), both as 16 hex
+# digits, sorted together ("A" before "P" at one address): each count belongs to the
+# function start at or before it. Blocks outside the program's text go to "(other)".
 aarch64-linux-gnu-nm -n --defined-only "$prog" | awk '$2 ~ /^[tTwW]$/ { print $1, "A", $3 }' >"$tmp/syms"
 [ -s "$tmp/syms" ] || echo "profile.sh: $prog has no symbol table (stripped?): everything is (other)" >&2
-end=$(aarch64-linux-gnu-nm -n --defined-only "$prog" | awk 'END { print $1 }')
-awk -v start="$start" -v textva="$textva" -v end="$end" '
-    function hex(s,   i, v, c) { v = 0; s = tolower(s); sub(/^0x/, "", s)
-        for (i = 1; i <= length(s); i++) { c = index("0123456789abcdef", substr(s, i, 1)) - 1; v = v * 16 + c }
+awk -v start="$start" -v textva="$textva" -v textsz="$textsz" '
+    function hex(s,   i, v) { v = 0; s = tolower(s); sub(/^0x/, "", s)
+        for (i = 1; i <= length(s); i++) v = v * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1
         return v }
-    BEGIN { b = hex(start) - hex(textva); e = hex(end) }
+    BEGIN { lo = hex(textva); hi = lo + hex(textsz); b = hex(start) - lo }
     { a = hex($1) - b
-      if (a < 0 || a > e) { print "ffffffffffffffff", "P", $2; next }
-      printf "%016x P %s\n", a, $2 }' "$tmp/counts" >"$tmp/prof"
-sort "$tmp/syms" "$tmp/prof" | awk -v ntop="$ntop" '
+      if (a < lo || a >= hi) print "ffffffffffffffff", "P", $2
+      else printf "%016x P %s\n", a, $2 }' "$tmp/counts" >"$tmp/prof"
+sort "$tmp/syms" "$tmp/prof" | awk -v byfn="$tmp/byfn" '
     $2 == "A" { cur = $3; next }
     { name = ($1 == "ffffffffffffffff" || cur == "") ? "(other)" : cur; n[name] += $3; tot += $3 }
-    END {
-        printf "total %.1f M instructions\n", tot / 1e6
-        for (k in n) printf "%.6f %s\n", n[k] / tot, k | "sort -rn | head -" ntop " | awk '"'"'{ printf \"%6.2f%%  %10.1f M  %s\\n\", $1 * 100, $1 * " tot " / 1e6, $2 }'"'"'"
-    }'
+    END { for (k in n) printf "%.0f %s\n", n[k], k >byfn; printf "%.0f\n", tot }' >"$tmp/total"
+tot=$(cat "$tmp/total")
+awk -v t="$tot" 'BEGIN { printf "total %.1f M instructions\n", t / 1e6 }'
+sort -rn "$tmp/byfn" | head -n "$ntop" | awk -v t="$tot" '{ printf "%6.2f%%  %10.1f M  %s\n", 100 * $1 / t, $1 / 1e6, $2 }'
