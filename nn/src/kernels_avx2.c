@@ -684,6 +684,78 @@ static inline __m256i dot8(__m256i q, __m256i a)
                              _mm256_set1_epi16(1));
 }
 
+/*
+ * nn_mulshift_sat32 of 4 int64 lanes by one scale m in [2^31, 2^32) and one shift s in
+ * [32, 93], for lanes with |acc| < 2^60 (the AVX-512 mulshift8's argument on 256 bits):
+ * with acc = ah 2^32 + al and m = 2^31 + m', p = acc m is ah m' 2^32 + ah 2^63 + al m;
+ * U = floor(p / 2^31), |U| < 2^61, and round(p / 2^s) = floor((U + 2^(s-32)) / 2^k)
+ * with k = s - 31 in [1, 62]. AVX2 has no 64-bit arithmetic shift: x = U + 2^(s-32) is
+ * within 2^62, so floor(x / 2^k) is the logical shift of x + 2^62 less 2^(62-k).
+ * Returns 0 (and leaves *out) if a lane is out of range.
+ */
+static inline int mulshift4(__m256i acc, uint32_t m, int s, __m128i *out)
+{
+    const __m256i lim = _mm256_set1_epi64x(1ll << 60), nlim = _mm256_set1_epi64x(-(1ll << 60));
+    __m256i bad = _mm256_or_si256(_mm256_cmpgt_epi64(acc, _mm256_sub_epi64(lim, _mm256_set1_epi64x(1))),
+                                  _mm256_cmpgt_epi64(nlim, acc));
+    if (!_mm256_testz_si256(bad, bad))
+        return 0;
+    __m256i ahl = _mm256_srli_epi64(acc, 32);                                    /* ah, read signed by vpmuldq */
+    __m256i ah = _mm256_blend_epi32(ahl, _mm256_srai_epi32(acc, 31), 0xaa);     /* ah sign-extended */
+    __m256i lo = _mm256_mul_epu32(acc, _mm256_set1_epi64x(m));                   /* al m < 2^64 */
+    __m256i hi = _mm256_add_epi64(_mm256_mul_epi32(ahl, _mm256_set1_epi64x((int64_t)m - (1ll << 31))),
+                                  _mm256_slli_epi64(ah, 31));
+    __m256i u = _mm256_add_epi64(_mm256_slli_epi64(_mm256_add_epi64(hi, _mm256_srli_epi64(lo, 32)), 1),
+                                 _mm256_and_si256(_mm256_srli_epi64(lo, 31), _mm256_set1_epi64x(1)));
+    int k = s - 31;
+    __m256i r = _mm256_sub_epi64(
+        _mm256_srl_epi64(_mm256_add_epi64(u, _mm256_set1_epi64x((1ll << 62) + (1ll << (s - 32)))),
+                         _mm_cvtsi32_si128(k)),
+        _mm256_set1_epi64x(1ll << (62 - k)));
+    const __m256i i32max = _mm256_set1_epi64x(INT32_MAX), i32min = _mm256_set1_epi64x(INT32_MIN);
+    r = _mm256_blendv_epi8(r, i32max, _mm256_cmpgt_epi64(r, i32max));
+    r = _mm256_blendv_epi8(r, i32min, _mm256_cmpgt_epi64(i32min, r));
+    *out = pack4(r);
+    return 1;
+}
+
+/* Row block rb's 8 sums for token t into the rows of [r0, r1): a whole block in vector
+ * lanes where mulshift4 can, else one by one (nn_a8_flush). */
+static void flush_avx2(const nn_mm_args *A, uint32_t t, uint32_t rb, uint32_t r0, uint32_t r1, const int64_t acc[8])
+{
+    uint32_t m = A->as[t].m;
+    int s = A->as[t].e + A->w->exp - 16;
+    __m128i lo, hi;
+    if (rb * 8 >= r0 && rb * 8 + 8 <= r1 && m >= (1u << 31) && s >= 32 && s <= 93 &&
+        mulshift4(_mm256_loadu_si256((const __m256i *)(const void *)acc), m, s, &lo) &&
+        mulshift4(_mm256_loadu_si256((const __m256i *)(const void *)(acc + 4)), m, s, &hi)) {
+        _mm256_storeu_si256((__m256i *)(void *)(A->out + (size_t)t * A->out_stride + rb * 8), _mm256_set_m128i(hi, lo));
+        return;
+    }
+    nn_a8_flush(A, t, rb, r0, r1, acc);
+}
+
+/* Interleaved weights, quads j0 .. j1-1 of a row block times one token: c += each row's
+ * quad sums. tail: the last quad may run past cols (nn_a8_quad zero-fills it); else
+ * each quad is a plain 4-byte load. The weights are one stream (decode), fetched
+ * PF_DIST ahead. */
+static inline __attribute__((always_inline)) __m256i il_quads(const int8_t *wq, const int8_t *a, uint32_t j0,
+                                                              uint32_t j1, uint32_t cols, int tail, __m256i c)
+{
+    for (uint32_t p = 32 * j0; p < 32 * j1; p += 64)
+        _mm_prefetch((const char *)(wq + p) + PF_DIST, _MM_HINT_T0);
+    for (uint32_t j = j0; j < j1; j++) {
+        uint32_t v;
+        if (tail)
+            v = nn_a8_quad(a, 4 * j, cols);
+        else
+            memcpy(&v, a + 4 * j, 4);
+        __m256i W = _mm256_loadu_si256((const __m256i *)(const void *)(wq + 32 * (size_t)j));
+        c = _mm256_add_epi32(c, dot8(W, _mm256_set1_epi32((int32_t)v)));
+    }
+    return c;
+}
+
 /* Interleaved weights, row block rb times one token: each quad's 4 activation bytes
  * broadcast against 8 rows x 4 columns gives each row's quad sum in its own lane. */
 static void il_avx2(const nn_q8_mat *w, uint32_t rb, const int8_t *a, const uint8_t *sh, int64_t acc[8])
@@ -695,21 +767,42 @@ static void il_avx2(const nn_q8_mat *w, uint32_t rb, const int8_t *a, const uint
     for (uint32_t g = 0; g < ng; g++) {
         uint32_t j0 = g * (G / 4), j1 = j0 + G / 4 < C4 ? j0 + G / 4 : C4;
         __m256i c = _mm256_setzero_si256();
-        for (uint32_t j = j0; j < j1; j++) {
-            uint32_t v = nn_a8_quad(a, 4 * j, w->cols);
-            __m256i W = _mm256_loadu_si256((const __m256i *)(const void *)(wq + 32 * (size_t)j));
-            c = _mm256_add_epi32(c, dot8(W, _mm256_set1_epi32((int32_t)v)));
-        }
+        c = 4 * j1 <= w->cols ? il_quads(wq, a, j0, j1, w->cols, 0, c) : il_quads(wq, a, j0, j1, w->cols, 1, c);
         __m256i mz = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(wm + 8 * (size_t)g)));
         il_scale(c, 0, sh[g], mz, _mm256_srli_epi64(mz, 32), &e, &o);   /* signed products: no offset */
     }
     il_rows8(e, o, acc);
 }
 
+/* Quads j0 .. j1-1 of a row block times four tokens (a0 .. a3), as il_quads: each
+ * weight vector is loaded, and its magnitude taken, once for the four. */
+static inline __attribute__((always_inline)) void il4_quads(const int8_t *wq, const int8_t *a0, const int8_t *a1,
+                                                            const int8_t *a2, const int8_t *a3, uint32_t j0,
+                                                            uint32_t j1, uint32_t cols, int tail, __m256i c[4])
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    const int8_t *at[4] = { a0, a1, a2, a3 };
+    for (uint32_t j = j0; j < j1; j++) {
+        __m256i W = _mm256_loadu_si256((const __m256i *)(const void *)(wq + 32 * (size_t)j));
+        __m256i aw = _mm256_abs_epi8(W);
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) {
+            uint32_t v;
+            if (tail)
+                v = nn_a8_quad(at[t], 4 * j, cols);
+            else
+                memcpy(&v, at[t] + 4 * j, 4);
+            __m256i x = _mm256_sign_epi8(_mm256_set1_epi32((int32_t)v), W);
+            c[t] = _mm256_add_epi32(c[t], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, x), ones));
+        }
+    }
+}
+
 /*
- * Prompt tile: a row block times four tokens. Each weight vector is loaded, and its
- * magnitude taken, once for the four; each token's quad is broadcast from memory. The
- * same group sums as il_avx2, so the same results.
+ * Prompt tile: a row block times four tokens. The same group sums as il_avx2, so the
+ * same results. Every quad but a row's last is whole, so the loop over them is loads
+ * and arithmetic only (the byte-wise quad of a ragged end cost the tile a third of its
+ * speed when it was checked on every quad).
  */
 static void il4_avx2(const nn_q8_mat *w, uint32_t rb, const int8_t *const a[4], const uint8_t *const sh[4],
                      int64_t acc[4][8])
@@ -717,26 +810,21 @@ static void il4_avx2(const nn_q8_mat *w, uint32_t rb, const int8_t *const a[4], 
     uint32_t C4 = (w->cols + 3) / 4, ng = w->ngroups, G = w->group;
     const int8_t *wq = w->q + (size_t)rb * C4 * 32;
     const uint16_t *wm = w->m + (size_t)rb * ng * 8;
-    const __m256i ones = _mm256_set1_epi16(1);
+    const int8_t *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3];
     __m256i e[4], o[4];
 #pragma GCC unroll 4
     for (int t = 0; t < 4; t++)
         e[t] = o[t] = _mm256_setzero_si256();
     for (uint32_t g = 0; g < ng; g++) {
-        uint32_t j0 = g * (G / 4), j1 = j0 + G / 4 < C4 ? j0 + G / 4 : C4, j = j0;
+        uint32_t j0 = g * (G / 4), j1 = j0 + G / 4 < C4 ? j0 + G / 4 : C4;
         __m256i c[4];
 #pragma GCC unroll 4
         for (int t = 0; t < 4; t++)
             c[t] = _mm256_setzero_si256();
-        for (; j < j1; j++) {
-            __m256i W = _mm256_loadu_si256((const __m256i *)(const void *)(wq + 32 * (size_t)j));
-            __m256i aw = _mm256_abs_epi8(W);
-#pragma GCC unroll 4
-            for (int t = 0; t < 4; t++) {
-                __m256i x = _mm256_sign_epi8(_mm256_set1_epi32((int32_t)nn_a8_quad(a[t], 4 * j, w->cols)), W);
-                c[t] = _mm256_add_epi32(c[t], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, x), ones));
-            }
-        }
+        if (4 * j1 <= w->cols)
+            il4_quads(wq, a0, a1, a2, a3, j0, j1, w->cols, 0, c);
+        else
+            il4_quads(wq, a0, a1, a2, a3, j0, j1, w->cols, 1, c);
         __m256i mz = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(wm + 8 * (size_t)g)));
         __m256i mo = _mm256_srli_epi64(mz, 32);
 #pragma GCC unroll 4
@@ -805,7 +893,7 @@ static int64_t row_a8_avx2(const int8_t *q, const uint16_t *m, const int8_t *a, 
 
 static void mm_a8_avx2(const nn_mm_args *A, uint32_t r0, uint32_t r1)
 {
-    static const nn_a8_path path = { il_avx2, il4_avx2, gdot_avx2, row_a8_avx2, NULL };
+    static const nn_a8_path path = { il_avx2, il4_avx2, gdot_avx2, row_a8_avx2, flush_avx2 };
     nn_a8_drive(A, r0, r1, &path);
 }
 
