@@ -672,6 +672,137 @@ void nn_probs_align_avx2(int32_t *p, uint64_t inv, const int8_t *e, size_t e_str
     nn_probs_align_ref(p + j, inv, e + j * e_stride, e_stride, tmax, n - j);
 }
 
+/* ---- row steps: the int16 quantisations of SwiGLU's product and the attention output,
+ * and numerics version 2's int8 matmul inputs ------------------------------------------ */
+
+/* Eight int32 lanes (each within +-32767) as eight int16, in order. */
+static inline __m128i pack8_i16(__m256i r)
+{
+    return _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packs_epi32(r, r), 0xd8));
+}
+
+/* nn_quant_i32_i16: |x| in unsigned 32-bit lanes (|INT32_MIN| is 2^31 there), then
+ * round(x / 2^t) = (x >> t) + bit t-1 of x, which cannot overflow, clamped. */
+static int quant_i32_avx2(const int32_t *x, uint32_t n, int16_t *out)
+{
+    __m256i mx = _mm256_setzero_si256();
+    uint32_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        mx = _mm256_max_epu32(mx, _mm256_abs_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(x + i))));
+    __m128i m4 = _mm_max_epu32(_mm256_castsi256_si128(mx), _mm256_extracti128_si256(mx, 1));
+    m4 = _mm_max_epu32(m4, _mm_shuffle_epi32(m4, 0x4e));
+    m4 = _mm_max_epu32(m4, _mm_shuffle_epi32(m4, 0xb1));
+    uint64_t amax = (uint32_t)_mm_cvtsi128_si32(m4);
+    for (uint32_t j = i; j < n; j++) {
+        uint64_t a = x[j] < 0 ? (uint64_t)(-(int64_t)x[j]) : (uint64_t)x[j];
+        amax = a > amax ? a : amax;
+    }
+    int t = nn_quant_shift_inl(amax);
+    const __m128i ct = _mm_cvtsi32_si128(t), ch = _mm_cvtsi32_si128(t ? t - 1 : 0);
+    const __m256i one = _mm256_set1_epi32(t ? 1 : 0), lo = _mm256_set1_epi32(-32767), hi = _mm256_set1_epi32(32767);
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(x + i));
+        __m256i r = _mm256_add_epi32(_mm256_sra_epi32(v, ct), _mm256_and_si256(_mm256_sra_epi32(v, ch), one));
+        _mm_storeu_si128((__m128i *)(void *)(out + i), pack8_i16(_mm256_min_epi32(_mm256_max_epi32(r, lo), hi)));
+    }
+    for (; i < n; i++)
+        out[i] = nn_clamp_i16_inl(nn_rshift_round_i64(x[i], t));
+    return t;
+}
+
+/* Lanes i .. i+3 of a and b as int64 products (exact: |p| <= 2^62). */
+static inline __m256i mul4_i64(const int32_t *a, const int32_t *b, uint32_t i)
+{
+    return _mm256_mul_epi32(_mm256_cvtepi32_epi64(_mm_loadu_si128((const __m128i *)(const void *)(a + i))),
+                            _mm256_cvtepi32_epi64(_mm_loadu_si128((const __m128i *)(const void *)(b + i))));
+}
+
+/*
+ * nn_mul_quant_i16_ref: the products twice (cheaper than storing them), the largest
+ * magnitude by compare and select (AVX2 has no 64-bit abs or max). Rounding is
+ * (p + 2^(t-1)) >> t, and AVX2 has no 64-bit arithmetic shift: for |p| <= 2^61,
+ * p + 2^(t-1) + 2^62 is in [0, 2^63), so its logical shift less 2^(62-t) is the same.
+ * Larger products (both factors near 2^31, which SwiGLU does not make) take the
+ * portable one.
+ */
+static int mul_quant_avx2(const int32_t *a, const int32_t *b, uint32_t n, int16_t *out)
+{
+    __m256i mx = _mm256_setzero_si256();
+    uint32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256i p = mul4_i64(a, b, i), neg = _mm256_cmpgt_epi64(_mm256_setzero_si256(), p);
+        __m256i ap = _mm256_sub_epi64(_mm256_xor_si256(p, neg), neg);   /* |p| <= 2^62: positive */
+        mx = _mm256_blendv_epi8(mx, ap, _mm256_cmpgt_epi64(ap, mx));
+    }
+    uint64_t mv[4], amax = 0;
+    _mm256_storeu_si256((__m256i *)(void *)mv, mx);
+    for (int k = 0; k < 4; k++)
+        amax = mv[k] > amax ? mv[k] : amax;
+    for (uint32_t j = i; j < n; j++) {
+        int64_t p = (int64_t)a[j] * b[j];
+        uint64_t ap = p < 0 ? (uint64_t)0 - (uint64_t)p : (uint64_t)p;
+        amax = ap > amax ? ap : amax;
+    }
+    if (amax > (1ull << 61))
+        return nn_mul_quant_i16_ref(a, b, n, out);
+    int t = nn_quant_shift_inl(amax);
+    const __m128i ct = _mm_cvtsi32_si128(t);
+    const __m256i bias = _mm256_set1_epi64x((1ll << 62) + (t ? 1ll << (t - 1) : 0)), unbias = _mm256_set1_epi64x(1ll << (62 - t));
+    const __m256i lo = _mm256_set1_epi32(-32767), hi = _mm256_set1_epi32(32767);
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256i r0 = _mm256_sub_epi64(_mm256_srl_epi64(_mm256_add_epi64(mul4_i64(a, b, i), bias), ct), unbias);
+        __m256i r1 = _mm256_sub_epi64(_mm256_srl_epi64(_mm256_add_epi64(mul4_i64(a, b, i + 4), bias), ct), unbias);
+        __m256i r = _mm256_setr_m128i(pack4(r0), pack4(r1));   /* |r| <= 2^15: the low halves */
+        _mm_storeu_si128((__m128i *)(void *)(out + i), pack8_i16(_mm256_min_epi32(_mm256_max_epi32(r, lo), hi)));
+    }
+    for (; i < n; i++)
+        out[i] = nn_clamp_i16_inl(nn_rshift_round_i64_inl((int64_t)a[i] * b[i], t));
+    return t;
+}
+
+/*
+ * nn_act8_quant for groups of a multiple of 16: magnitudes in unsigned 16-bit lanes
+ * (|-32768| is 32768 there), the group's step by nn_act8_shift_inl, round-half-up of the
+ * magnitude (at most 32768 + 256: fits) with the sign put back by vpsignw (a zero stays
+ * zero: it rounds to zero). Other groups take the portable one.
+ */
+static void act8_avx2(const int16_t *a, uint32_t n, uint32_t g, int8_t *q, uint8_t *sh, int32_t *sum)
+{
+    if (g % 16) {
+        nn_act8_quant(a, n, g, q, sh, sum);
+        return;
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (uint32_t i0 = 0, k = 0; i0 < n; i0 += g, k++) {
+        uint32_t len = n - i0 < g ? n - i0 : g, full = len & ~15u;
+        const int16_t *x = a + i0;
+        __m256i mv = _mm256_setzero_si256();
+        for (uint32_t i = 0; i < full; i += 16)
+            mv = _mm256_max_epu16(mv, _mm256_abs_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(x + i))));
+        __m128i m8 = _mm_max_epu16(_mm256_castsi256_si128(mv), _mm256_extracti128_si256(mv, 1));
+        uint32_t mx = 0xffffu - (uint32_t)_mm_extract_epi16(_mm_minpos_epu16(_mm_xor_si128(m8, _mm_set1_epi16(-1))), 0);
+        for (uint32_t i = full; i < len; i++) {
+            uint32_t v = (uint32_t)(x[i] < 0 ? -x[i] : x[i]);
+            mx = v > mx ? v : mx;
+        }
+        int s = nn_act8_shift_inl(mx);
+        const __m256i h = _mm256_set1_epi16((short)((1 << s) >> 1));
+        const __m128i cnt = _mm_cvtsi32_si128(s);
+        __m256i tot = _mm256_setzero_si256();
+        for (uint32_t i = 0; i < full; i += 16) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(x + i));
+            __m256i r = _mm256_sign_epi16(_mm256_srl_epi16(_mm256_add_epi16(_mm256_abs_epi16(v), h), cnt), v);
+            __m256i b = _mm256_permute4x64_epi64(_mm256_packs_epi16(r, r), 0xd8);
+            _mm_storeu_si128((__m128i *)(void *)(q + i0 + i), _mm256_castsi256_si128(b));
+            tot = _mm256_add_epi32(tot, _mm256_madd_epi16(r, ones));
+        }
+        int32_t t = hsum1(tot) + nn_act8_round_inl(x, full, len, s, q + i0);
+        sh[k] = (uint8_t)s;
+        if (sum)
+            sum[k] = t;
+    }
+}
+
 /* ---- numerics version 2: int8 activations (matmul_q8_a8), for CPUs without VNNI ---------
  *
  * vpmaddubsw multiplies unsigned by signed bytes: |q| times a * sign(q) is q * a, and a
@@ -905,12 +1036,12 @@ const nn_kernels nn_kernels_avx2 = {
     .dot_rows_i16 = nn_dot_rows_i16_avx2,
     .axpy_rows_i16 = nn_axpy_rows_i16_avx2,
     .softmax_exp_q30 = nn_softmax_exp_q30_avx2,
-    .act8_quant = nn_act8_quant,
+    .act8_quant = act8_avx2,
     .silu_q16 = nn_silu_q16_avx2,
     .scores_q16 = nn_scores_q16_avx2,
     .probs_align = nn_probs_align_avx2,
-    .quant_i32_i16 = nn_quant_i32_i16,
-    .mul_quant_i16 = nn_mul_quant_i16_ref,
+    .quant_i32_i16 = quant_i32_avx2,
+    .mul_quant_i16 = mul_quant_avx2,
     .sumsq_i32 = nn_sumsq_i32_ref,
     .rope_q30 = nn_rope_q30_ref,
     .add_sat_i32 = nn_add_sat_i32_ref,
