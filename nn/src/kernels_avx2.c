@@ -747,7 +747,8 @@ static int mul_quant_avx2(const int32_t *a, const int32_t *b, uint32_t n, int16_
         return nn_mul_quant_i16_ref(a, b, n, out);
     int t = nn_quant_shift_inl(amax);
     const __m128i ct = _mm_cvtsi32_si128(t);
-    const __m256i bias = _mm256_set1_epi64x((1ll << 62) + (t ? 1ll << (t - 1) : 0)), unbias = _mm256_set1_epi64x(1ll << (62 - t));
+    const __m256i bias = _mm256_set1_epi64x((1ll << 62) + (t ? 1ll << (t - 1) : 0));
+    const __m256i unbias = _mm256_set1_epi64x(1ll << (62 - t));
     const __m256i lo = _mm256_set1_epi32(-32767), hi = _mm256_set1_epi32(32767);
     for (i = 0; i + 8 <= n; i += 8) {
         __m256i r0 = _mm256_sub_epi64(_mm256_srl_epi64(_mm256_add_epi64(mul4_i64(a, b, i), bias), ct), unbias);
