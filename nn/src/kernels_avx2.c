@@ -818,8 +818,8 @@ static inline __m256i dot8(__m256i q, __m256i a)
 
 /*
  * nn_mulshift_sat32 of 4 int64 lanes by one scale m in [2^31, 2^32) and one shift s in
- * [32, 93], for lanes with |acc| < 2^60 (the AVX-512 mulshift8's argument on 256 bits):
- * with acc = ah 2^32 + al and m = 2^31 + m', p = acc m is ah m' 2^32 + ah 2^63 + al m;
+ * [32, 93], for lanes with acc in [-2^60, 2^60) (the AVX-512 mulshift8's argument on
+ * 256 bits): with acc = ah 2^32 + al and m = 2^31 + m', p = acc m is ah m' 2^32 + ah 2^63 + al m;
  * U = floor(p / 2^31), |U| < 2^61, and round(p / 2^s) = floor((U + 2^(s-32)) / 2^k)
  * with k = s - 31 in [1, 62]. AVX2 has no 64-bit arithmetic shift: x = U + 2^(s-32) is
  * within 2^62, so floor(x / 2^k) is the logical shift of x + 2^62 less 2^(62-k).
@@ -869,8 +869,8 @@ static void flush_avx2(const nn_mm_args *A, uint32_t t, uint32_t rb, uint32_t r0
 
 /* Interleaved weights, quads j0 .. j1-1 of a row block times one token: c += each row's
  * quad sums. tail: the last quad may run past cols (nn_a8_quad zero-fills it); else
- * each quad is a plain 4-byte load. The weights are one stream (decode), fetched
- * PF_DIST ahead. */
+ * each quad is a plain 4-byte load. The weights are one stream (decode, and a prompt
+ * block's last tokens past a multiple of four), fetched PF_DIST ahead. */
 static inline __attribute__((always_inline)) __m256i il_quads(const int8_t *wq, const int8_t *a, uint32_t j0,
                                                               uint32_t j1, uint32_t cols, int tail, __m256i c)
 {
@@ -932,9 +932,9 @@ static inline __attribute__((always_inline)) void il4_quads(const int8_t *wq, co
 
 /*
  * Prompt tile: a row block times four tokens. The same group sums as il_avx2, so the
- * same results. Every quad but a row's last is whole, so the loop over them is loads
- * and arithmetic only (the byte-wise quad of a ragged end cost the tile a third of its
- * speed when it was checked on every quad).
+ * same results. Groups are a multiple of 4 columns (the image loader's rule for
+ * interleaved weights), so only the last group can hold quads that run past cols: it
+ * takes nn_a8_quad, every other group plain 4-byte loads with no check.
  */
 static void il4_avx2(const nn_q8_mat *w, uint32_t rb, const int8_t *const a[4], const uint8_t *const sh[4],
                      int64_t acc[4][8])
