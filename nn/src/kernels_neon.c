@@ -602,6 +602,44 @@ static inline void store8(int64_t acc[8], const int64x2_t e[4])
  * vpadalq_s16 adds pairs into int32 lanes [r (b0+b1), r (b2+b3), ...]; per group vpaddq
  * makes the rows' sums.
  */
+
+/* Quads j and j+1 of one token (x, y: each quad's 4 bytes repeated) against their
+ * weights (W0 W1: quad j's 32 bytes, V0 V1: quad j+1's), added into the token's s[4]. */
+static inline __attribute__((always_inline)) void il_pair(int8x16_t W0, int8x16_t W1, int8x16_t V0, int8x16_t V1,
+                                                          int8x16_t x, int8x16_t y, int32x4_t s[4])
+{
+    s[0] = vpadalq_s16(s[0], vmlal_s8(vmull_s8(vget_low_s8(W0), vget_low_s8(x)), vget_low_s8(V0), vget_low_s8(y)));
+    s[1] = vpadalq_s16(s[1], vmlal_high_s8(vmull_high_s8(W0, x), V0, y));
+    s[2] = vpadalq_s16(s[2], vmlal_s8(vmull_s8(vget_low_s8(W1), vget_low_s8(x)), vget_low_s8(V1), vget_low_s8(y)));
+    s[3] = vpadalq_s16(s[3], vmlal_high_s8(vmull_high_s8(W1, x), V1, y));
+}
+
+/* Quads j and j+1 of a token's activations at a + 4j, each repeated over a vector. */
+static inline void quad_pair(const int8_t *a, int8x16_t *x, int8x16_t *y)
+{
+    *x = vreinterpretq_s8_s32(vld1q_dup_s32((const int32_t *)(const void *)a));
+    *y = vreinterpretq_s8_s32(vld1q_dup_s32((const int32_t *)(const void *)(a + 4)));
+}
+
+/* Quads j .. j1-1 of one token past the whole pairs (an odd count, or quads that run
+ * past cols) into s[4], one by one: each quad's products alone in their int16 lanes. */
+static inline void il_rest_neon(const int8_t *wq, const int8_t *a, uint32_t j, uint32_t j1, uint32_t cols,
+                                int32x4_t s[4])
+{
+    for (; j < j1; j++) {
+        const int8_t *W = wq + 32 * (size_t)j;
+        int8x16_t x = vreinterpretq_s8_u32(vdupq_n_u32(nn_a8_quad(a, 4 * j, cols)));
+        int8x16_t W0 = vld1q_s8(W), W1 = vld1q_s8(W + 16);
+        s[0] = vpadalq_s16(s[0], vmull_s8(vget_low_s8(W0), vget_low_s8(x)));
+        s[1] = vpadalq_s16(s[1], vmull_high_s8(W0, x));
+        s[2] = vpadalq_s16(s[2], vmull_s8(vget_low_s8(W1), vget_low_s8(x)));
+        s[3] = vpadalq_s16(s[3], vmull_high_s8(W1, x));
+    }
+}
+
+/* Whole pairs of quads: from quad j while j + 2 <= j1 and both lie within cols. */
+#define IL_PAIRS(j, j1, cols) for (; (j) + 2 <= (j1) && 4 * (j) + 8 <= (cols); (j) += 2)
+
 static void il_neon(const nn_q8_mat *w, uint32_t rb, const int8_t *a, const uint8_t *sh, int64_t acc[8])
 {
     uint32_t C4 = (w->cols + 3) / 4, ng = w->ngroups, G = w->group;
@@ -610,29 +648,63 @@ static void il_neon(const nn_q8_mat *w, uint32_t rb, const int8_t *a, const uint
     int64x2_t e[4] = { vdupq_n_s64(0), vdupq_n_s64(0), vdupq_n_s64(0), vdupq_n_s64(0) };
     for (uint32_t g = 0; g < ng; g++) {
         uint32_t j0 = g * (G / 4), j1 = j0 + G / 4 < C4 ? j0 + G / 4 : C4, j = j0;
-        int32x4_t s0 = vdupq_n_s32(0), s1 = s0, s2 = s0, s3 = s0;
-        for (; j < j1; j += 2) {
-            int8x8_t x = vreinterpret_s8_u32(vdup_n_u32(nn_a8_quad(a, 4 * j, w->cols)));
-            int8x16_t W0 = vld1q_s8(wq + 32 * (size_t)j), W1 = vld1q_s8(wq + 32 * (size_t)j + 16);
-            int16x8_t p0 = vmull_s8(vget_low_s8(W0), x), p1 = vmull_s8(vget_high_s8(W0), x);
-            int16x8_t p2 = vmull_s8(vget_low_s8(W1), x), p3 = vmull_s8(vget_high_s8(W1), x);
-            if (j + 1 < j1) {
-                int8x8_t y = vreinterpret_s8_u32(vdup_n_u32(nn_a8_quad(a, 4 * j + 4, w->cols)));
-                int8x16_t V0 = vld1q_s8(wq + 32 * (size_t)j + 32), V1 = vld1q_s8(wq + 32 * (size_t)j + 48);
-                p0 = vmlal_s8(p0, vget_low_s8(V0), y);
-                p1 = vmlal_s8(p1, vget_high_s8(V0), y);
-                p2 = vmlal_s8(p2, vget_low_s8(V1), y);
-                p3 = vmlal_s8(p3, vget_high_s8(V1), y);
-            }
-            s0 = vpadalq_s16(s0, p0);
-            s1 = vpadalq_s16(s1, p1);
-            s2 = vpadalq_s16(s2, p2);
-            s3 = vpadalq_s16(s3, p3);
+        int32x4_t s[4] = { vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0) };
+        IL_PAIRS(j, j1, w->cols) {
+            const int8_t *W = wq + 32 * (size_t)j;
+            int8x16_t x, y;
+            quad_pair(a + 4 * j, &x, &y);
+            il_pair(vld1q_s8(W), vld1q_s8(W + 16), vld1q_s8(W + 32), vld1q_s8(W + 48), x, y, s);
         }
-        il_scale8(vpaddq_s32(s0, s1), vpaddq_s32(s2, s3), sh[g], wm + 8 * (size_t)g, e);
+        il_rest_neon(wq, a, j, j1, w->cols, s);
+        il_scale8(vpaddq_s32(s[0], s[1]), vpaddq_s32(s[2], s[3]), sh[g], wm + 8 * (size_t)g, e);
     }
     store8(acc, e);
 }
+
+/*
+ * Prompt tile: a row block times four tokens, two at a time, each pair of weight
+ * vectors loaded once for the two (two tokens' sums and scaled rows take 16 of the 32
+ * vector registers; four would spill). The block's weights (cols x 8 bytes) come from
+ * L1 for the second two. Same group sums as il_neon, so the same results.
+ */
+static void il4_neon(const nn_q8_mat *w, uint32_t rb, const int8_t *const a[4], const uint8_t *const sh[4],
+                     int64_t acc[4][8])
+{
+    uint32_t C4 = (w->cols + 3) / 4, ng = w->ngroups, G = w->group;
+    const int8_t *wq = w->q + (size_t)rb * C4 * 32;
+    const uint16_t *wm = w->m + (size_t)rb * ng * 8;
+    for (int t = 0; t < 4; t += 2) {
+        const int8_t *a0 = a[t], *a1 = a[t + 1];
+        int64x2_t e0[4], e1[4];
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++)
+            e0[i] = e1[i] = vdupq_n_s64(0);
+        for (uint32_t g = 0; g < ng; g++) {
+            uint32_t j0 = g * (G / 4), j1 = j0 + G / 4 < C4 ? j0 + G / 4 : C4, j = j0;
+            int32x4_t s0[4], s1[4];
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++)
+                s0[i] = s1[i] = vdupq_n_s32(0);
+            IL_PAIRS(j, j1, w->cols) {
+                const int8_t *W = wq + 32 * (size_t)j;
+                int8x16_t W0 = vld1q_s8(W), W1 = vld1q_s8(W + 16), V0 = vld1q_s8(W + 32), V1 = vld1q_s8(W + 48);
+                int8x16_t x, y;
+                quad_pair(a0 + 4 * j, &x, &y);
+                il_pair(W0, W1, V0, V1, x, y, s0);
+                quad_pair(a1 + 4 * j, &x, &y);
+                il_pair(W0, W1, V0, V1, x, y, s1);
+            }
+            il_rest_neon(wq, a0, j, j1, w->cols, s0);
+            il_rest_neon(wq, a1, j, j1, w->cols, s1);
+            il_scale8(vpaddq_s32(s0[0], s0[1]), vpaddq_s32(s0[2], s0[3]), sh[t][g], wm + 8 * (size_t)g, e0);
+            il_scale8(vpaddq_s32(s1[0], s1[1]), vpaddq_s32(s1[2], s1[3]), sh[t + 1][g], wm + 8 * (size_t)g, e1);
+        }
+        store8(acc[t], e0);
+        store8(acc[t + 1], e1);
+    }
+}
+
+#undef IL_PAIRS
 
 /* sum q[i] * a[i] over one group of a row-major row. */
 static int32_t gdot_neon(const int8_t *q, const int8_t *a, uint32_t n)
@@ -695,7 +767,7 @@ static int64_t row_a8_neon(const int8_t *q, const uint16_t *m, const int8_t *a, 
 
 static void mm_a8_neon(const nn_mm_args *A, uint32_t r0, uint32_t r1)
 {
-    static const nn_a8_path path = { il_neon, NULL, gdot_neon, row_a8_neon, flush8_neon };
+    static const nn_a8_path path = { il_neon, il4_neon, gdot_neon, row_a8_neon, flush8_neon };
     nn_a8_drive(A, r0, r1, &path);
 }
 
