@@ -458,6 +458,137 @@ static void silu_neon(int32_t *x, uint32_t n)
 
 /* ---- per-token row steps ------------------------------------------------------------ */
 
+/* nn_add_sat_i32_ref: sqadd saturates the sum exactly as nn_sat32 of the int64 sum. */
+static void add_sat_neon(int32_t *x, const int32_t *o, uint32_t n)
+{
+    uint32_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        vst1q_s32(x + i, vqaddq_s32(vld1q_s32(x + i), vld1q_s32(o + i)));
+    nn_add_sat_i32_ref(x + i, o + i, n - i);
+}
+
+/* nn_round_sat_i64_ref for shifts in [1, 62]: srshl rounds (v + 2^(s-1)) >> s without
+ * overflow, sqxtn saturates to int32; other shifts one by one. */
+static void round_sat_neon(const int64_t *acc, int s, uint32_t n, int32_t *out)
+{
+    uint32_t i = 0;
+    if (s >= 1 && s <= 62) {
+        const int64x2_t sh = vdupq_n_s64(-s);
+        for (; i + 4 <= n; i += 4)
+            vst1q_s32(out + i, vcombine_s32(vqmovn_s64(vrshlq_s64(vld1q_s64(acc + i), sh)),
+                                            vqmovn_s64(vrshlq_s64(vld1q_s64(acc + i + 2), sh))));
+    }
+    nn_round_sat_i64_ref(acc + i, s, n - i, out + i);
+}
+
+/* nn_sumsq_i32_ref: each square (<= 2^62) split into its low and high 32 bits (uzp),
+ * each half summed in uint64 lanes, the two joined in 128 bits at the end. */
+static void sumsq_neon(const int32_t *x, uint32_t n, uint64_t ss[2])
+{
+    uint64x2_t lo = vdupq_n_u64(0), hi = lo;
+    uint32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        int32x4_t v = vld1q_s32(x + i);
+        uint32x4_t a = vreinterpretq_u32_s64(vmull_s32(vget_low_s32(v), vget_low_s32(v)));
+        uint32x4_t b = vreinterpretq_u32_s64(vmull_high_s32(v, v));
+        lo = vpadalq_u32(lo, vuzp1q_u32(a, b));
+        hi = vpadalq_u32(hi, vuzp2q_u32(a, b));
+    }
+    unsigned __int128 s = (unsigned __int128)vaddvq_u64(lo) + ((unsigned __int128)vaddvq_u64(hi) << 32);
+    for (; i < n; i++)
+        s += (unsigned __int128)((int64_t)x[i] * x[i]);
+    ss[0] = (uint64_t)s;
+    ss[1] = (uint64_t)(s >> 64);
+}
+
+/* nn_rope_q30_ref on 4 pairs at a time for head sizes of a multiple of 8: ld2 splits the
+ * pairs' first and second values (and sin, cos), smull/smlsl/smlal make both results in
+ * int64 (|a cos| + |b sin| <= 2^62), srshr by 30 rounds them, sqxtn saturates. */
+static void rope_neon(int32_t *v, uint32_t n, uint32_t head_dim, const int32_t *sc)
+{
+    if (head_dim % 8 || n % 8) {
+        nn_rope_q30_ref(v, n, head_dim, sc);
+        return;
+    }
+    for (uint32_t i = 0; i < n; i += 8) {
+        int32x4x2_t x = vld2q_s32(v + i), t = vld2q_s32(sc + i % head_dim);
+        int32x4_t a = x.val[0], b = x.val[1], sn = t.val[0], cs = t.val[1];
+        int64x2_t f0 = vmlsl_s32(vmull_s32(vget_low_s32(a), vget_low_s32(cs)), vget_low_s32(b), vget_low_s32(sn));
+        int64x2_t f1 = vmlsl_high_s32(vmull_high_s32(a, cs), b, sn);
+        int64x2_t g0 = vmlal_s32(vmull_s32(vget_low_s32(a), vget_low_s32(sn)), vget_low_s32(b), vget_low_s32(cs));
+        int64x2_t g1 = vmlal_high_s32(vmull_high_s32(a, sn), b, cs);
+        int32x4x2_t r;
+        r.val[0] = vcombine_s32(vqmovn_s64(vrshrq_n_s64(f0, 30)), vqmovn_s64(vrshrq_n_s64(f1, 30)));
+        r.val[1] = vcombine_s32(vqmovn_s64(vrshrq_n_s64(g0, 30)), vqmovn_s64(vrshrq_n_s64(g1, 30)));
+        vst2q_s32(v + i, r);
+    }
+}
+
+/* The shifts base - e[j] and base - e[j+1] (scores) or tmax - ... (probabilities). */
+static inline int64x2_t shifts2(int base, const int8_t *e, size_t es, uint32_t j)
+{
+    return vcombine_s64(vcreate_s64((uint64_t)(int64_t)(base - e[j * es])),
+                        vcreate_s64((uint64_t)(int64_t)(base - e[(j + 1) * es])));
+}
+
+/*
+ * Attention scores two at a time: dots * c in int64 (c in [0, 2^24], |dots| < 2^37: the
+ * high word's product shifted up plus the low word's, |product| < 2^61), srshl by the
+ * lane's own shift (exact rounding), sqxtn to int32. Pairs with a shift outside [1, 62]
+ * or a larger dot product take the scalar path.
+ */
+static int32_t scores_neon(const int64_t *dots, const int8_t *e, size_t e_stride, int32_t c, int base, uint32_t n,
+                           int32_t *out)
+{
+    int32_t smax = INT32_MIN;
+    uint32_t j = 0;
+    if (c >= 0 && c <= (1 << 24)) {
+        const int64x2_t lim = vdupq_n_s64(1ll << 37);
+        const uint32x2_t cv = vdup_n_u32((uint32_t)c);
+        int32x2_t mx = vdup_n_s32(INT32_MIN);
+        for (; j + 2 <= n; j += 2) {
+            int64x2_t d = vld1q_s64(dots + j), sh = shifts2(base, e, e_stride, j);
+            uint64x2_t bad = vorrq_u64(vcgeq_s64(vabsq_s64(d), lim),
+                                       vorrq_u64(vcltq_s64(sh, vdupq_n_s64(1)), vcgtq_s64(sh, vdupq_n_s64(62))));
+            if (vmaxvq_u32(vreinterpretq_u32_u64(bad))) {
+                int32_t m2 = nn_scores_q16_ref(dots + j, e + j * e_stride, e_stride, c, base, 2, out + j);
+                mx = vmax_s32(mx, vdup_n_s32(m2));
+                continue;
+            }
+            int64x2_t hi = vreinterpretq_s64_u64(vshlq_n_u64(
+                vreinterpretq_u64_s64(vmull_s32(vmovn_s64(vshrq_n_s64(d, 32)), vreinterpret_s32_u32(cv))), 32));
+            int64x2_t v = vaddq_s64(hi, vreinterpretq_s64_u64(vmull_u32(vmovn_u64(vreinterpretq_u64_s64(d)), cv)));
+            int32x2_t r = vqmovn_s64(vrshlq_s64(v, vnegq_s64(sh)));
+            vst1_s32(out + j, r);
+            mx = vmax_s32(mx, r);
+        }
+        smax = vmaxv_s32(mx);
+    }
+    int32_t t = nn_scores_q16_ref(dots + j, e + j * e_stride, e_stride, c, base, n - j, out + j);
+    return t > smax ? t : smax;
+}
+
+/*
+ * The probabilities normalised and aligned two at a time: p * inv (inv < 2^32; the one
+ * larger value, 2^32 exactly, takes the scalar path) rounded by urshr 32, then by the
+ * lane's shift tmax - e (>= 0; at 63 and beyond the result is 0 either way, so it is
+ * capped there) with urshl.
+ */
+static void probs_align_neon(int32_t *p, uint64_t inv, const int8_t *e, size_t e_stride, int tmax, uint32_t n)
+{
+    uint32_t j = 0;
+    if (inv <= UINT32_MAX) {
+        const uint32x2_t iv = vdup_n_u32((uint32_t)inv);
+        for (; j + 2 <= n; j += 2) {
+            uint64x2_t x = vrshrq_n_u64(vmull_u32(vreinterpret_u32_s32(vld1_s32(p + j)), iv), 32);
+            int64x2_t sh = shifts2(tmax, e, e_stride, j), cap = vdupq_n_s64(63);
+            sh = vbslq_s64(vcgtq_s64(sh, cap), cap, sh);
+            vst1_s32(p + j, vreinterpret_s32_u32(vmovn_u64(vrshlq_u64(x, vnegq_s64(sh)))));
+        }
+    }
+    nn_probs_align_ref(p + j, inv, e + j * e_stride, e_stride, tmax, n - j);
+}
+
 /* round(x / 2^t) (srshl: exact, no overflow) clamped to +-32767, as int16. */
 static inline int16x4_t round_clamp16(int32x4_t x, int t)
 {
@@ -781,14 +912,14 @@ const nn_kernels nn_kernels_neon = {
     .softmax_exp_q30 = softmax_exp_neon,
     .act8_quant = act8_neon,
     .silu_q16 = silu_neon,
-    .scores_q16 = nn_scores_q16_ref,
-    .probs_align = nn_probs_align_ref,
+    .scores_q16 = scores_neon,
+    .probs_align = probs_align_neon,
     .quant_i32_i16 = quant_i32_neon,
     .mul_quant_i16 = mul_quant_neon,
-    .sumsq_i32 = nn_sumsq_i32_ref,
-    .rope_q30 = nn_rope_q30_ref,
-    .add_sat_i32 = nn_add_sat_i32_ref,
-    .round_sat_i64 = nn_round_sat_i64_ref,
+    .sumsq_i32 = sumsq_neon,
+    .rope_q30 = rope_neon,
+    .add_sat_i32 = add_sat_neon,
+    .round_sat_i64 = round_sat_neon,
 };
 
 /* ---- dotprod matmul ---------------------------------------------------------------- */
@@ -1096,14 +1227,14 @@ const nn_kernels nn_kernels_dotprod = {
     .softmax_exp_q30 = softmax_exp_neon,
     .act8_quant = act8_neon,
     .silu_q16 = silu_neon,
-    .scores_q16 = nn_scores_q16_ref,
-    .probs_align = nn_probs_align_ref,
+    .scores_q16 = scores_neon,
+    .probs_align = probs_align_neon,
     .quant_i32_i16 = quant_i32_neon,
     .mul_quant_i16 = mul_quant_neon,
-    .sumsq_i32 = nn_sumsq_i32_ref,
-    .rope_q30 = nn_rope_q30_ref,
-    .add_sat_i32 = nn_add_sat_i32_ref,
-    .round_sat_i64 = nn_round_sat_i64_ref,
+    .sumsq_i32 = sumsq_neon,
+    .rope_q30 = rope_neon,
+    .add_sat_i32 = add_sat_neon,
+    .round_sat_i64 = round_sat_neon,
 };
 
 #endif /* NN_HAVE_DOTPROD_KERNELS */
