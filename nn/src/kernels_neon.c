@@ -16,9 +16,10 @@
  * each term is bounded by 64 * 128 * 127 < 2^20 (a lane sees at most 64 of a 256-wide
  * group), and the combination is again a subset sum of the group's true products.
  *
- * Fast paths need group % 8 == 0 or group == 4 (neon; dotprod takes neon's for groups
- * that are not a multiple of 16 and for rows wider than SPLIT_COLS); a row's short last
- * group ends in a scalar tail. Other groups use the reference.
+ * Fast paths (version 1) need group % 8 == 0 or group == 4 (neon; dotprod takes neon's
+ * for groups that are not a multiple of 16 and for rows wider than SPLIT_COLS); a row's
+ * short last group ends in a scalar tail. Other groups use the reference. Version 2's
+ * interleaved weights take any group of a multiple of 4.
  */
 #include "nn_kernels_impl.h"
 
@@ -501,7 +502,8 @@ static void sumsq_neon(const int32_t *x, uint32_t n, uint64_t ss[2])
     ss[1] = (uint64_t)(s >> 64);
 }
 
-/* nn_rope_q30_ref on 4 pairs at a time for head sizes of a multiple of 8: ld2 splits the
+/* nn_rope_q30_ref on 4 pairs at a time for head sizes and lengths of a multiple of 8
+ * (others: the reference): ld2 splits the
  * pairs' first and second values (and sin, cos), smull/smlsl/smlal make both results in
  * int64 (|a cos| + |b sin| <= 2^62), srshr by 30 rounds them, sqxtn saturates. */
 static void rope_neon(int32_t *v, uint32_t n, uint32_t head_dim, const int32_t *sc)
@@ -543,12 +545,12 @@ static int32_t scores_neon(const int64_t *dots, const int8_t *e, size_t e_stride
     int32_t smax = INT32_MIN;
     uint32_t j = 0;
     if (c >= 0 && c <= (1 << 24)) {
-        const int64x2_t lim = vdupq_n_s64(1ll << 37);
+        const int64x2_t lim = vdupq_n_s64(1ll << 37), nlim = vdupq_n_s64(-(1ll << 37));
         const uint32x2_t cv = vdup_n_u32((uint32_t)c);
         int32x2_t mx = vdup_n_s32(INT32_MIN);
         for (; j + 2 <= n; j += 2) {
             int64x2_t d = vld1q_s64(dots + j), sh = shifts2(base, e, e_stride, j);
-            uint64x2_t bad = vorrq_u64(vcgeq_s64(vabsq_s64(d), lim),
+            uint64x2_t bad = vorrq_u64(vorrq_u64(vcgeq_s64(d, lim), vcleq_s64(d, nlim)),
                                        vorrq_u64(vcltq_s64(sh, vdupq_n_s64(1)), vcgtq_s64(sh, vdupq_n_s64(62))));
             if (vmaxvq_u32(vreinterpretq_u32_u64(bad))) {
                 int32_t m2 = nn_scores_q16_ref(dots + j, e + j * e_stride, e_stride, c, base, 2, out + j);
@@ -571,8 +573,9 @@ static int32_t scores_neon(const int64_t *dots, const int8_t *e, size_t e_stride
 /*
  * The probabilities normalised and aligned two at a time: p * inv (inv < 2^32; the one
  * larger value, 2^32 exactly, takes the scalar path) rounded by urshr 32, then by the
- * lane's shift tmax - e (>= 0; at 63 and beyond the result is 0 either way, so it is
- * capped there) with urshl.
+ * lane's shift tmax - e (>= 0, as tmax is the largest e; the value is below 2^31, so
+ * from 32 on both give 0, and the shift is capped at 63 to stay within urshl's byte)
+ * with urshl.
  */
 static void probs_align_neon(int32_t *p, uint64_t inv, const int8_t *e, size_t e_stride, int tmax, uint32_t n)
 {
@@ -745,11 +748,15 @@ static inline __attribute__((always_inline)) void il_pair(int8x16_t W0, int8x16_
     s[3] = vpadalq_s16(s[3], vmlal_high_s8(vmull_high_s8(W1, x), V1, y));
 }
 
-/* Quads j and j+1 of a token's activations at a + 4j, each repeated over a vector. */
+/* The two quads at a and a + 4 (a token's quads j and j+1), each repeated over a
+ * vector; memcpy, as the activations sit at any byte offset. */
 static inline void quad_pair(const int8_t *a, int8x16_t *x, int8x16_t *y)
 {
-    *x = vreinterpretq_s8_s32(vld1q_dup_s32((const int32_t *)(const void *)a));
-    *y = vreinterpretq_s8_s32(vld1q_dup_s32((const int32_t *)(const void *)(a + 4)));
+    uint32_t u, v;
+    memcpy(&u, a, 4);
+    memcpy(&v, a + 4, 4);
+    *x = vreinterpretq_s8_u32(vdupq_n_u32(u));
+    *y = vreinterpretq_s8_u32(vdupq_n_u32(v));
 }
 
 /* Quads j .. j1-1 of one token past the whole pairs (an odd count, or quads that run

@@ -114,7 +114,8 @@ static void run_case(const nn_kernels *k, uint32_t rows, uint32_t cols, uint32_t
         fail();
     }
     /* The same activations as int8 in groups (numerics version 2), as the model makes
-     * them; extreme: every value +-127 with the largest step. */
+     * them; extreme: every value +-32767, so the largest step (9) and int8 values of
+     * +-64. */
     uint32_t ng = nn_groups(cols, group), sstride = ng + rndn(3);
     int8_t *a8 = malloc((size_t)ntok * stride);
     uint8_t *sh = malloc((size_t)ntok * sstride);
@@ -125,55 +126,70 @@ static void run_case(const nn_kernels *k, uint32_t rows, uint32_t cols, uint32_t
         for (uint32_t g = 0; extreme && g < ng; g++)
             assert_int_equal(sh[(size_t)t * sstride + g], 9);
     }
-    a.a8 = a8;
-    a.ash = sh;
-    a.asum = sum;
-    a.ash_stride = sstride;
-    a.out = ref;
-    nn_matmul_q8_a8_ref(&a, 0, rows);
-    if (check_brute) {
-        int32_t *bf = calloc((size_t)ntok * ostride, 4);
-        brute_a8(&a, bf);
-        assert_memory_equal(ref, bf, (size_t)ntok * ostride * 4);
-        free(bf);
-    }
-    memset(got, 0, (size_t)ntok * ostride * 4);
-    a.out = got;
-    k->matmul_q8_a8(&a, 0, mid);
-    k->matmul_q8_a8(&a, mid, rows);
-    if (memcmp(ref, got, (size_t)ntok * ostride * 4) != 0) {
-        print_error("kernel %s (int8 activations) differs from ref: rows %u cols %u group %u tokens %u extreme %d\n",
-                    k->name, rows, cols, group, ntok, extreme);
-        fail();
-    }
-    /* The same weights interleaved (NN_DT_Q8G8, numerics version 2) when the group
-     * allows it: the same results. */
-    if (group % 4 == 0) {
-        nn_q8_mat il = x.w;
-        il.il = 1;
-        size_t qb = (size_t)(rows + 7) / 8 * ((cols + 3) / 4) * 32, mb = (size_t)(rows + 7) / 8 * 8 * ng;
-        int8_t *qi = calloc(qb, 1);
-        uint16_t *mi = calloc(mb, 2);
-        for (uint32_t r = 0; r < rows; r++) {
-            for (uint32_t i = 0; i < cols; i++)
-                qi[nn_q8_at(&il, r, i)] = x.q[(size_t)r * cols + i];
-            for (uint32_t g = 0; g < ng; g++)
-                mi[nn_q8_m_at(&il, r, g)] = x.m[(size_t)r * ng + g];
+    /* extreme: a second pass with every int8 activation +-127 at step 0, the bound of
+     * the NEON tiles' int16 lanes (two products of 127 * 127 share one). */
+    for (int pass = 0; pass <= extreme; pass++) {
+        for (uint32_t t = 0; pass && t < ntok; t++)
+            for (uint32_t g = 0; g < ng; g++) {
+                int32_t tot = 0;
+                for (uint32_t i = g * group; i < cols && i < (g + 1) * group; i++) {
+                    int8_t v = rnd() & 1 ? 127 : -127;
+                    a8[(size_t)t * stride + i] = v;
+                    tot += v;
+                }
+                sh[(size_t)t * sstride + g] = 0;
+                sum[(size_t)t * sstride + g] = tot;
+            }
+        a.a8 = a8;
+        a.ash = sh;
+        a.asum = sum;
+        a.ash_stride = sstride;
+        a.out = ref;
+        nn_matmul_q8_a8_ref(&a, 0, rows);
+        if (check_brute) {
+            int32_t *bf = calloc((size_t)ntok * ostride, 4);
+            brute_a8(&a, bf);
+            assert_memory_equal(ref, bf, (size_t)ntok * ostride * 4);
+            free(bf);
         }
-        il.q = qi;
-        il.m = mi;
-        a.w = &il;
         memset(got, 0, (size_t)ntok * ostride * 4);
+        a.out = got;
         k->matmul_q8_a8(&a, 0, mid);
         k->matmul_q8_a8(&a, mid, rows);
         if (memcmp(ref, got, (size_t)ntok * ostride * 4) != 0) {
-            print_error("kernel %s (interleaved weights) differs from ref: rows %u cols %u group %u tokens %u extreme %d\n",
+            print_error("kernel %s (int8 activations) differs from ref: rows %u cols %u group %u tokens %u extreme %d\n",
                         k->name, rows, cols, group, ntok, extreme);
             fail();
         }
-        a.w = &x.w;
-        free(qi);
-        free(mi);
+        /* The same weights interleaved (NN_DT_Q8G8, numerics version 2) when the group
+         * allows it: the same results. */
+        if (group % 4 == 0) {
+            nn_q8_mat il = x.w;
+            il.il = 1;
+            size_t qb = (size_t)(rows + 7) / 8 * ((cols + 3) / 4) * 32, mb = (size_t)(rows + 7) / 8 * 8 * ng;
+            int8_t *qi = calloc(qb, 1);
+            uint16_t *mi = calloc(mb, 2);
+            for (uint32_t r = 0; r < rows; r++) {
+                for (uint32_t i = 0; i < cols; i++)
+                    qi[nn_q8_at(&il, r, i)] = x.q[(size_t)r * cols + i];
+                for (uint32_t g = 0; g < ng; g++)
+                    mi[nn_q8_m_at(&il, r, g)] = x.m[(size_t)r * ng + g];
+            }
+            il.q = qi;
+            il.m = mi;
+            a.w = &il;
+            memset(got, 0, (size_t)ntok * ostride * 4);
+            k->matmul_q8_a8(&a, 0, mid);
+            k->matmul_q8_a8(&a, mid, rows);
+            if (memcmp(ref, got, (size_t)ntok * ostride * 4) != 0) {
+                print_error("kernel %s (interleaved weights) differs from ref: rows %u cols %u group %u tokens %u extreme %d\n",
+                            k->name, rows, cols, group, ntok, extreme);
+                fail();
+            }
+            a.w = &x.w;
+            free(qi);
+            free(mi);
+        }
     }
     free(a8);
     free(sh);
@@ -268,11 +284,14 @@ static void scores_probs(const nn_kernels *k)
         int8_t *e = malloc((size_t)n * es);
         int32_t *want = malloc(n * 4), *got = malloc(n * 4), *p0 = malloc(n * 4);
         int base = 24 + (int)rndn(30), wide = round % 4 == 0;
-        int32_t c = round % 7 == 0 ? (1 << 24) : (int32_t)(1 + rndn(1u << 24));
+        int32_t c = round % 7 == 0    ? (1 << 24)
+                    : round % 11 == 0 ? 0
+                    : round % 13 == 0 ? (1 << 24) + (int32_t)rndn(1u << 20)   /* past the SIMD fast paths */
+                                      : (int32_t)(1 + rndn(1u << 24));
         int tmax = 0;
         for (uint32_t j = 0; j < n; j++) {
             int64_t d = (int64_t)(rnd() >> (wide ? 25 : 28)) - (int64_t)(wide ? 1ull << 38 : 1ull << 35);
-            dots[j] = j % 11 == 3 ? 0 : d;
+            dots[j] = j % 11 == 3 ? 0 : j % 13 == 7 ? (j & 1 ? 1ll << 37 : -(1ll << 37)) : d;
             e[(size_t)j * es] = (int8_t)(wide ? (int)rndn(256) - 128 : (int)rndn(40) - 20);
             if (e[(size_t)j * es] > tmax)
                 tmax = e[(size_t)j * es];
@@ -284,7 +303,9 @@ static void scores_probs(const nn_kernels *k)
             print_error("kernel %s scores_q16 differs: n %u stride %u base %d c %d\n", k->name, n, es, base, c);
             fail();
         }
-        uint64_t inv = round % 6 == 0 ? 1ull << 32 : (1ull << 62) / ((1ull << 30) + rndn(1u << 30) * (uint64_t)n);
+        uint64_t inv = round % 6 == 0    ? 1ull << 32
+                       : round % 10 == 1 ? (1ull << 32) - 1
+                                         : (1ull << 62) / ((1ull << 30) + rndn(1u << 30) * (uint64_t)n);
         memcpy(want, p0, n * 4);
         memcpy(got, p0, n * 4);
         nn_probs_align_ref(want, inv, e, es, tmax, n);
@@ -482,6 +503,8 @@ static void rope_rows(const nn_kernels *k)
     static const uint32_t hds[] = { 2, 8, 12, 16, 32, 48, 64, 128, 256 };
     for (int pass = 0; pass < 60; pass++) {
         uint32_t hd = hds[pass % 9], heads = 1 + rndn(N / hd < 9 ? N / hd : 9), n = hd * heads;
+        if (pass % 10 == 9)
+            n = 2 * (1 + rndn(hd / 2));   /* part of one head: a length the vector paths leave */
         for (uint32_t i = 0; i < hd; i++) {
             uint32_t r = rndn(8);
             sc[i] = r == 0 ? (1 << 30) : r == 1 ? -(1 << 30) : (int32_t)(rnd() % (2u << 30)) - (1 << 30);
