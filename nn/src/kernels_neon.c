@@ -503,9 +503,9 @@ static void sumsq_neon(const int32_t *x, uint32_t n, uint64_t ss[2])
 }
 
 /* nn_rope_q30_ref on 4 pairs at a time for head sizes and lengths of a multiple of 8
- * (others: the reference): ld2 splits the
- * pairs' first and second values (and sin, cos), smull/smlsl/smlal make both results in
- * int64 (|a cos| + |b sin| <= 2^62), srshr by 30 rounds them, sqxtn saturates. */
+ * (others: the reference): ld2 splits the pairs' first and second values (and sin,
+ * cos), smull/smlsl/smlal make both results in int64 (|a cos| + |b sin| <= 2^62),
+ * srshr by 30 rounds them, sqxtn saturates. */
 static void rope_neon(int32_t *v, uint32_t n, uint32_t head_dim, const int32_t *sc)
 {
     if (head_dim % 8 || n % 8) {
