@@ -121,4 +121,17 @@ static inline uint32_t nn_a8_quad(const int8_t *a, uint32_t i, uint32_t cols)
     return v;
 }
 
+/* Four activation bytes at i as one int32, to broadcast: a plain load where all four
+ * are columns (tail 0), nn_a8_quad for the ragged end of a row (tail 1; a constant at
+ * each call, so the plain path carries no check). */
+static inline __attribute__((always_inline)) int32_t nn_a8_quad_at(const int8_t *a, uint32_t i, uint32_t cols,
+                                                                    int tail)
+{
+    uint32_t v;
+    if (tail)
+        return (int32_t)nn_a8_quad(a, i, cols);
+    memcpy(&v, a + i, 4);
+    return (int32_t)v;
+}
+
 #endif

@@ -867,23 +867,19 @@ static void flush_avx2(const nn_mm_args *A, uint32_t t, uint32_t rb, uint32_t r0
     nn_a8_flush(A, t, rb, r0, r1, acc);
 }
 
-/* Interleaved weights, quads j0 .. j1-1 of a row block times one token: c += each row's
- * quad sums. tail: the last quad may run past cols (nn_a8_quad zero-fills it); else
- * each quad is a plain 4-byte load. The weights are one stream (decode, and a prompt
- * block's last tokens past a multiple of four), fetched PF_DIST ahead. */
+/* Interleaved weights, quads j0 .. j1-1 of a row block times one token: each row's
+ * quad sums. tail: the last quad may run past cols (nn_a8_quad_at). The weights are one
+ * stream (decode, and a prompt block's last tokens past a multiple of four), fetched
+ * PF_DIST ahead. */
 static inline __attribute__((always_inline)) __m256i il_quads(const int8_t *wq, const int8_t *a, uint32_t j0,
-                                                              uint32_t j1, uint32_t cols, int tail, __m256i c)
+                                                              uint32_t j1, uint32_t cols, int tail)
 {
+    __m256i c = _mm256_setzero_si256();
     for (uint32_t p = 32 * j0; p < 32 * j1; p += 64)
         _mm_prefetch((const char *)(wq + p) + PF_DIST, _MM_HINT_T0);
     for (uint32_t j = j0; j < j1; j++) {
-        uint32_t v;
-        if (tail)
-            v = nn_a8_quad(a, 4 * j, cols);
-        else
-            memcpy(&v, a + 4 * j, 4);
         __m256i W = _mm256_loadu_si256((const __m256i *)(const void *)(wq + 32 * (size_t)j));
-        c = _mm256_add_epi32(c, dot8(W, _mm256_set1_epi32((int32_t)v)));
+        c = _mm256_add_epi32(c, dot8(W, _mm256_set1_epi32(nn_a8_quad_at(a, 4 * j, cols, tail))));
     }
     return c;
 }
@@ -898,33 +894,25 @@ static void il_avx2(const nn_q8_mat *w, uint32_t rb, const int8_t *a, const uint
     __m256i e = _mm256_setzero_si256(), o = e;
     for (uint32_t g = 0; g < ng; g++) {
         uint32_t j0 = g * (G / 4), j1 = j0 + G / 4 < C4 ? j0 + G / 4 : C4;
-        __m256i c = _mm256_setzero_si256();
-        c = 4 * j1 <= w->cols ? il_quads(wq, a, j0, j1, w->cols, 0, c) : il_quads(wq, a, j0, j1, w->cols, 1, c);
+        __m256i c = 4 * j1 <= w->cols ? il_quads(wq, a, j0, j1, w->cols, 0) : il_quads(wq, a, j0, j1, w->cols, 1);
         __m256i mz = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(wm + 8 * (size_t)g)));
         il_scale(c, 0, sh[g], mz, _mm256_srli_epi64(mz, 32), &e, &o);   /* signed products: no offset */
     }
     il_rows8(e, o, acc);
 }
 
-/* Quads j0 .. j1-1 of a row block times four tokens (a0 .. a3), as il_quads: each
- * weight vector is loaded, and its magnitude taken, once for the four. */
-static inline __attribute__((always_inline)) void il4_quads(const int8_t *wq, const int8_t *a0, const int8_t *a1,
-                                                            const int8_t *a2, const int8_t *a3, uint32_t j0,
+/* Quads j0 .. j1-1 of a row block times four tokens, as il_quads: each weight vector
+ * is loaded, and its magnitude taken, once for the four. */
+static inline __attribute__((always_inline)) void il4_quads(const int8_t *wq, const int8_t *const a[4], uint32_t j0,
                                                             uint32_t j1, uint32_t cols, int tail, __m256i c[4])
 {
     const __m256i ones = _mm256_set1_epi16(1);
-    const int8_t *at[4] = { a0, a1, a2, a3 };
     for (uint32_t j = j0; j < j1; j++) {
         __m256i W = _mm256_loadu_si256((const __m256i *)(const void *)(wq + 32 * (size_t)j));
         __m256i aw = _mm256_abs_epi8(W);
 #pragma GCC unroll 4
         for (int t = 0; t < 4; t++) {
-            uint32_t v;
-            if (tail)
-                v = nn_a8_quad(at[t], 4 * j, cols);
-            else
-                memcpy(&v, at[t] + 4 * j, 4);
-            __m256i x = _mm256_sign_epi8(_mm256_set1_epi32((int32_t)v), W);
+            __m256i x = _mm256_sign_epi8(_mm256_set1_epi32(nn_a8_quad_at(a[t], 4 * j, cols, tail)), W);
             c[t] = _mm256_add_epi32(c[t], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, x), ones));
         }
     }
@@ -942,7 +930,6 @@ static void il4_avx2(const nn_q8_mat *w, uint32_t rb, const int8_t *const a[4], 
     uint32_t C4 = (w->cols + 3) / 4, ng = w->ngroups, G = w->group;
     const int8_t *wq = w->q + (size_t)rb * C4 * 32;
     const uint16_t *wm = w->m + (size_t)rb * ng * 8;
-    const int8_t *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3];
     __m256i e[4], o[4];
 #pragma GCC unroll 4
     for (int t = 0; t < 4; t++)
@@ -954,9 +941,9 @@ static void il4_avx2(const nn_q8_mat *w, uint32_t rb, const int8_t *const a[4], 
         for (int t = 0; t < 4; t++)
             c[t] = _mm256_setzero_si256();
         if (4 * j1 <= w->cols)
-            il4_quads(wq, a0, a1, a2, a3, j0, j1, w->cols, 0, c);
+            il4_quads(wq, a, j0, j1, w->cols, 0, c);
         else
-            il4_quads(wq, a0, a1, a2, a3, j0, j1, w->cols, 1, c);
+            il4_quads(wq, a, j0, j1, w->cols, 1, c);
         __m256i mz = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(wm + 8 * (size_t)g)));
         __m256i mo = _mm256_srli_epi64(mz, 32);
 #pragma GCC unroll 4

@@ -254,18 +254,6 @@ static inline __attribute__((always_inline)) int64_t row_a8(const int8_t *q, con
  * (kernels_x86.h) corrects, shifts and scales them.
  */
 
-/* Four activation bytes at i as one int32, to broadcast: a plain load where all four
- * are columns (tail 0), nn_a8_quad for the last, ragged quad (tail 1). */
-static inline __attribute__((always_inline)) int32_t aquad(const int8_t *a, uint32_t i, uint32_t cols, int tail)
-{
-    int32_t v;
-    if (tail)
-        v = (int32_t)nn_a8_quad(a, i, cols);   /* padding q = 0 is u = 128: it must meet 0 */
-    else
-        memcpy(&v, a + i, 4);
-    return v;
-}
-
 static inline __attribute__((always_inline)) __m256i wld(const uint8_t *wq, uint32_t j)
 {
     return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(wq + 32 * (size_t)j)),
@@ -283,13 +271,13 @@ static inline __attribute__((always_inline)) __m256i il_quads_r1(const uint8_t *
     for (uint32_t p = 32 * j0; p < 32 * j1; p += 64)
         _mm_prefetch((const char *)(wq + p) + PF_DIST, _MM_HINT_T0);
     for (; j + 4 <= j1; j += 4) {
-        c0 = _mm256_dpbusd_epi32(c0, wld(wq, j), _mm256_set1_epi32(aquad(a, 4 * j, cols, tail)));
-        c1 = _mm256_dpbusd_epi32(c1, wld(wq, j + 1), _mm256_set1_epi32(aquad(a, 4 * j + 4, cols, tail)));
-        c2 = _mm256_dpbusd_epi32(c2, wld(wq, j + 2), _mm256_set1_epi32(aquad(a, 4 * j + 8, cols, tail)));
-        c3 = _mm256_dpbusd_epi32(c3, wld(wq, j + 3), _mm256_set1_epi32(aquad(a, 4 * j + 12, cols, tail)));
+        c0 = _mm256_dpbusd_epi32(c0, wld(wq, j), _mm256_set1_epi32(nn_a8_quad_at(a, 4 * j, cols, tail)));
+        c1 = _mm256_dpbusd_epi32(c1, wld(wq, j + 1), _mm256_set1_epi32(nn_a8_quad_at(a, 4 * j + 4, cols, tail)));
+        c2 = _mm256_dpbusd_epi32(c2, wld(wq, j + 2), _mm256_set1_epi32(nn_a8_quad_at(a, 4 * j + 8, cols, tail)));
+        c3 = _mm256_dpbusd_epi32(c3, wld(wq, j + 3), _mm256_set1_epi32(nn_a8_quad_at(a, 4 * j + 12, cols, tail)));
     }
     for (; j < j1; j++)
-        c0 = _mm256_dpbusd_epi32(c0, wld(wq, j), _mm256_set1_epi32(aquad(a, 4 * j, cols, tail)));
+        c0 = _mm256_dpbusd_epi32(c0, wld(wq, j), _mm256_set1_epi32(nn_a8_quad_at(a, 4 * j, cols, tail)));
     return _mm256_add_epi32(_mm256_add_epi32(c0, c1), _mm256_add_epi32(c2, c3));
 }
 
@@ -369,7 +357,7 @@ static inline __attribute__((always_inline)) void il_quads_z8(const uint8_t *wa,
         __m512i W = zwld(wa, wb, j);
 #pragma GCC unroll 8
         for (int k = 0; k < 8; k++)
-            c[k] = _mm512_dpbusd_epi32(c[k], W, _mm512_set1_epi32(aquad(a[k], 4 * j, cols, tail)));
+            c[k] = _mm512_dpbusd_epi32(c[k], W, _mm512_set1_epi32(nn_a8_quad_at(a[k], 4 * j, cols, tail)));
     }
 }
 
