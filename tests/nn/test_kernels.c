@@ -126,6 +126,25 @@ static void run_case(const nn_kernels *k, uint32_t rows, uint32_t cols, uint32_t
         for (uint32_t g = 0; extreme && g < ng; g++)
             assert_int_equal(sh[(size_t)t * sstride + g], 9);
     }
+    /* The same weights interleaved (NN_DT_Q8G8, numerics version 2) when the group
+     * allows it: the same results. */
+    nn_q8_mat il = x.w;
+    int8_t *qi = NULL;
+    uint16_t *mi = NULL;
+    if (group % 4 == 0) {
+        size_t qb = (size_t)(rows + 7) / 8 * ((cols + 3) / 4) * 32, mb = (size_t)(rows + 7) / 8 * 8 * ng;
+        il.il = 1;
+        qi = calloc(qb, 1);
+        mi = calloc(mb, 2);
+        for (uint32_t r = 0; r < rows; r++) {
+            for (uint32_t i = 0; i < cols; i++)
+                qi[nn_q8_at(&il, r, i)] = x.q[(size_t)r * cols + i];
+            for (uint32_t g = 0; g < ng; g++)
+                mi[nn_q8_m_at(&il, r, g)] = x.m[(size_t)r * ng + g];
+        }
+        il.q = qi;
+        il.m = mi;
+    }
     /* extreme: a second pass with every int8 activation +-127 at step 0, the bound of
      * the NEON tiles' int16 lanes (two products of 127 * 127 share one). */
     for (int pass = 0; pass <= extreme; pass++) {
@@ -140,6 +159,7 @@ static void run_case(const nn_kernels *k, uint32_t rows, uint32_t cols, uint32_t
                 sh[(size_t)t * sstride + g] = 0;
                 sum[(size_t)t * sstride + g] = tot;
             }
+        a.w = &x.w;
         a.a8 = a8;
         a.ash = sh;
         a.asum = sum;
@@ -152,45 +172,25 @@ static void run_case(const nn_kernels *k, uint32_t rows, uint32_t cols, uint32_t
             assert_memory_equal(ref, bf, (size_t)ntok * ostride * 4);
             free(bf);
         }
-        memset(got, 0, (size_t)ntok * ostride * 4);
-        a.out = got;
-        k->matmul_q8_a8(&a, 0, mid);
-        k->matmul_q8_a8(&a, mid, rows);
-        if (memcmp(ref, got, (size_t)ntok * ostride * 4) != 0) {
-            print_error("kernel %s (int8 activations) differs from ref: rows %u cols %u group %u tokens %u extreme %d\n",
-                        k->name, rows, cols, group, ntok, extreme);
-            fail();
-        }
-        /* The same weights interleaved (NN_DT_Q8G8, numerics version 2) when the group
-         * allows it: the same results. */
-        if (group % 4 == 0) {
-            nn_q8_mat il = x.w;
-            il.il = 1;
-            size_t qb = (size_t)(rows + 7) / 8 * ((cols + 3) / 4) * 32, mb = (size_t)(rows + 7) / 8 * 8 * ng;
-            int8_t *qi = calloc(qb, 1);
-            uint16_t *mi = calloc(mb, 2);
-            for (uint32_t r = 0; r < rows; r++) {
-                for (uint32_t i = 0; i < cols; i++)
-                    qi[nn_q8_at(&il, r, i)] = x.q[(size_t)r * cols + i];
-                for (uint32_t g = 0; g < ng; g++)
-                    mi[nn_q8_m_at(&il, r, g)] = x.m[(size_t)r * ng + g];
-            }
-            il.q = qi;
-            il.m = mi;
-            a.w = &il;
+        /* The kernel on the row-major weights, then on the interleaved ones. */
+        const nn_q8_mat *ws[2] = { &x.w, qi ? &il : NULL };
+        static const char *const what[2] = { "int8 activations", "interleaved weights" };
+        for (int wi = 0; wi < 2 && ws[wi]; wi++) {
+            a.w = ws[wi];
             memset(got, 0, (size_t)ntok * ostride * 4);
+            a.out = got;
             k->matmul_q8_a8(&a, 0, mid);
             k->matmul_q8_a8(&a, mid, rows);
             if (memcmp(ref, got, (size_t)ntok * ostride * 4) != 0) {
-                print_error("kernel %s (interleaved weights) differs from ref: rows %u cols %u group %u tokens %u extreme %d\n",
-                            k->name, rows, cols, group, ntok, extreme);
+                print_error("kernel %s (%s) differs from ref: rows %u cols %u group %u tokens %u extreme %d pass %d\n",
+                            k->name, what[wi], rows, cols, group, ntok, extreme, pass);
                 fail();
             }
-            a.w = &x.w;
-            free(qi);
-            free(mi);
         }
+        a.w = &x.w;
     }
+    free(qi);
+    free(mi);
     free(a8);
     free(sh);
     free(sum);
